@@ -1,0 +1,256 @@
+"""The one Accelerate training loop, shared by every task and both trial kinds.
+
+Model selection is on English dev only (zero-shot). Training state is saved with Accelerate
+every `checkpoint_every` steps into `state_dir`; a rerun with the same `state_dir` resumes from it
+and ends with the same weights as an uninterrupted run (data order is a function of seed and epoch,
+and the RNG states are part of the saved state).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from trainers import heads, metrics
+from trainers.settings import TrainConfig
+from trainers.tasks import Example, Task
+
+
+@dataclass
+class Outcome:
+    """What one fine-tuning run produced; `model` has the selected (best English dev) weights."""
+
+    dev: dict[str, float]
+    best_epoch: int
+    steps: int
+    seconds: float
+    test: dict[str, dict[str, float]] = field(default_factory=dict)  # lang -> metric -> value
+    majority: dict[str, dict[str, float]] = field(default_factory=dict)  # same, most-frequent label
+    n_test: dict[str, int] = field(default_factory=dict)
+    model: Any = None
+
+
+class _EpochBatches(torch.utils.data.Sampler):
+    """Shuffled batches whose order depends only on (seed, epoch): resumable mid-epoch."""
+
+    def __init__(self, n: int, batch_size: int, seed: int) -> None:
+        self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Any:
+        order = torch.randperm(
+            self.n, generator=torch.Generator().manual_seed(self.seed * 1009 + self.epoch)
+        )
+        yield from (
+            order[i : i + self.batch_size].tolist() for i in range(0, self.n, self.batch_size)
+        )
+
+    def __len__(self) -> int:
+        return math.ceil(self.n / self.batch_size)
+
+
+def train_and_evaluate(
+    task: Task,
+    data: dict[str, dict[str, list[Example]]],
+    encoder_dir: Path,
+    config: TrainConfig,
+    seed: int,
+    max_length: int,
+    state_dir: Path | None = None,
+    random_init: bool = False,
+    cpu: bool = True,
+) -> Outcome:
+    """Fine-tune on English train, select on English dev, evaluate every test language zero-shot."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+    from transformers import get_linear_schedule_with_warmup
+    from transformers.utils import logging as hf_logging
+
+    from trainers.encoder import load_tokenizer
+
+    hf_logging.set_verbosity_error()  # the expected "newly initialized head" load report
+    started = time.perf_counter()
+    set_seed(seed)
+    accelerator = Accelerator(cpu=cpu, mixed_precision=config.mixed_precision)
+    tokenizer = load_tokenizer(encoder_dir)
+    model = heads.build_model(task, encoder_dir, random_init=random_init)
+    collate = heads.collator(task, tokenizer)
+    train = heads.encode(task, tokenizer, data["train"]["en"], max_length)
+    sampler = _EpochBatches(len(train), config.batch_size, seed)
+    loader = torch.utils.data.DataLoader(train, batch_sampler=sampler, collate_fn=collate)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
+    total = len(loader) * config.epochs
+    schedule = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total), total)
+    model, optimizer, loader, schedule = accelerator.prepare(model, optimizer, loader, schedule)
+
+    progress = _Progress.load(state_dir)
+    if progress.step:
+        accelerator.load_state(str(state_dir / "state"))
+    best = (
+        _load_best(state_dir, accelerator.unwrap_model(model)) if progress.best_epoch >= 0 else None
+    )
+    dev_sets = {"en": heads.encode(task, tokenizer, data["dev"]["en"], max_length)}
+
+    bar = tqdm(
+        total=total, initial=progress.step, desc=task.name, disable=not accelerator.is_main_process
+    )
+    for epoch in range(progress.step // len(loader), config.epochs):
+        model.train()
+        sampler.set_epoch(epoch)
+        done_in_epoch = progress.step - epoch * len(loader)
+        epoch_loader = (
+            accelerator.skip_first_batches(loader, done_in_epoch) if done_in_epoch else loader
+        )
+        for batch in epoch_loader:
+            loss = model(**batch).loss
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            progress.step += 1
+            bar.update(1)
+            if state_dir is not None and progress.step % config.checkpoint_every == 0:
+                progress.save(accelerator, state_dir)
+        dev = _evaluate(task, model, dev_sets, collate, config.eval_batch_size, accelerator)["en"]
+        key = metrics.primary_metric(task.format)
+        if progress.best_epoch < 0 or dev[key] > progress.best_dev[key]:
+            progress.best_epoch, progress.best_dev = epoch, dev
+            best = {
+                k: v.detach().clone()
+                for k, v in accelerator.unwrap_model(model).state_dict().items()
+            }
+            _save_best(state_dir, best)
+        if state_dir is not None:
+            progress.save(accelerator, state_dir)
+    bar.close()
+
+    final = accelerator.unwrap_model(model)
+    final.load_state_dict(best)
+    outcome = Outcome(
+        dev=progress.best_dev, best_epoch=progress.best_epoch, steps=progress.step, seconds=0.0
+    )
+    if data["test"]:
+        test_sets = {
+            lang: heads.encode(task, tokenizer, examples, max_length)
+            for lang, examples in data["test"].items()
+        }
+        outcome.test = _evaluate(
+            task, model, test_sets, collate, config.eval_batch_size, accelerator
+        )
+        outcome.n_test = {lang: len(rows) for lang, rows in test_sets.items()}
+        outcome.majority = _majority(task, train, test_sets)
+    outcome.model = final
+    outcome.seconds = time.perf_counter() - started
+    return outcome
+
+
+@torch.no_grad()
+def _evaluate(
+    task: Task,
+    model: Any,
+    sets: dict[str, list[dict]],
+    collate: Any,
+    batch_size: int,
+    accelerator: Any,
+) -> dict[str, dict[str, float]]:
+    """Scores per language; all languages go through one loop over length-sorted batches."""
+    model.eval()
+    scores = {}
+    for lang, rows in sets.items():
+        order = sorted(range(len(rows)), key=lambda i: len(rows[i]["input_ids"]))  # little padding
+        gold: list = []
+        pred: list = []
+        for start in range(0, len(order), batch_size):
+            batch = collate([rows[i] for i in order[start : start + batch_size]])
+            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+            logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+            g, p = heads.decode(task, logits.float().cpu(), batch["labels"].cpu())
+            gold += g
+            pred += p
+        scores[lang] = metrics.score(task.format, gold, pred)
+    model.train()
+    return scores
+
+
+def _majority(
+    task: Task, train: list[dict], sets: dict[str, list[dict]]
+) -> dict[str, dict[str, float]]:
+    """Scores of always predicting the most frequent English training label (per token)."""
+
+    def labels_of(row: dict) -> list[int]:
+        labels = row["labels"]
+        return [labels] if isinstance(labels, int) else [x for x in labels if x != -100]
+
+    top = Counter(x for row in train for x in labels_of(row)).most_common(1)[0][0]
+    out = {}
+    for lang, rows in sets.items():
+        if task.format == "classification":
+            gold = [row["labels"] for row in rows]
+            out[lang] = metrics.score(task.format, gold, [top] * len(gold))
+        else:
+            gold = [[task.labels[x] for x in labels_of(row)] for row in rows]
+            out[lang] = metrics.score(
+                task.format, gold, [[task.labels[top]] * len(g) for g in gold]
+            )
+    return out
+
+
+@dataclass
+class _Progress:
+    step: int = 0
+    best_epoch: int = -1
+    best_dev: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, state_dir: Path | None) -> _Progress:
+        path = state_dir / "progress.json" if state_dir else None
+        if path is None or not path.exists():
+            return cls()
+        return cls(**json.loads(path.read_text()))
+
+    def save(self, accelerator: Any, state_dir: Path) -> None:
+        """Training state first, progress last: a kill in between resumes from the older state."""
+        tmp = state_dir / "state.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        accelerator.save_state(str(tmp))
+        shutil.rmtree(state_dir / "state", ignore_errors=True)
+        tmp.rename(state_dir / "state")
+        payload = json.dumps(
+            {"step": self.step, "best_epoch": self.best_epoch, "best_dev": self.best_dev}
+        )
+        (state_dir / "progress.tmp").write_text(payload)
+        (state_dir / "progress.tmp").replace(state_dir / "progress.json")
+
+
+def _save_best(state_dir: Path | None, weights: dict[str, torch.Tensor]) -> None:
+    if state_dir is None:
+        return
+    from safetensors.torch import save_file
+
+    state_dir.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in weights.items()}, str(state_dir / "best.tmp"))
+    (state_dir / "best.tmp").replace(state_dir / "best.safetensors")
+
+
+def _load_best(state_dir: Path | None, model: Any) -> dict[str, torch.Tensor] | None:
+    from safetensors.torch import load_file
+
+    path = state_dir / "best.safetensors" if state_dir else None
+    if path is None or not path.exists():
+        return None
+    weights = load_file(str(path))
+    return {k: weights[k] for k in model.state_dict()}

@@ -1,0 +1,49 @@
+"""Settings of the trainers as frozen pydantic models: light to import (no torch), so configs
+validate before anything heavy loads."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ModelConfig(BaseModel):
+    """Encoder shape. The defaults are the tiny XLM-R-shaped model of the synthetic benchmark."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    hidden_size: int = Field(64, ge=8, le=4096)
+    num_hidden_layers: int = Field(2, ge=1, le=48)
+    num_attention_heads: int = Field(2, ge=1, le=64)
+    intermediate_size: int = Field(256, ge=8, le=16384)
+    max_length: int = Field(64, ge=8, le=512)  # tokens per example, specials included
+    vocab_size: int = Field(1500, ge=100, le=300_000)  # asked of the tokenizer trainer
+    dropout: float = Field(0.1, ge=0, lt=1)  # hidden and attention dropout
+
+
+class PretrainConfig(BaseModel):
+    """MLM pretraining budget in optimizer steps (never seconds: machine load changes speed)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    steps: int = Field(3000, ge=0, le=1_000_000)
+    batch_size: int = Field(64, ge=1, le=4096)
+    lr: float = Field(1e-3, gt=0, lt=1)
+    warmup_steps: int = Field(100, ge=0)
+    mask_prob: float = Field(0.15, gt=0, lt=1)
+    seed: int = 0
+
+
+class TrainConfig(BaseModel):
+    """Fine-tuning hyperparameters, shared by intermediate and target trials."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    lr: float = Field(1e-3, gt=0, lt=1)
+    epochs: int = Field(6, ge=1, le=100)
+    batch_size: int = Field(32, ge=1, le=4096)
+    eval_batch_size: int = Field(256, ge=1, le=65536)
+    warmup_ratio: float = Field(0.06, ge=0, le=0.5)
+    weight_decay: float = Field(0.01, ge=0, le=1)
+    checkpoint_every: int = Field(200, ge=1)  # optimizer steps between saved training states
+    mixed_precision: str = Field("no", pattern=r"^(no|bf16|fp16)$")
+    selection: str = Field("en_dev", pattern=r"^en_dev$")  # zero-shot: never target-language dev
