@@ -7,7 +7,6 @@ label maps) and `tokenizer/`. Every head class loads it intact; heads are always
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -19,27 +18,17 @@ from typing import Any
 
 import torch
 
-from trainers.settings import ModelConfig, PretrainConfig
+from trainers.settings import ModelConfig, PretrainConfig, pretrain_key
 from trainers.world import World, WorldConfig
 
 log = logging.getLogger(__name__)
 
 SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")  # XLM-R's ids 0..4
-FORMAT_VERSION = 1  # bump when the world generator or pretraining code changes what it builds
 
 
 def cache_root() -> Path:
     """Machine-wide cache for pretrained synthetic encoders (`ITX_CACHE`, else ~/.cache/itx)."""
     return Path(os.environ.get("ITX_CACHE", Path.home() / ".cache" / "itx")).expanduser()
-
-
-def pretrain_key(world: WorldConfig, model: ModelConfig, pretrain: PretrainConfig) -> str:
-    """Content hash of everything that determines the pretrained encoder."""
-    payload = json.dumps(
-        [FORMAT_VERSION, world.model_dump(), model.model_dump(), pretrain.model_dump()],
-        sort_keys=True,
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 def train_tokenizer(world: World, model: ModelConfig, seed: int) -> Any:

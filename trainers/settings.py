@@ -3,7 +3,14 @@ validate before anything heavy loads."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 from pydantic import BaseModel, ConfigDict, Field
+
+from trainers.world import WorldConfig
+
+FORMAT_VERSION = 1  # bump when the world generator or pretraining code changes what it builds
 
 
 class ModelConfig(BaseModel):
@@ -47,3 +54,12 @@ class TrainConfig(BaseModel):
     checkpoint_every: int = Field(200, ge=1)  # optimizer steps between saved training states
     mixed_precision: str = Field("no", pattern=r"^(no|bf16|fp16)$")
     selection: str = Field("en_dev", pattern=r"^en_dev$")  # zero-shot: never target-language dev
+
+
+def pretrain_key(world: WorldConfig, model: ModelConfig, pretrain: PretrainConfig) -> str:
+    """Content hash of everything that determines the pretrained encoder."""
+    payload = json.dumps(
+        [FORMAT_VERSION, world.model_dump(), model.model_dump(), pretrain.model_dump()],
+        sort_keys=True,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]

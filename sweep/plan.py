@@ -1,0 +1,101 @@
+"""The trial DAG: pretrain once, one intermediate training per (task, seed), one target trial per
+(intermediate or `none` or `scratch`, seed, target), each keyed by a hash of what determines it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from sweep.config import Experiment
+from trainers.settings import pretrain_key
+
+BASELINE = "none"  # the pretrained encoder with no intermediate training
+SCRATCH = "scratch"  # a random encoder: the no-pretraining control
+
+
+class TrialSpec(BaseModel):
+    """One node of the DAG. `key` addresses its artifacts; `parent` is the key it waits for."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    key: str
+    kind: Literal["pretrain", "intermediate", "target"]
+    intermediate: str | None = None
+    seed: int | None = None
+    target_task: str | None = None
+    parent: str | None = None
+
+    @property
+    def label(self) -> str:
+        parts = [self.kind, self.intermediate, self.target_task]
+        seed = [f"seed={self.seed}"] if self.seed is not None else []
+        return "/".join([p for p in parts if p] + seed)
+
+
+def _hash(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def build_plan(exp: Experiment) -> list[TrialSpec]:
+    """Trials in an order where every parent comes before its children."""
+    pre = TrialSpec(key=pretrain_key(exp.world, exp.model, exp.pretrain), kind="pretrain")
+    fine_tune = [exp.train.model_dump(), exp.data.model_dump(), exp.model.max_length]
+    trials = [pre]
+    encoders = {}
+    for seed in exp.seeds:
+        for name in exp.intermediates:
+            spec = TrialSpec(
+                key=_hash("intermediate", pre.key, name, seed, fine_tune),
+                kind="intermediate",
+                intermediate=name,
+                seed=seed,
+                parent=pre.key,
+            )
+            encoders[name, seed] = spec.key
+            trials.append(spec)
+    parents = [BASELINE, *([SCRATCH] if exp.controls.scratch else []), *exp.intermediates]
+    for seed in exp.seeds:
+        for parent in parents:
+            parent_key = encoders.get((parent, seed), pre.key)
+            for target in exp.targets:
+                key = _hash("target", parent_key, parent, target, seed, fine_tune, exp.languages)
+                trials.append(
+                    TrialSpec(
+                        key=key,
+                        kind="target",
+                        intermediate=parent,
+                        seed=seed,
+                        target_task=target,
+                        parent=parent_key,
+                    )
+                )
+    return trials
+
+
+def summarize_plan(exp: Experiment, trials: list[TrialSpec]) -> dict[str, object]:
+    """Counts per stage, DAG depth and a rough compute estimate, for `itx plan`."""
+    counts = Counter(t.kind for t in trials)
+    depth = {t.key: 0 for t in trials}
+    for t in trials:
+        if t.parent is not None:
+            depth[t.key] = depth[t.parent] + 1
+    steps_per_epoch = -(-exp.data.train // exp.train.batch_size)
+    finetune_steps = (
+        steps_per_epoch * exp.train.epochs * (counts["intermediate"] + counts["target"])
+    )
+    return {
+        "trials": len(trials),
+        "pretrain": counts["pretrain"],
+        "intermediate": counts["intermediate"],
+        "target": counts["target"],
+        "naive_grid_intermediate_trainings": len(exp.intermediates)
+        * len(exp.seeds)
+        * len(exp.targets),
+        "dag_depth": max(depth.values()) + 1,
+        "optimizer_steps": exp.pretrain.steps + finetune_steps,
+        "languages": len(exp.languages),
+    }
