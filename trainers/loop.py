@@ -88,7 +88,14 @@ def train_and_evaluate(
     collate = heads.collator(task, tokenizer)
     train = heads.encode(task, tokenizer, data["train"]["en"], max_length)
     sampler = _EpochBatches(len(train), config.batch_size, seed)
-    loader = torch.utils.data.DataLoader(train, batch_sampler=sampler, collate_fn=collate)
+    # its own generator: creating an iterator would otherwise draw from the global RNG, which a
+    # resumed run restores to after that draw, shifting every dropout mask that follows
+    loader = torch.utils.data.DataLoader(
+        train,
+        batch_sampler=sampler,
+        collate_fn=collate,
+        generator=torch.Generator().manual_seed(seed),
+    )
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )

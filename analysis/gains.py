@@ -1,0 +1,150 @@
+"""From result rows to the tables the models use: difficulty, paired gains and baselines.
+
+Metrics in the rows are fractions in [0, 1]; gains and baseline tables are in points (x100).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from analysis.results import BASELINE, CONTROL
+
+log = logging.getLogger(__name__)
+
+PAIR_KEYS = ["seed", "target_task", "language"]
+
+
+def difficulty_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per (intermediate, seed): English dev score, chance, difficulty and train size.
+
+    `difficulty = 1 - (score - chance) / (1 - chance)`: 0 when the task is solved, 1 at chance.
+    Where chance is undefined (NaN, e.g. an f1 primary metric) it is taken as 0, so difficulty is
+    `1 - score`. The baseline and the control have no intermediate task and are left out.
+    """
+    columns = ["intermediate", "seed", "metric", "score", "chance", "difficulty", "train_size"]
+    picked = rows[
+        (rows["kind"] == "intermediate")
+        & rows["primary"].astype(bool)
+        & ~rows["intermediate"].isin([BASELINE, CONTROL])
+    ]
+    if picked.empty:
+        return pd.DataFrame({c: pd.Series(dtype=_dtype(c)) for c in columns})
+    table = (
+        picked.groupby(["intermediate", "seed"], as_index=False)
+        .agg(
+            metric=("metric", "first"),
+            score=("value", "mean"),
+            chance=("chance", "mean"),
+            train_size=("train_size", "first"),
+        )
+        .sort_values(["intermediate", "seed"], ignore_index=True)
+    )
+    chance = table["chance"].fillna(0.0)
+    table["difficulty"] = 1 - (table["score"] - chance) / (1 - chance)
+    return table[columns]
+
+
+def _select_metric(rows: pd.DataFrame, metric: str) -> pd.Series:
+    if metric == "primary":
+        return rows["primary"].astype(bool)
+    return rows["metric"] == metric
+
+
+def gain_table(rows: pd.DataFrame, metric: str = "primary") -> pd.DataFrame:
+    """Target test rows (not the control) paired with the same seed's baseline, gain in points.
+
+    `metric` is "primary" (each task's official metric) or a metric name such as
+    "token_accuracy". A row whose seed has no baseline result keeps NaN baseline and gain; a row
+    whose (intermediate, seed) has no intermediate result keeps NaN difficulty. Models drop both.
+    """
+    columns = [
+        "intermediate",
+        "seed",
+        "target_task",
+        "language",
+        "metric",
+        "value",
+        "baseline",
+        "gain",
+        "difficulty",
+    ]
+    target = rows[
+        (rows["kind"] == "target") & (rows["split"] == "test") & _select_metric(rows, metric)
+    ]
+    treated = target[~target["intermediate"].isin([BASELINE, CONTROL])]
+    if treated.empty:
+        return pd.DataFrame({c: pd.Series(dtype=_dtype(c)) for c in columns})
+    base = (
+        target[target["intermediate"] == BASELINE]
+        .groupby([*PAIR_KEYS, "metric"], as_index=False)["value"]
+        .mean()
+        .rename(columns={"value": "baseline"})
+    )
+    # The pairing is within seed: seed-level luck in fine-tuning the target cancels in the gain.
+    table = treated[["intermediate", *PAIR_KEYS, "metric", "value"]].merge(
+        base, on=[*PAIR_KEYS, "metric"], how="left", validate="many_to_one"
+    )
+    unpaired = int(table["baseline"].isna().sum())
+    if unpaired:
+        log.warning("%d target results have no same-seed baseline; their gain is NaN", unpaired)
+    table["gain"] = 100 * (table["value"] - table["baseline"])
+    difficulty = difficulty_table(rows)[["intermediate", "seed", "difficulty"]]
+    table = table.merge(difficulty, on=["intermediate", "seed"], how="left", validate="many_to_one")
+    return table.sort_values(
+        ["intermediate", "seed", "target_task", "language"], ignore_index=True
+    )[columns]
+
+
+def baseline_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per target_task x language on the primary test metric, all x100: chance, majority, the
+    scratch control, `none`, then each intermediate (means over seeds).
+
+    Shown next to each other so that transfer a random encoder also gets (shared words) is not
+    read as learned transfer.
+    """
+    target = rows[(rows["kind"] == "target") & (rows["split"] == "test") & rows["primary"]]
+    keys = ["target_task", "language"]
+    if target.empty:
+        return pd.DataFrame(
+            {c: pd.Series(dtype=_dtype(c)) for c in [*keys, "chance", "majority", CONTROL, BASELINE]}
+        )
+    reference = target.groupby(keys).agg(chance=("chance", "mean"), majority=("majority", "mean"))
+    means = target.pivot_table(index=keys, columns="intermediate", values="value", aggfunc="mean")
+    intermediates = sorted(c for c in means.columns if c not in (BASELINE, CONTROL))
+    means = means.reindex(columns=[CONTROL, BASELINE, *intermediates])
+    table = reference.join(means, how="outer") * 100
+    table.columns.name = None
+    return table.reset_index()
+
+
+def _dtype(column: str) -> str:
+    if column in ("seed", "train_size"):
+        return "int64"
+    if column in ("intermediate", "target_task", "language", "metric"):
+        return "object"
+    return "float64"
+
+
+def cell_means(gains: pd.DataFrame) -> pd.DataFrame:
+    """Mean gain over seeds per intermediate x (target_task/language): the heatmap grid."""
+    if gains.empty:
+        return pd.DataFrame()
+    frame = gains.assign(cell=gains["target_task"] + "/" + gains["language"])
+    grid = frame.pivot_table(index="intermediate", columns="cell", values="gain", aggfunc="mean")
+    grid.columns.name = None
+    return grid
+
+
+def seed_means(gains: pd.DataFrame) -> pd.DataFrame:
+    """Per (intermediate, seed): difficulty and mean gain over targets and languages."""
+    usable = gains.dropna(subset=["gain", "difficulty"])
+    if usable.empty:
+        return pd.DataFrame(
+            {"intermediate": [], "seed": [], "difficulty": [], "gain": [], "n": []}
+        ).astype({"seed": np.int64, "n": np.int64})
+    return usable.groupby(["intermediate", "seed"], as_index=False).agg(
+        difficulty=("difficulty", "first"), gain=("gain", "mean"), n=("gain", "size")
+    )

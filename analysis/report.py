@@ -1,0 +1,606 @@
+"""The run report: answer first, then design, figures and tables, from the results store alone.
+
+Writes report.md, a self-contained report.html (figures as base64 PNG, no external files),
+the PNG figures and CSV tables into the run folder, through the same pyarrow filesystem.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from analysis.gains import baseline_table, cell_means, difficulty_table, gain_table, seed_means
+from analysis.models import (
+    NEEDS_THREE,
+    Correlations,
+    MixedFit,
+    TwoStage,
+    correlations,
+    fit_mixed,
+    two_stage,
+)
+from analysis.results import BASELINE, CONTROL, Run, load_run, open_run, trial_counts
+
+log = logging.getLogger(__name__)
+
+MAX_LISTED = 20  # errored/skipped trials listed one by one; the rest are counted
+MAX_ANNOTATED_CELLS = 300  # beyond this the heatmap's numbers would be unreadable
+
+
+@dataclass
+class Block:
+    """One piece of the report, rendered to both Markdown and HTML."""
+
+    kind: str  # "h1", "h2", "p", "list", "table", "figure"
+    text: str = ""
+    items: list[str] = field(default_factory=list)
+    table: pd.DataFrame | None = None
+    name: str = ""  # figure file name
+    png: bytes = b""
+
+
+@dataclass
+class Analysis:
+    """Everything the report shows, computed once from a loaded run."""
+
+    run: Run
+    difficulty: pd.DataFrame
+    gains: pd.DataFrame
+    baselines: pd.DataFrame
+    two_stage: TwoStage
+    correlations: Correlations
+    mixed: MixedFit
+
+
+def analyse(run: Run) -> Analysis:
+    """Tables and models of a loaded run (primary metrics)."""
+    gains = gain_table(run.rows)
+    return Analysis(
+        run=run,
+        difficulty=difficulty_table(run.rows),
+        gains=gains,
+        baselines=baseline_table(run.rows),
+        two_stage=two_stage(gains),
+        correlations=correlations(gains),
+        mixed=fit_mixed(gains),
+    )
+
+
+def write_report(run: str) -> dict[str, str]:
+    """Build the report of `run` and write it into the run folder.
+
+    Returns {name relative to the run folder: where it was written}, e.g. "report.html".
+    """
+    analysis = analyse(load_run(run))
+    blocks = build_blocks(analysis)
+    title = _title(analysis.run)
+    files: dict[str, bytes] = {
+        "tables/gains.csv": _csv(analysis.gains),
+        "tables/baselines.csv": _csv(analysis.baselines),
+        "tables/difficulty.csv": _csv(analysis.difficulty),
+        "tables/intermediates.csv": _csv(analysis.two_stage.means),
+    }
+    files.update({f"figures/{b.name}": b.png for b in blocks if b.kind == "figure"})
+    files["report.md"] = render_markdown(blocks).encode()
+    files["report.html"] = render_html(title, blocks).encode()
+    fs, base = open_run(run)
+    for folder in sorted({f"{base}/{name.rsplit('/', 1)[0]}" for name in files if "/" in name}):
+        fs.create_dir(folder, recursive=True)
+    written = {}
+    for name, data in files.items():
+        with fs.open_output_stream(f"{base}/{name}") as out:
+            out.write(data)
+        written[name] = f"{run.rstrip('/')}/{name}" if "://" in run else f"{base}/{name}"
+    log.info("report of %s: %d files written", run, len(written))
+    return written
+
+
+# ---- content ---------------------------------------------------------------------------------
+
+
+def build_blocks(analysis: Analysis) -> list[Block]:
+    """The report, answer first."""
+    a = analysis
+    blocks = [Block("h1", _title(a.run)), Block("h2", "Answer"), *answer(a)]
+    blocks += [Block("h2", "Design"), *design(a)]
+    blocks += [
+        Block("h2", "Gain by target and language"),
+        Block(
+            "p",
+            "Mean gain over seeds in points of the primary metric (accuracy, or f1 for "
+            "tagging), against the same seed's `none` baseline. Rows are sorted by difficulty.",
+        ),
+        Block("figure", "Gain heatmap", name="gain_heatmap.png", png=heatmap_png(a)),
+        Block("h2", "Difficulty and gain"),
+        Block(
+            "p",
+            "One point per intermediate and seed: its measured difficulty and its mean gain "
+            "over targets and languages. Crosses are the per-intermediate means the two-stage "
+            "test uses; the line is its fit.",
+        ),
+        Block("figure", "Difficulty vs gain", name="difficulty_vs_gain.png", png=scatter_png(a)),
+    ]
+    blocks += [Block("h2", "Two-stage test"), *two_stage_section(a)]
+    blocks += [Block("h2", "Baselines and controls"), *baseline_section(a)]
+    blocks += [Block("h2", "Difficulty of the intermediate tasks"), *difficulty_section(a)]
+    blocks += [Block("h2", "Mixed model (descriptive)"), *mixed_section(a)]
+    blocks += [Block("h2", "Provenance"), *provenance(a.run)]
+    return blocks
+
+
+def _title(run: Run) -> str:
+    return f"itx report: {run.manifest.get('name', 'unnamed run')}"
+
+
+def answer(a: Analysis) -> list[Block]:
+    """The effect of difficulty in one paragraph, or why it cannot be tested."""
+    ts, corr = a.two_stage, a.correlations
+    n = ts.n_intermediates
+    usable = a.gains.dropna(subset=["gain", "difficulty"])
+    scope = (
+        f"Gains are in points of each target's primary metric against the same seed's "
+        f"no-intermediate (`none`) baseline, averaged over {usable['seed'].nunique()} seeds, "
+        f"{usable['target_task'].nunique()} targets and {usable['language'].nunique()} "
+        f"languages; difficulty is 0 for a solved intermediate task and 1 at chance."
+    )
+    if n == 0:
+        return [
+            Block(
+                "p",
+                "**Effect of difficulty: nothing to test.** No target result in this store "
+                "could be paired with a same-seed baseline and an intermediate difficulty.",
+            )
+        ]
+    listing = "; ".join(
+        f"{r.intermediate}: {_num(r.gain, 2, sign=True)} points at difficulty "
+        f"{_num(r.difficulty, 3)}"
+        for r in ts.means.itertuples()
+    )
+    if ts.note and ts.note.startswith(NEEDS_THREE):
+        slope = (
+            f" The slope through these points is {_num(ts.estimate, 2, sign=True)} points per "
+            f"unit of difficulty: a description with no uncertainty attached, not a test."
+            if math.isfinite(ts.estimate)
+            else ""
+        )
+        text = (
+            f"**Effect of difficulty: cannot be tested.** The store has {n} intermediate "
+            f"task{'s' if n != 1 else ''} with both a difficulty and paired gains ({listing})."
+            f"{slope} Difficulty varies only between intermediate tasks, so the test "
+            f"{NEEDS_THREE}; seeds, targets and languages do not add to that count."
+        )
+        return [Block("p", text), Block("p", scope)]
+    if ts.note:
+        return [
+            Block("p", f"**Effect of difficulty: cannot be tested.** {ts.note} ({listing})."),
+            Block("p", scope),
+        ]
+    if ts.exact:
+        perm = (
+            f"exact permutation p = {_p(ts.p_perm)} over all {ts.n_perm:,} orderings of "
+            f"difficulty across intermediates"
+        )
+    else:
+        perm = f"permutation p = {_p(ts.p_perm)} from {ts.n_perm:,} random orderings"
+    excludes = ts.ci_low > 0 or ts.ci_high < 0
+    verdict = (
+        "The interval excludes 0."
+        if excludes
+        else "The interval includes 0: these data do not distinguish the effect from none."
+    )
+    floor = ""
+    if ts.exact and 2 / ts.n_perm > 0.05:
+        floor = (
+            f" With {n} intermediates no ordering can give a permutation p below "
+            f"{_p(2 / ts.n_perm)}, so only a larger set of intermediates could reach 0.05."
+        )
+    text = (
+        f"**Effect of difficulty: {_num(ts.estimate, 2, sign=True)} points of zero-shot gain "
+        f"per unit of difficulty** (95% CI {_num(ts.ci_low, 2)} to {_num(ts.ci_high, 2)}; "
+        f"two-stage OLS of mean gain on mean difficulty over {n} intermediates, "
+        f"t({ts.df}) = {_num(ts.t, 2)}, p = {_p(ts.p_t)}; {perm}). {verdict}{floor} "
+        f"Rank correlation of difficulty with mean gain: Spearman "
+        f"{_num(corr.spearman, 2)}, Kendall {_num(corr.kendall, 2)}."
+    )
+    return [Block("p", text), Block("p", scope)]
+
+
+def design(a: Analysis) -> list[Block]:
+    """Counts of what the store holds and what is missing, then every recorded problem."""
+    rows = a.run.rows
+    target = rows[rows["kind"] == "target"]
+    intermediates = sorted(
+        set(rows["intermediate"].dropna()) - {BASELINE, CONTROL}, key=str
+    )
+    counts = trial_counts(a.run)
+    usable = a.gains.dropna(subset=["gain", "difficulty"])
+    items = [
+        ("intermediate tasks", f"{len(intermediates)} ({', '.join(intermediates) or 'none'})"),
+        ("seeds", _listing(sorted(target["seed"].unique()))),
+        ("target tasks", _listing(sorted(target["target_task"].dropna().unique()))),
+        ("languages", _listing(sorted(target["language"].dropna().unique()))),
+        ("`none` baseline results", str(int((target["intermediate"] == BASELINE).sum()))),
+        ("`scratch` control results", str(int((target["intermediate"] == CONTROL).sum()))),
+        (
+            "gain rows used by the models",
+            f"{len(usable)} of {len(a.gains)} (the rest lack a same-seed baseline or a "
+            "difficulty)",
+        ),
+        ("trials planned (excluding pretraining)", str(counts["planned"])),
+        ("trials finished", str(counts["finished"])),
+        ("trials errored", str(counts["errored"])),
+        ("trials skipped", str(counts["skipped"])),
+        ("trials missing (no result, no status)", str(counts["missing"])),
+    ]
+    if counts["unplanned"]:
+        items.append(("results of trials not in the manifest", str(counts["unplanned"])))
+    table = pd.DataFrame(items, columns=["", "count"])
+    blocks = [Block("table", table=table)]
+    if a.run.problems:
+        blocks += [Block("p", "Problems reading the store:"), Block("list", items=a.run.problems)]
+    for part in ("errored", "skipped"):
+        reasons = a.run.status[part]
+        if reasons:
+            listed = [f"`{k}`: {v}" for k, v in list(reasons.items())[:MAX_LISTED]]
+            if len(reasons) > MAX_LISTED:
+                listed.append(f"... and {len(reasons) - MAX_LISTED} more")
+            blocks += [Block("p", f"Trials {part}:"), Block("list", items=listed)]
+    return blocks
+
+
+def two_stage_section(a: Analysis) -> list[Block]:
+    ts, corr = a.two_stage, a.correlations
+    means = ts.means.rename(
+        columns={
+            "difficulty": "mean difficulty",
+            "gain": "mean gain (points)",
+            "n_seeds": "seeds",
+            "n": "gain rows",
+        }
+    )
+    blocks = [
+        Block(
+            "p",
+            "Stage one averages each intermediate's gains over seeds, targets and languages; "
+            "stage two regresses those means on mean difficulty, so the degrees of freedom "
+            "come from intermediates, the unit that actually varies in difficulty.",
+        ),
+        Block("table", table=_format(means, {"mean difficulty": 3, "mean gain (points)": 2})),
+    ]
+    rows = [
+        ("slope (points per unit difficulty)", _num(ts.estimate, 3)),
+        ("standard error", _num(ts.se, 3)),
+        ("95% CI", f"{_num(ts.ci_low, 3)} to {_num(ts.ci_high, 3)}"),
+        ("t (df)", f"{_num(ts.t, 3)} ({ts.df})"),
+        ("p (t-test)", _p(ts.p_t)),
+        (
+            "p (permutation of difficulty)",
+            f"{_p(ts.p_perm)} ({'exact, ' if ts.exact else ''}{ts.n_perm:,} orderings)",
+        ),
+        ("intercept (gain at difficulty 0)", _num(ts.intercept, 3)),
+        (
+            "Spearman (95% bootstrap CI over seeds)",
+            f"{_num(corr.spearman, 3)} ({_num(corr.spearman_ci[0], 3)} to "
+            f"{_num(corr.spearman_ci[1], 3)})",
+        ),
+        (
+            "Kendall tau-b (95% bootstrap CI over seeds)",
+            f"{_num(corr.kendall, 3)} ({_num(corr.kendall_ci[0], 3)} to "
+            f"{_num(corr.kendall_ci[1], 3)})",
+        ),
+    ]
+    blocks.append(Block("table", table=pd.DataFrame(rows, columns=["", "value"])))
+    notes = [n for n in (ts.note, corr.note) if n]
+    if notes:
+        blocks.append(Block("list", items=list(dict.fromkeys(notes))))
+    return blocks
+
+
+def baseline_section(a: Analysis) -> list[Block]:
+    if a.baselines.empty:
+        return [Block("p", "No target results.")]
+    numeric = [c for c in a.baselines.columns if c not in ("target_task", "language")]
+    return [
+        Block(
+            "p",
+            "Primary test metric x100, means over seeds. `chance` is a uniform guess (blank "
+            "for f1), `majority` always predicts the most frequent English training label, "
+            "`scratch` is a never-pretrained encoder fine-tuned the same way, `none` the "
+            "pretrained encoder without an intermediate task. Scores near `scratch` come from "
+            "shared words rather than learned transfer.",
+        ),
+        Block("table", table=_format(a.baselines, dict.fromkeys(numeric, 1))),
+    ]
+
+
+def difficulty_section(a: Analysis) -> list[Block]:
+    if a.difficulty.empty:
+        return [Block("p", "No intermediate results.")]
+    table = a.difficulty.copy()
+    return [
+        Block(
+            "p",
+            "English dev score on the primary metric; difficulty = 1 - (score - chance) / "
+            "(1 - chance).",
+        ),
+        Block("table", table=_format(table, {"score": 3, "chance": 3, "difficulty": 3})),
+    ]
+
+
+def mixed_section(a: Analysis) -> list[Block]:
+    m, n = a.mixed, a.two_stage.n_intermediates
+    caution = (
+        f"This model uses every gain row, but difficulty varies only between the {n} "
+        "intermediate tasks, so its standard error treats seeds, targets and languages as "
+        "independent evidence about difficulty. With few intermediates its Wald p is "
+        "anti-conservative (it rejects a true null well over 5% of the time): it is not the "
+        "test to trust here; the two-stage test above is."
+    )
+    if not m.ok:
+        blocks = [Block("p", f"Not fitted: {m.reason}."), Block("p", caution)]
+        if m.warnings:
+            blocks.append(Block("list", items=m.warnings))
+        return blocks
+    rows = [
+        ("difficulty (points per unit)", _num(m.estimate, 3)),
+        ("standard error", _num(m.se, 3)),
+        ("95% Wald CI", f"{_num(m.ci_low, 3)} to {_num(m.ci_high, 3)}"),
+        ("Wald p (miscalibrated with few intermediates; not the test)", _p(m.wald_p)),
+        ("intercept", _num(m.intercept, 3)),
+        *(
+            (f"SD of {name} (points)", _num(math.sqrt(max(v, 0.0)), 3))
+            for name, v in m.variance.items()
+        ),
+        ("REML log-likelihood", _num(m.llf, 2)),
+        ("optimizer kept (best of tried)", f"{m.method} (converged: {m.converged})"),
+        (
+            "optimizers tried: log-likelihood",
+            ", ".join(f"{k} {_num(v, 2)}" for k, v in m.attempts.items()),
+        ),
+        ("rows; levels", f"{m.n_obs}; " + ", ".join(f"{k} {v}" for k, v in m.levels.items())),
+    ]
+    blocks = [
+        Block(
+            "p",
+            "`gain ~ difficulty` with crossed random intercepts for target task, language "
+            "within target, and seed (REML).",
+        ),
+        Block("table", table=pd.DataFrame(rows, columns=["", "value"])),
+        Block("p", caution),
+    ]
+    blocks.append(Block("p", "Fit warnings:" if m.warnings else "Fit warnings: none."))
+    if m.warnings:
+        blocks.append(Block("list", items=m.warnings))
+    return blocks
+
+
+def provenance(run: Run) -> list[Block]:
+    manifest = run.manifest
+    versions = manifest.get("versions") or {}
+    items = [
+        f"run: {manifest.get('name', 'unknown')}",
+        f"created: {manifest.get('created', 'unknown')}",
+        f"git commit: {manifest.get('git_commit') or 'unknown'}",
+        "versions: " + (", ".join(f"{k} {v}" for k, v in versions.items()) or "unknown"),
+    ]
+    return [Block("list", items=items)]
+
+
+# ---- figures ---------------------------------------------------------------------------------
+
+
+def _png(fig: Figure) -> bytes:
+    buffer = io.BytesIO()
+    # No "Software" tag: it would embed a web address in every PNG.
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def _empty(fig: Figure, text: str) -> bytes:
+    ax = fig.subplots()
+    ax.text(0.5, 0.5, text, ha="center", va="center")
+    ax.set_axis_off()
+    return _png(fig)
+
+
+def heatmap_png(a: Analysis) -> bytes:
+    """Rows intermediates (by mean difficulty), columns target/language, mean gain over seeds."""
+    grid = cell_means(a.gains)
+    if grid.empty:
+        return _empty(Figure(figsize=(5, 2)), "no paired gains")
+    order = a.two_stage.means["intermediate"].tolist()
+    order += sorted(set(grid.index) - set(order))
+    grid = grid.reindex(order)
+    difficulty = a.two_stage.means.set_index("intermediate")["difficulty"]
+    labels = [
+        f"{name} (d={difficulty[name]:.2f})" if name in difficulty.index else str(name)
+        for name in grid.index
+    ]
+    n_rows, n_cols = grid.shape
+    fig = Figure(figsize=(max(5.0, 0.7 * n_cols + 3), max(2.0, 0.45 * n_rows + 1.5)))
+    ax = fig.subplots()
+    values = grid.to_numpy(float)
+    finite = values[np.isfinite(values)]
+    limit = float(np.abs(finite).max()) if finite.size else 1.0
+    limit = limit or 1.0
+    image = ax.imshow(values, cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
+    ax.set_xticks(range(n_cols), list(grid.columns), rotation=45, ha="right")
+    ax.set_yticks(range(n_rows), labels)
+    if values.size <= MAX_ANNOTATED_CELLS:
+        for (i, j), value in np.ndenumerate(values):
+            if np.isfinite(value):
+                dark = abs(value) > 0.6 * limit
+                ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=8,
+                        color="white" if dark else "black")  # fmt: skip
+    fig.colorbar(image, ax=ax, label="gain (points)")
+    ax.set_title("Mean gain over seeds vs the same seed's `none` baseline")
+    return _png(fig)
+
+
+def scatter_png(a: Analysis) -> bytes:
+    """One point per intermediate x seed, per-intermediate means, and the two-stage line."""
+    points = seed_means(a.gains)
+    if points.empty:
+        return _empty(Figure(figsize=(5, 2)), "no gains with a difficulty")
+    fig = Figure(figsize=(6.5, 4.2))
+    ax = fig.subplots()
+    names = sorted(points["intermediate"].unique(), key=str)
+    colors = _colors(len(names))
+    means = a.two_stage.means.set_index("intermediate")
+    for name, color in zip(names, colors, strict=True):
+        part = points[points["intermediate"] == name]
+        ax.scatter(part["difficulty"], part["gain"], color=color, alpha=0.7, label=name)
+        if name in means.index:
+            ax.scatter([means.loc[name, "difficulty"]], [means.loc[name, "gain"]],
+                       color=color, marker="x", s=80)  # fmt: skip
+    ts = a.two_stage
+    if math.isfinite(ts.estimate) and math.isfinite(ts.intercept):
+        xs = np.linspace(points["difficulty"].min(), points["difficulty"].max(), 2)
+        ax.plot(xs, ts.intercept + ts.estimate * xs, color="black", linewidth=1,
+                label=f"two-stage fit: {ts.estimate:+.2f} per unit")  # fmt: skip
+    ax.axhline(0, color="grey", linewidth=0.8, linestyle="--")
+    ax.set_xlabel("difficulty (0 solved, 1 chance)")
+    ax.set_ylabel("mean gain over targets and languages (points)")
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
+    return _png(fig)
+
+
+def _colors(n: int) -> list[tuple[float, ...]]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if n <= 10 else "tab20"]
+    return [tuple(cmap(i % cmap.N)) for i in range(n)]
+
+
+# ---- rendering -------------------------------------------------------------------------------
+
+
+def _num(value: float, digits: int, sign: bool = False) -> str:
+    if value is None or not math.isfinite(float(value)):
+        return "n/a" if value is None or math.isnan(float(value)) else str(value)
+    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
+
+
+def _p(value: float) -> str:
+    if not math.isfinite(value):
+        return "n/a"
+    if value < 1e-4:
+        return "< 0.0001"
+    return f"{value:.3g}"
+
+
+def _listing(values: Sequence[object]) -> str:
+    return f"{len(values)} ({', '.join(map(str, values)) or 'none'})"
+
+
+def _format(table: pd.DataFrame, digits: dict[str, int]) -> pd.DataFrame:
+    """Strings for display: fixed decimals per column, blank for NaN."""
+    out = table.copy()
+    for column, d in digits.items():
+        if column in out:
+            out[column] = [
+                "" if pd.isna(v) else f"{float(v):.{d}f}" for v in out[column].tolist()
+            ]
+    return out.astype(str).replace({"None": "", "nan": ""})
+
+
+def _csv(table: pd.DataFrame) -> bytes:
+    return table.to_csv(index=False).encode()
+
+
+def render_markdown(blocks: list[Block]) -> str:
+    """GitHub-flavoured Markdown; figures link to figures/<name>."""
+    parts = []
+    for b in blocks:
+        if b.kind == "h1":
+            parts.append(f"# {b.text}")
+        elif b.kind == "h2":
+            parts.append(f"## {b.text}")
+        elif b.kind == "p":
+            parts.append(b.text)
+        elif b.kind == "list":
+            parts.append("\n".join(f"- {item}" for item in b.items))
+        elif b.kind == "table" and b.table is not None:
+            parts.append(_markdown_table(b.table))
+        elif b.kind == "figure":
+            parts.append(f"![{b.text}](figures/{b.name})")
+    return "\n\n".join(parts) + "\n"
+
+
+def _markdown_table(table: pd.DataFrame) -> str:
+    def cell(value: object) -> str:
+        return str(value).replace("|", "\\|").replace("\n", " ")
+
+    header = "| " + " | ".join(cell(c) for c in table.columns) + " |"
+    rule = "|" + "|".join("---" for _ in table.columns) + "|"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(False)]
+    return "\n".join([header, rule, *body])
+
+
+STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto;
+       padding: 0 1rem; color: #222; line-height: 1.45; }
+h1 { font-size: 1.6rem; } h2 { font-size: 1.25rem; margin-top: 2rem;
+     border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; margin: 0.8rem 0; font-size: 0.9rem; }
+th, td { border: 1px solid #ccc; padding: 0.2rem 0.5rem; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+th { background: #f3f3f3; }
+img { max-width: 100%; }
+code { background: #f3f3f3; padding: 0 0.2rem; }
+"""
+
+
+def _inline(text: str) -> str:
+    """Escape, then the two Markdown marks the report uses: **bold** and `code`."""
+    out = html.escape(text)
+    out = _pairs(out, "**", "<strong>", "</strong>")
+    return _pairs(out, "`", "<code>", "</code>")
+
+
+def _pairs(text: str, mark: str, start: str, end: str) -> str:
+    pieces = text.split(mark)
+    if len(pieces) % 2 == 0:  # unbalanced: leave as written
+        return text
+    return "".join(
+        piece if i % 2 == 0 else f"{start}{piece}{end}" for i, piece in enumerate(pieces)
+    )
+
+
+def render_html(title: str, blocks: list[Block]) -> str:
+    """One self-contained page: inline CSS, figures as data URIs, no external references."""
+    render: dict[str, Callable[[Block], str]] = {
+        "h1": lambda b: f"<h1>{_inline(b.text)}</h1>",
+        "h2": lambda b: f"<h2>{_inline(b.text)}</h2>",
+        "p": lambda b: f"<p>{_inline(b.text)}</p>",
+        "list": lambda b: "<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in b.items) + "</ul>",
+        "table": lambda b: _html_table(b.table) if b.table is not None else "",
+        "figure": lambda b: (
+            f'<figure><img alt="{html.escape(b.text)}" src="data:image/png;base64,'
+            f'{base64.b64encode(b.png).decode()}"></figure>'
+        ),
+    }
+    body = "\n".join(render[b.kind](b) for b in blocks)
+    return (
+        "<!DOCTYPE html>\n"
+        f'<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{STYLE}</style></head>\n<body>\n{body}\n</body></html>\n"
+    )
+
+
+def _html_table(table: pd.DataFrame) -> str:
+    head = "".join(f"<th>{_inline(str(c))}</th>" for c in table.columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_inline(str(v))}</td>" for v in row) + "</tr>"
+        for row in table.itertuples(False)
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

@@ -1,0 +1,217 @@
+"""Read a run folder of the results store (local path or object-store URI) into one table.
+
+Only pandas and pyarrow: reports build on a laptop from the store alone, without Ray or torch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+log = logging.getLogger(__name__)
+
+BASELINE = "none"  # the pretrained encoder with no intermediate training
+CONTROL = "scratch"  # a random, never pretrained encoder fine-tuned the same way
+
+ROW_DTYPES: dict[str, str] = {
+    "kind": "object",
+    "intermediate": "object",
+    "seed": "int64",
+    "target_task": "object",
+    "language": "object",
+    "split": "object",
+    "metric": "object",
+    "value": "float64",
+    "n_examples": "int64",
+    "primary": "bool",
+    "chance": "float64",
+    "majority": "float64",
+    "train_size": "int64",
+    "trial_key": "object",
+    "encoder_sha": "object",
+    "seconds": "float64",
+}
+# One measurement; a second row with the same identity is a duplicate and would be counted twice.
+ROW_IDENTITY = ("kind", "intermediate", "seed", "target_task", "language", "split", "metric")
+
+
+@dataclass
+class Run:
+    """A loaded run: its manifest, every readable result row, its status and what went wrong."""
+
+    manifest: dict[str, Any]
+    rows: pd.DataFrame
+    status: dict[str, dict[str, str]] = field(
+        default_factory=lambda: {"errored": {}, "skipped": {}}
+    )
+    problems: list[str] = field(default_factory=list)
+
+
+def open_run(run: str) -> tuple[pafs.FileSystem, str]:
+    """Filesystem and base path of a run folder; a plain path is local and made absolute."""
+    if "://" not in run:
+        return pafs.LocalFileSystem(), Path(run).expanduser().resolve().as_posix()
+    fs, base = pafs.FileSystem.from_uri(run)
+    return fs, base.rstrip("/")
+
+
+def empty_rows() -> pd.DataFrame:
+    """A zero-row table with the store's columns and dtypes."""
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in ROW_DTYPES.items()})
+
+
+def load_run(run: str) -> Run:
+    """Manifest, status and all result rows of `run`.
+
+    Unreadable or malformed files (truncated parquet, missing columns, bad JSON) are skipped and
+    described in `problems`; only a folder with neither a manifest nor results raises
+    FileNotFoundError.
+    """
+    fs, base = open_run(run)
+    problems: list[str] = []
+    manifest = _read_json(fs, f"{base}/manifest.json", problems)
+    status = _read_json(fs, f"{base}/status.json", problems)
+    results_dir = f"{base}/results"
+    if manifest is None and fs.get_file_info(results_dir).type != pafs.FileType.Directory:
+        raise FileNotFoundError(f"{run}: no manifest.json and no results/; is this a run folder?")
+    if manifest is None:
+        problems.append("manifest.json is missing or unreadable; trial counts are unknown")
+    status = _clean_status(status, problems)
+    rows = _read_results(fs, results_dir, problems)
+    for problem in problems:
+        log.warning("%s: %s", run, problem)
+    return Run(manifest=manifest or {}, rows=rows, status=status, problems=problems)
+
+
+def _read_json(fs: pafs.FileSystem, path: str, problems: list[str]) -> Any:
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        return None
+    name = path.rsplit("/", 1)[-1]
+    try:
+        with fs.open_input_stream(path) as stream:
+            payload = json.loads(stream.read())
+    except (OSError, ValueError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        problems.append(f"{name}: unreadable, ignored ({_short(err)})")
+        return None
+    if not isinstance(payload, dict):
+        problems.append(f"{name}: not a JSON object, ignored")
+        return None
+    return payload
+
+
+def _clean_status(status: Any, problems: list[str]) -> dict[str, dict[str, str]]:
+    clean: dict[str, dict[str, str]] = {"errored": {}, "skipped": {}}
+    if status is None:
+        return clean
+    for part in clean:
+        value = status.get(part, {})
+        if isinstance(value, dict):
+            clean[part] = {str(k): str(v) for k, v in value.items()}
+        else:
+            problems.append(f"status.json: {part!r} is not an object, ignored")
+    return clean
+
+
+def _read_results(fs: pafs.FileSystem, results_dir: str, problems: list[str]) -> pd.DataFrame:
+    selector = pafs.FileSelector(results_dir, allow_not_found=True)
+    # Writers leave `.tmp-*` files while renaming; only finished `.parquet` files are results.
+    infos = sorted(
+        (i for i in fs.get_file_info(selector) if i.is_file and i.path.endswith(".parquet")),
+        key=lambda i: i.path,
+    )
+    frames = []
+    for info in infos:
+        frame = _read_one(fs, info.path, problems)
+        if frame is not None and not frame.empty:
+            frames.append(frame)
+    if not frames:
+        return empty_rows()
+    rows = pd.concat(frames, ignore_index=True)
+    duplicated = rows.duplicated(list(ROW_IDENTITY), keep="first")
+    if duplicated.any():
+        keys = sorted(rows.loc[duplicated, "trial_key"].astype(str).unique())
+        problems.append(
+            f"{int(duplicated.sum())} duplicate rows (same trial, language, metric) ignored; "
+            f"first kept; files of trials {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}"
+        )
+        rows = rows.loc[~duplicated].reset_index(drop=True)
+    return rows
+
+
+def _read_one(fs: pafs.FileSystem, path: str, problems: list[str]) -> pd.DataFrame | None:
+    name = "results/" + path.rsplit("/", 1)[-1]
+    try:
+        with fs.open_input_file(path) as handle:
+            table = pq.read_table(handle)
+    except (pa.ArrowException, OSError, ValueError) as err:
+        problems.append(f"{name}: unreadable (truncated or corrupt?), skipped ({_short(err)})")
+        return None
+    missing = [c for c in ROW_DTYPES if c not in table.column_names]
+    if missing:
+        problems.append(f"{name}: missing columns {', '.join(missing)}, skipped")
+        return None
+    frame = table.select(list(ROW_DTYPES)).to_pandas()
+    try:
+        return _coerce(frame)
+    except (TypeError, ValueError) as err:
+        problems.append(f"{name}: columns of unexpected type, skipped ({_short(err)})")
+        return None
+
+
+def _coerce(frame: pd.DataFrame) -> pd.DataFrame:
+    """Store dtypes; nulls in the integer or flag columns make the file unusable (ValueError)."""
+    out = frame.copy()
+    for column, dtype in ROW_DTYPES.items():
+        if dtype == "object":
+            # Arrow nulls arrive as None; keep None rather than the string "None".
+            out[column] = out[column].astype(object).where(out[column].notna(), None)
+        elif dtype == "bool":
+            if out[column].isna().any():
+                raise ValueError(f"{column} has nulls")
+            out[column] = out[column].astype(bool)
+        elif dtype == "int64":
+            if out[column].isna().any():
+                raise ValueError(f"{column} has nulls")
+            out[column] = out[column].astype(np.int64)
+        else:
+            out[column] = pd.to_numeric(out[column]).astype(np.float64)
+    return out
+
+
+def trial_counts(run: Run) -> dict[str, int]:
+    """Planned (non-pretrain), finished, errored, skipped and missing trials.
+
+    A trial is finished when rows carry its key; missing means planned but neither finished nor
+    listed in status.json (still running, never started, or its file was unreadable).
+    """
+    planned = {
+        t["key"]
+        for t in run.manifest.get("trials", [])
+        if isinstance(t, dict) and t.get("kind") != "pretrain" and "key" in t
+    }
+    finished = set(run.rows["trial_key"].dropna().astype(str))
+    errored = set(run.status["errored"]) - finished
+    skipped = set(run.status["skipped"]) - finished - errored
+    missing = planned - finished - errored - skipped
+    return {
+        "planned": len(planned),
+        "finished": len(finished & planned) if planned else len(finished),
+        "errored": len(errored),
+        "skipped": len(skipped),
+        "missing": len(missing),
+        "unplanned": len(finished - planned) if planned else 0,
+    }
+
+
+def _short(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return (text[0] if text else type(err).__name__)[:200]

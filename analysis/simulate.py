@@ -1,0 +1,212 @@
+"""Simulated sweeps with a known effect of difficulty: rows in the store schema, and run folders.
+
+Used by the tests (a planted slope must be recovered, a zero slope must not be found) and to
+look at a report without running a sweep.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Collection, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from analysis.results import BASELINE, CONTROL, ROW_DTYPES, open_run
+
+INTERMEDIATE_LABELS = 4  # intermediate tasks are 4-way classification: chance 0.25
+TARGET_LABELS = 3  # classification targets are 3-way (NLI-like)
+TAGS = 17  # tagging targets: UD-like tag set
+
+
+def simulate_rows(
+    rng: np.random.Generator,
+    slope: float,
+    n_intermediate: int,
+    n_seed: int,
+    targets: Sequence[str] = ("nli", "pos"),
+    languages: Sequence[str] = ("en", "ov80", "ov50", "sov50", "fake"),
+    *,
+    intercept: float = 2.0,
+    difficulties: Sequence[float] | None = None,
+    difficulty_noise: float = 0.02,
+    sd_target: float = 1.0,
+    sd_language: float = 1.0,
+    sd_seed: float = 1.0,
+    sd_intermediate: float = 0.0,
+    sd_residual: float = 1.0,
+    tagging: Collection[str] = ("pos",),
+    scratch: bool = True,
+) -> pd.DataFrame:
+    """Intermediate, baseline, control and target rows in the store schema.
+
+    Gain in points = intercept + slope * difficulty + target + language-within-target + seed
+    (+ intermediate) + residual, all random effects normal with the given sds. The true
+    difficulty of intermediate i is `difficulties[i]` (default evenly spread over 0.1..0.8);
+    each seed measures it with `difficulty_noise`. Targets in `tagging` report f1 (primary,
+    chance NaN) and token_accuracy; others report accuracy. Baselines differ by seed, so
+    pairing with the wrong seed's baseline adds visible noise.
+    """
+    names = [f"task{i:02d}" for i in range(n_intermediate)]
+    true_difficulty = np.asarray(
+        difficulties if difficulties is not None else np.linspace(0.1, 0.8, n_intermediate),
+        dtype=float,
+    )
+    if len(true_difficulty) != n_intermediate:
+        raise ValueError(f"difficulties has {len(true_difficulty)} values, not {n_intermediate}")
+    seeds = list(range(n_seed))
+    target_effect = {t: rng.normal(0, sd_target) for t in targets}
+    language_effect = {(t, lang): rng.normal(0, sd_language) for t in targets for lang in languages}
+    seed_effect = {s: rng.normal(0, sd_seed) for s in seeds}
+    intermediate_effect = {name: rng.normal(0, sd_intermediate) for name in names}
+    # Baseline scores: English highest, other languages lower; every seed has its own luck.
+    base_language = {
+        (t, lang): (0.75 if lang == "en" else rng.uniform(0.45, 0.65))
+        for t in targets
+        for lang in languages
+    }
+    base_seed = {(t, s): rng.normal(0, 0.02) for t in targets for s in seeds}
+    baseline = {
+        (t, lang, s): base_language[t, lang] + base_seed[t, s] + rng.normal(0, 0.005)
+        for t in targets
+        for lang in languages
+        for s in seeds
+    }
+
+    records: list[dict[str, Any]] = []
+
+    def add(**row: Any) -> None:
+        records.append(
+            {
+                "n_examples": 500,
+                "train_size": 2000,
+                "encoder_sha": f"sha-{row['trial_key']}",
+                "seconds": 60.0,
+                **row,
+            }
+        )
+
+    measured: dict[tuple[str, int], float] = {}
+    for name, difficulty in zip(names, true_difficulty, strict=True):
+        for seed in seeds:
+            d = float(np.clip(difficulty + rng.normal(0, difficulty_noise), 0, 1))
+            chance = 1 / INTERMEDIATE_LABELS
+            score = chance + (1 - chance) * (1 - d)
+            measured[name, seed] = 1 - (score - chance) / (1 - chance)
+            add(
+                kind="intermediate",
+                intermediate=name,
+                seed=seed,
+                target_task=None,
+                language="en",
+                split="dev",
+                metric="accuracy",
+                value=score,
+                primary=True,
+                chance=chance,
+                majority=np.nan,
+                trial_key=f"intermediate-{name}-s{seed}",
+            )
+
+    parents = [BASELINE, *([CONTROL] if scratch else []), *names]
+    for seed in seeds:
+        for parent in parents:
+            for target in targets:
+                key = f"target-{parent}-{target}-s{seed}"
+                for lang in languages:
+                    if parent == BASELINE:
+                        value = baseline[target, lang, seed]
+                    elif parent == CONTROL:
+                        # a random encoder: near majority, a little above from shared words
+                        value = 0.36 + rng.normal(0, 0.01)
+                    else:
+                        gain = (
+                            intercept
+                            + slope * measured[parent, seed]
+                            + target_effect[target]
+                            + language_effect[target, lang]
+                            + seed_effect[seed]
+                            + intermediate_effect[parent]
+                            + rng.normal(0, sd_residual)
+                        )
+                        value = baseline[target, lang, seed] + gain / 100
+                    value = float(np.clip(value, 0, 1))
+                    common = {
+                        "kind": "target",
+                        "intermediate": parent,
+                        "seed": seed,
+                        "target_task": target,
+                        "language": lang,
+                        "split": "test",
+                        "trial_key": key,
+                    }
+                    if target in tagging:
+                        add(**common, metric="f1", value=value, primary=True, chance=np.nan,
+                            majority=0.12)  # fmt: skip
+                        add(**common, metric="token_accuracy", value=min(1.0, value + 0.05),
+                            primary=False, chance=1 / TAGS, majority=0.18)  # fmt: skip
+                    else:
+                        add(**common, metric="accuracy", value=value, primary=True,
+                            chance=1 / TARGET_LABELS, majority=0.34)  # fmt: skip
+    frame = pd.DataFrame.from_records(records)
+    return frame[list(ROW_DTYPES)].astype(ROW_DTYPES)
+
+
+def write_run(
+    run: str,
+    rows: pd.DataFrame,
+    *,
+    name: str = "simulated",
+    status: dict[str, dict[str, str]] | None = None,
+    extra_trials: Sequence[dict[str, Any]] = (),
+) -> list[str]:
+    """Write `rows` as a run folder (manifest.json, status.json, results/<trial>.parquet).
+
+    The manifest plans a pretrain trial, every trial in `rows` and `extra_trials` (planned but
+    without results). Returns the result file paths.
+    """
+    fs, base = open_run(run)
+    fs.create_dir(f"{base}/results", recursive=True)
+    trials: list[dict[str, Any]] = [
+        {"key": "pretrain", "kind": "pretrain", "intermediate": None, "seed": None,
+         "target_task": None, "parent": None}  # fmt: skip
+    ]
+    written = []
+    for key, part in rows.groupby("trial_key", sort=True):
+        first = part.iloc[0]
+        trials.append(
+            {
+                "key": key,
+                "kind": first["kind"],
+                "intermediate": first["intermediate"],
+                "seed": int(first["seed"]),
+                "target_task": first["target_task"],
+                "parent": "pretrain",
+            }
+        )
+        path = f"{base}/results/{key}.parquet"
+        with fs.open_output_stream(path) as out:
+            pq.write_table(pa.Table.from_pandas(part, preserve_index=False), out)
+        written.append(path)
+    trials.extend(extra_trials)
+    manifest = {
+        "name": name,
+        "config": {"simulated": True},
+        "versions": {},
+        "git_commit": None,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "trials": trials,
+    }
+    _write_json(fs, f"{base}/manifest.json", manifest)
+    if status is not None:
+        _write_json(fs, f"{base}/status.json", status)
+    return written
+
+
+def _write_json(fs: Any, path: str, payload: Any) -> None:
+    with fs.open_output_stream(path) as out:
+        out.write(json.dumps(payload, indent=2).encode())

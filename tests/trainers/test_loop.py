@@ -1,0 +1,121 @@
+"""The Accelerate loop: selection on English dev, resume after a kill, encoder-only hand-off."""
+
+import pytest
+import torch
+
+import trainers.encoder as encoder_mod
+from trainers.encoder import cached_pretrained, load_tokenizer, save_encoder
+from trainers.heads import build_model
+from trainers.loop import _Progress, train_and_evaluate
+from trainers.settings import ModelConfig, PretrainConfig, TrainConfig
+from trainers.tasks import SplitSizes, get_task, task_data
+from trainers.world import World, WorldConfig
+
+WORLD = WorldConfig(sentences_per_language=300)
+MODEL = ModelConfig(
+    hidden_size=32,
+    num_hidden_layers=1,
+    num_attention_heads=2,
+    intermediate_size=64,
+    max_length=48,
+    vocab_size=600,
+)
+TRAIN = TrainConfig(epochs=2, batch_size=16, checkpoint_every=3)
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return cached_pretrained(WORLD, MODEL, PretrainConfig(steps=20, batch_size=16), threads=1)
+
+
+@pytest.fixture(scope="module")
+def pos_data():
+    return task_data(World(WORLD), get_task("pos"), SplitSizes(64, 32, 16), ("en", "ov80", "fake"))
+
+
+def test_pretrained_encoder_is_cached_by_content(encoder, monkeypatch):
+    monkeypatch.setattr(
+        encoder_mod, "pretrain", lambda *a, **k: pytest.fail("rebuilt a cached encoder")
+    )
+    again = cached_pretrained(WORLD, MODEL, PretrainConfig(steps=20, batch_size=16), threads=1)
+    assert again == encoder and (encoder / "DONE").exists()
+    other = encoder_mod.cache_root() / "pretrained"
+    changed = PretrainConfig(steps=21, batch_size=16)
+    with pytest.raises(pytest.fail.Exception):  # another budget is another hash: it must build
+        cached_pretrained(WORLD, MODEL, changed, threads=1)
+    assert other.exists()
+
+
+def test_fake_english_shares_no_subword_with_english(encoder):
+    tok = load_tokenizer(encoder)
+    world = World(WORLD)
+    pieces = {
+        lang: set(tok.tokenize(" ".join(world.corpus(lang, 200, seed=9))))
+        for lang in ("en", "fake", "ov80")
+    }
+    marker_only = {"▁"}
+    assert pieces["en"] & pieces["fake"] <= marker_only
+    assert len(pieces["en"] & pieces["ov80"]) > 20
+
+
+def test_first_subword_labels(encoder, pos_data):
+    from trainers.heads import encode
+
+    tok = load_tokenizer(encoder)
+    rows = encode(get_task("pos"), tok, pos_data["test"]["en"][:5], 48)
+    for row, example in zip(rows, pos_data["test"]["en"][:5], strict=True):
+        labelled = [x for x in row["labels"] if x != -100]
+        assert labelled == example["tags"]  # one label per word, on its first subword
+
+
+def test_resume_after_kill_ends_with_identical_weights(encoder, pos_data, tmp_path, monkeypatch):
+    task = get_task("pos")
+    whole = train_and_evaluate(task, pos_data, encoder, TRAIN, seed=3, max_length=48)
+
+    real_save = _Progress.save
+    calls = {"n": 0}
+
+    def save_then_die(self, accelerator, state_dir):
+        real_save(self, accelerator, state_dir)
+        calls["n"] += 1
+        if calls["n"] == 3:  # saves at steps 3, 4 (epoch end), 6: killed mid-epoch 2
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(_Progress, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train_and_evaluate(
+            task, pos_data, encoder, TRAIN, seed=3, max_length=48, state_dir=tmp_path
+        )
+    monkeypatch.setattr(_Progress, "save", real_save)
+    assert _Progress.load(tmp_path).step == 6
+    resumed = train_and_evaluate(
+        task, pos_data, encoder, TRAIN, seed=3, max_length=48, state_dir=tmp_path
+    )
+
+    assert resumed.steps == whole.steps == 8  # 64 examples / 16 x 2 epochs
+    assert resumed.dev == whole.dev and resumed.test == whole.test
+    for name, tensor in whole.model.state_dict().items():
+        assert torch.equal(tensor, resumed.model.state_dict()[name]), name
+
+
+def test_selection_uses_english_dev_only(encoder, pos_data):
+    outcome = train_and_evaluate(get_task("pos"), pos_data, encoder, TRAIN, seed=0, max_length=48)
+    assert set(outcome.dev) == {"f1", "token_accuracy"}
+    assert 0 <= outcome.best_epoch < TRAIN.epochs
+    assert set(outcome.test) == {"en", "ov80", "fake"}
+
+
+def test_encoder_hand_off_keeps_every_encoder_weight(encoder, tmp_path):
+    torch.manual_seed(0)
+    classifier = build_model(get_task("topic_easy"), encoder)
+    with torch.no_grad():
+        for p in classifier.roberta.parameters():
+            p.add_(torch.randn_like(p))  # as if fine-tuned
+    save_encoder(classifier.roberta, load_tokenizer(encoder), tmp_path / "enc")
+    tagger = build_model(get_task("pos"), tmp_path / "enc")
+    assert tagger.num_labels == 6  # not the intermediate's 8
+    theirs = classifier.roberta.state_dict()
+    for name, tensor in tagger.roberta.state_dict().items():
+        assert torch.equal(tensor, theirs[name]), name
+    assert (tmp_path / "enc" / "model.safetensors").exists()
+    assert not list((tmp_path / "enc").glob("*.bin"))
