@@ -109,7 +109,10 @@ def baseline_table(rows: pd.DataFrame) -> pd.DataFrame:
     keys = ["target_task", "language"]
     if target.empty:
         return pd.DataFrame(
-            {c: pd.Series(dtype=_dtype(c)) for c in [*keys, "chance", "majority", CONTROL, BASELINE]}
+            {
+                c: pd.Series(dtype=_dtype(c))
+                for c in [*keys, "chance", "majority", CONTROL, BASELINE]
+            }
         )
     reference = target.groupby(keys).agg(chance=("chance", "mean"), majority=("majority", "mean"))
     means = target.pivot_table(index=keys, columns="intermediate", values="value", aggfunc="mean")

@@ -211,9 +211,7 @@ def correlations(gains: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> Corr
         return Correlations(
             math.nan, nan_ci, math.nan, nan_ci, n_int, n_seeds, 0, f"{NEEDS_THREE} (found {n_int})"
         )
-    rho, tau = _rank_corr(
-        means[["difficulty"]].to_numpy(float), means[["gain"]].to_numpy(float)
-    )
+    rho, tau = _rank_corr(means[["difficulty"]].to_numpy(float), means[["gain"]].to_numpy(float))
     result = Correlations(float(rho[0]), nan_ci, float(tau[0]), nan_ci, n_int, n_seeds, 0)
     if n_seeds < 2:
         result.note = "one seed: no bootstrap interval"
@@ -309,7 +307,7 @@ def fit_mixed(gains: pd.DataFrame, optimizers: tuple[str, ...] = OPTIMIZERS) -> 
     }
     components = {"target_task": "target_task", "language": "target_language", "seed": "seed"}
     notes = []
-    for name, column in list(components.items()):
+    for name in list(components):
         if result.levels[name] < 2:
             notes.append(f"random intercept for {name} dropped: only one level")
             del components[name]

@@ -186,11 +186,11 @@ def answer(a: Analysis) -> list[Block]:
         ]
     if ts.exact:
         perm = (
-            f"exact permutation p = {_p(ts.p_perm)} over all {ts.n_perm:,} orderings of "
+            f"exact permutation {_p_is(ts.p_perm)} over all {ts.n_perm:,} orderings of "
             f"difficulty across intermediates"
         )
     else:
-        perm = f"permutation p = {_p(ts.p_perm)} from {ts.n_perm:,} random orderings"
+        perm = f"permutation {_p_is(ts.p_perm)} from {ts.n_perm:,} random orderings"
     excludes = ts.ci_low > 0 or ts.ci_high < 0
     verdict = (
         "The interval excludes 0."
@@ -207,7 +207,7 @@ def answer(a: Analysis) -> list[Block]:
         f"**Effect of difficulty: {_num(ts.estimate, 2, sign=True)} points of zero-shot gain "
         f"per unit of difficulty** (95% CI {_num(ts.ci_low, 2)} to {_num(ts.ci_high, 2)}; "
         f"two-stage OLS of mean gain on mean difficulty over {n} intermediates, "
-        f"t({ts.df}) = {_num(ts.t, 2)}, p = {_p(ts.p_t)}; {perm}). {verdict}{floor} "
+        f"t({ts.df}) = {_num(ts.t, 2)}, {_p_is(ts.p_t)}; {perm}). {verdict}{floor} "
         f"Rank correlation of difficulty with mean gain: Spearman "
         f"{_num(corr.spearman, 2)}, Kendall {_num(corr.kendall, 2)}."
     )
@@ -218,11 +218,14 @@ def design(a: Analysis) -> list[Block]:
     """Counts of what the store holds and what is missing, then every recorded problem."""
     rows = a.run.rows
     target = rows[rows["kind"] == "target"]
-    intermediates = sorted(
-        set(rows["intermediate"].dropna()) - {BASELINE, CONTROL}, key=str
-    )
+    intermediates = sorted(set(rows["intermediate"].dropna()) - {BASELINE, CONTROL}, key=str)
     counts = trial_counts(a.run)
     usable = a.gains.dropna(subset=["gain", "difficulty"])
+    unused = (
+        " (the rest lack a same-seed baseline or a difficulty)"
+        if len(usable) < len(a.gains)
+        else ""
+    )
     items = [
         ("intermediate tasks", f"{len(intermediates)} ({', '.join(intermediates) or 'none'})"),
         ("seeds", _listing(sorted(target["seed"].unique()))),
@@ -230,11 +233,7 @@ def design(a: Analysis) -> list[Block]:
         ("languages", _listing(sorted(target["language"].dropna().unique()))),
         ("`none` baseline results", str(int((target["intermediate"] == BASELINE).sum()))),
         ("`scratch` control results", str(int((target["intermediate"] == CONTROL).sum()))),
-        (
-            "gain rows used by the models",
-            f"{len(usable)} of {len(a.gains)} (the rest lack a same-seed baseline or a "
-            "difficulty)",
-        ),
+        ("gain rows used by the models", f"{len(usable)} of {len(a.gains)}{unused}"),
         ("trials planned (excluding pretraining)", str(counts["planned"])),
         ("trials finished", str(counts["finished"])),
         ("trials errored", str(counts["errored"])),
@@ -439,10 +438,17 @@ def heatmap_png(a: Analysis) -> bytes:
         for (i, j), value in np.ndenumerate(values):
             if np.isfinite(value):
                 dark = abs(value) > 0.6 * limit
-                ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=8,
-                        color="white" if dark else "black")  # fmt: skip
+                ax.text(
+                    j,
+                    i,
+                    f"{value:.1f}",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if dark else "black",
+                )
     fig.colorbar(image, ax=ax, label="gain (points)")
-    ax.set_title("Mean gain over seeds vs the same seed's `none` baseline")
+    ax.set_title("Mean gain over seeds vs the same seed's 'none' baseline")
     return _png(fig)
 
 
@@ -460,13 +466,23 @@ def scatter_png(a: Analysis) -> bytes:
         part = points[points["intermediate"] == name]
         ax.scatter(part["difficulty"], part["gain"], color=color, alpha=0.7, label=name)
         if name in means.index:
-            ax.scatter([means.loc[name, "difficulty"]], [means.loc[name, "gain"]],
-                       color=color, marker="x", s=80)  # fmt: skip
+            ax.scatter(
+                [means.loc[name, "difficulty"]],
+                [means.loc[name, "gain"]],
+                color=color,
+                marker="x",
+                s=80,
+            )
     ts = a.two_stage
     if math.isfinite(ts.estimate) and math.isfinite(ts.intercept):
         xs = np.linspace(points["difficulty"].min(), points["difficulty"].max(), 2)
-        ax.plot(xs, ts.intercept + ts.estimate * xs, color="black", linewidth=1,
-                label=f"two-stage fit: {ts.estimate:+.2f} per unit")  # fmt: skip
+        ax.plot(
+            xs,
+            ts.intercept + ts.estimate * xs,
+            color="black",
+            linewidth=1,
+            label=f"two-stage fit: {ts.estimate:+.2f} per unit",
+        )
     ax.axhline(0, color="grey", linewidth=0.8, linestyle="--")
     ax.set_xlabel("difficulty (0 solved, 1 chance)")
     ax.set_ylabel("mean gain over targets and languages (points)")
@@ -485,8 +501,10 @@ def _colors(n: int) -> list[tuple[float, ...]]:
 
 
 def _num(value: float, digits: int, sign: bool = False) -> str:
-    if value is None or not math.isfinite(float(value)):
-        return "n/a" if value is None or math.isnan(float(value)) else str(value)
+    if math.isnan(value):
+        return "n/a"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
     return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
 
 
@@ -498,6 +516,12 @@ def _p(value: float) -> str:
     return f"{value:.3g}"
 
 
+def _p_is(value: float) -> str:
+    """'p = 0.0123' or 'p < 0.0001', for running text."""
+    text = _p(value)
+    return f"p {text}" if text.startswith("<") else f"p = {text}"
+
+
 def _listing(values: Sequence[object]) -> str:
     return f"{len(values)} ({', '.join(map(str, values)) or 'none'})"
 
@@ -507,9 +531,7 @@ def _format(table: pd.DataFrame, digits: dict[str, int]) -> pd.DataFrame:
     out = table.copy()
     for column, d in digits.items():
         if column in out:
-            out[column] = [
-                "" if pd.isna(v) else f"{float(v):.{d}f}" for v in out[column].tolist()
-            ]
+            out[column] = ["" if pd.isna(v) else f"{float(v):.{d}f}" for v in out[column].tolist()]
     return out.astype(str).replace({"None": "", "nan": ""})
 
 

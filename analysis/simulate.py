@@ -145,13 +145,31 @@ def simulate_rows(
                         "trial_key": key,
                     }
                     if target in tagging:
-                        add(**common, metric="f1", value=value, primary=True, chance=np.nan,
-                            majority=0.12)  # fmt: skip
-                        add(**common, metric="token_accuracy", value=min(1.0, value + 0.05),
-                            primary=False, chance=1 / TAGS, majority=0.18)  # fmt: skip
+                        add(
+                            **common,
+                            metric="f1",
+                            value=value,
+                            primary=True,
+                            chance=np.nan,
+                            majority=0.12,
+                        )
+                        add(
+                            **common,
+                            metric="token_accuracy",
+                            value=min(1.0, value + 0.05),
+                            primary=False,
+                            chance=1 / TAGS,
+                            majority=0.18,
+                        )
                     else:
-                        add(**common, metric="accuracy", value=value, primary=True,
-                            chance=1 / TARGET_LABELS, majority=0.34)  # fmt: skip
+                        add(
+                            **common,
+                            metric="accuracy",
+                            value=value,
+                            primary=True,
+                            chance=1 / TARGET_LABELS,
+                            majority=0.34,
+                        )
     frame = pd.DataFrame.from_records(records)
     return frame[list(ROW_DTYPES)].astype(ROW_DTYPES)
 
@@ -172,8 +190,14 @@ def write_run(
     fs, base = open_run(run)
     fs.create_dir(f"{base}/results", recursive=True)
     trials: list[dict[str, Any]] = [
-        {"key": "pretrain", "kind": "pretrain", "intermediate": None, "seed": None,
-         "target_task": None, "parent": None}  # fmt: skip
+        {
+            "key": "pretrain",
+            "kind": "pretrain",
+            "intermediate": None,
+            "seed": None,
+            "target_task": None,
+            "parent": None,
+        }
     ]
     written = []
     for key, part in rows.groupby("trial_key", sort=True):

@@ -1,0 +1,199 @@
+"""Two-stage test, permutation p, rank correlations and the mixed model."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.gains import gain_table
+from analysis.models import (
+    NEEDS_THREE,
+    correlations,
+    fit_mixed,
+    intermediate_means,
+    permutation_p,
+    two_stage,
+)
+from analysis.simulate import simulate_rows
+
+
+def gains_frame(cells):
+    """A gains table from (intermediate, seed, difficulty, gain) tuples, one target/language."""
+    return pd.DataFrame(
+        [
+            {
+                "intermediate": name,
+                "seed": seed,
+                "target_task": "nli",
+                "language": "ov50",
+                "gain": gain,
+                "difficulty": difficulty,
+            }
+            for name, seed, difficulty, gain in cells
+        ]
+    )
+
+# Three intermediates, two seeds each. Per-intermediate means (difficulty over seeds, gain over
+# rows): A (0.2, 1), B (0.5, 4), C (0.8, 4).
+GOLDEN = gains_frame(
+    [
+        ("A", 0, 0.1, 0.0),
+        ("A", 1, 0.3, 2.0),
+        ("B", 0, 0.5, 3.0),
+        ("B", 1, 0.5, 5.0),
+        ("C", 0, 0.8, 4.0),
+        ("C", 1, 0.8, 4.0),
+    ]
+)
+
+
+def test_two_stage_golden():
+    # By hand: x = (0.2, 0.5, 0.8), y = (1, 4, 4); dx = (-0.3, 0, 0.3), dy = (-2, 1, 1).
+    # Sxy = 0.6 + 0 + 0.3 = 0.9, Sxx = 0.18, slope = 5, intercept = 3 - 5 * 0.5 = 0.5.
+    # Fitted (1.5, 3, 4.5), residuals (-0.5, 1, -0.5), SSR = 1.5, df = 1, s^2 = 1.5.
+    # SE = sqrt(1.5 / 0.18) = sqrt(25 / 3) = 2.88675; t = 5 / SE = sqrt(3).
+    # t(1) is Cauchy: p = 1 - (2 / pi) * atan(sqrt(3)) = 1 - (2 / pi) * (pi / 3) = 1 / 3;
+    # its 97.5% quantile is tan(0.475 * pi) = 12.7062.
+    ts = two_stage(GOLDEN)
+    se = math.sqrt(25 / 3)
+    assert ts.n_intermediates == 3
+    assert ts.df == 1
+    assert ts.estimate == pytest.approx(5.0)
+    assert ts.intercept == pytest.approx(0.5)
+    assert ts.se == pytest.approx(se)
+    assert ts.t == pytest.approx(math.sqrt(3))
+    assert ts.p_t == pytest.approx(1 / 3)
+    half = math.tan(0.475 * math.pi) * se
+    assert (ts.ci_low, ts.ci_high) == pytest.approx((5 - half, 5 + half))
+    # Permutations of dx against dy: sum = -2 dx1 + dx2 + dx3 = -3 dx1 (the dx sum to 0), so
+    # |sum| = 0.9 whenever dx1 = +-0.3: 4 of the 3! = 6 orderings. p = 4 / 6.
+    assert ts.exact
+    assert ts.n_perm == 6
+    assert ts.p_perm == pytest.approx(4 / 6)
+    assert ts.note is None
+
+
+def test_intermediate_means_average_seeds_then_rows():
+    means = intermediate_means(GOLDEN).set_index("intermediate")
+    assert means["difficulty"].tolist() == pytest.approx([0.2, 0.5, 0.8])
+    assert means["gain"].tolist() == pytest.approx([1.0, 4.0, 4.0])
+    assert means["n_seeds"].tolist() == [2, 2, 2]
+
+
+def test_exact_permutation_p_perfect_order():
+    # 4 intermediates, gain strictly increasing in difficulty: only the observed ordering and
+    # its reverse reach |slope| = observed, so the two-sided p is 2 / 4! = 2 / 24.
+    gains = gains_frame([(f"T{i}", 0, 0.1 * (i + 1), float(i)) for i in range(4)])
+    ts = two_stage(gains)
+    assert ts.exact
+    assert ts.n_perm == 24
+    assert ts.p_perm == pytest.approx(2 / 24)
+
+
+def test_permutation_p_draws_beyond_eight():
+    x = np.arange(9, dtype=float)
+    p, n, exact = permutation_p(x, 2 * x + 1, n_draws=2000, seed=1)
+    assert not exact
+    assert n == 2000
+    # Only 2 of 9! orderings tie the observed one; the draws almost surely miss both.
+    assert p == pytest.approx(1 / 2001)
+    assert permutation_p(x, 2 * x + 1, n_draws=2000, seed=1)[0] == p  # seeded
+
+
+def test_two_stage_with_two_intermediates_gives_slope_only():
+    ts = two_stage(gains_frame([("A", 0, 0.2, 1.0), ("B", 0, 0.6, 3.0)]))
+    assert ts.estimate == pytest.approx(5.0)
+    assert math.isnan(ts.se)
+    assert math.isnan(ts.p_t)
+    assert math.isnan(ts.p_perm)
+    assert ts.note.startswith(NEEDS_THREE)
+
+
+def test_two_stage_without_difficulty_spread():
+    ts = two_stage(gains_frame([(n, 0, 0.5, g) for n, g in zip("ABC", (1.0, 2.0, 4.0))]))
+    assert math.isnan(ts.estimate)
+    assert "does not vary" in ts.note
+
+
+def test_correlations_perfect_order_and_small_cases():
+    gains = gains_frame(
+        [(f"T{i}", s, 0.1 * (i + 1), float(i) + 0.1 * s) for i in range(4) for s in range(3)]
+    )
+    corr = correlations(gains, n_boot=200)
+    assert corr.spearman == pytest.approx(1.0)
+    assert corr.kendall == pytest.approx(1.0)
+    assert corr.spearman_ci == pytest.approx((1.0, 1.0))
+    assert corr.n_boot == 200
+    two = correlations(gains[gains["intermediate"].isin(["T0", "T1"])])
+    assert math.isnan(two.spearman)
+    assert math.isnan(two.kendall_ci[0])
+    assert two.note.startswith(NEEDS_THREE)
+    one_seed = correlations(gains[gains["seed"] == 0])
+    assert one_seed.spearman == pytest.approx(1.0)
+    assert math.isnan(one_seed.spearman_ci[0])
+
+
+def test_correlation_ci_covers_estimate_on_noisy_data():
+    gains = gain_table(simulate_rows(np.random.default_rng(5), 4.0, 5, 4, sd_intermediate=1.0))
+    corr = correlations(gains, n_boot=300, seed=2)
+    assert corr.spearman_ci[0] <= corr.spearman <= corr.spearman_ci[1]
+    assert corr.kendall_ci[0] <= corr.kendall <= corr.kendall_ci[1]
+    assert corr == correlations(gains, n_boot=300, seed=2)  # seeded
+
+
+def test_planted_slope_recovered_by_two_stage():
+    # Intermediates carry their own effect (sd 1 point): exactly what the two-stage SE includes.
+    rows = simulate_rows(np.random.default_rng(3), 10.0, 8, 4, sd_intermediate=1.0)
+    ts = two_stage(gain_table(rows))
+    assert abs(ts.estimate - 10.0) < 3 * ts.se
+    assert ts.p_perm < 0.01
+
+
+def test_planted_slope_recovered_by_mixed_model():
+    rows = simulate_rows(np.random.default_rng(3), 10.0, 8, 4)
+    fit = fit_mixed(gain_table(rows))
+    assert fit.ok, fit.reason
+    assert abs(fit.estimate - 10.0) < 3 * fit.se
+    assert set(fit.variance) == {"target_task", "language", "seed", "residual"}
+    assert set(fit.attempts) == {"lbfgs", "bfgs", "powell", "nm"}
+    assert fit.llf == pytest.approx(max(v for v in fit.attempts.values() if math.isfinite(v)))
+
+
+def test_zero_slope_not_found():
+    rows = simulate_rows(np.random.default_rng(2), 0.0, 6, 4, sd_intermediate=1.0)
+    gains = gain_table(rows)
+    ts = two_stage(gains)
+    assert abs(ts.t) < 1.0
+    assert ts.p_perm > 0.2
+    fit = fit_mixed(gains)
+    assert abs(fit.estimate / fit.se) < 2
+
+
+def test_mixed_wald_is_overconfident_where_two_stage_is_not():
+    # Why the mixed model is not the headline: a null effect, intermediates with their own
+    # effects, and the mixed model's z is far out while the two-stage t is unremarkable.
+    rows = simulate_rows(np.random.default_rng(0), 0.0, 6, 4, sd_intermediate=1.0)
+    gains = gain_table(rows)
+    assert abs(two_stage(gains).t) < 2.8  # t(4) 5% critical value is 2.78
+    assert abs(fit_mixed(gains).estimate / fit_mixed(gains).se) > 3
+
+
+def test_mixed_records_singular_fit_warnings():
+    rows = simulate_rows(np.random.default_rng(0), 5.0, 4, 3, sd_seed=0.0, sd_target=0.0)
+    fit = fit_mixed(gain_table(rows))
+    assert fit.ok
+    assert any("~0" in w for w in fit.warnings)
+    assert any("boundary" in w for w in fit.warnings)
+
+
+def test_mixed_failures_are_results_not_exceptions():
+    flat = gains_frame([(n, s, 0.5, float(s)) for n in "ABC" for s in range(3)])
+    fit = fit_mixed(flat)
+    assert not fit.ok
+    assert "fewer than 2 distinct" in fit.reason
+    empty = fit_mixed(flat.iloc[0:0])
+    assert not empty.ok
+    single = fit_mixed(gains_frame([("A", 0, 0.2, 1.0), ("B", 0, 0.6, 2.0)]))
+    assert not single.ok  # one target, one language, one seed: nothing to be random over
+    assert "2 or more levels" in single.reason

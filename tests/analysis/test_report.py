@@ -1,0 +1,99 @@
+"""write_report: files, self-contained HTML, and numbers that come from the store."""
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from analysis.gains import gain_table
+from analysis.models import NEEDS_THREE, two_stage
+from analysis.report import write_report
+from analysis.results import load_run
+from analysis.simulate import simulate_rows, write_run
+
+EXPECTED = {
+    "report.md",
+    "report.html",
+    "tables/gains.csv",
+    "tables/baselines.csv",
+    "tables/difficulty.csv",
+}
+
+
+def test_report_files_and_self_contained_html(simulated_run):
+    written = write_report(str(simulated_run))
+    assert EXPECTED <= set(written)
+    for path in written.values():
+        assert (simulated_run / path.removeprefix(f"{simulated_run}/")).is_file()
+    html = (simulated_run / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 2
+    assert "http" not in html
+    assert "<script" not in html
+    assert "<link" not in html
+    assert re.search(r"\bsrc=\"(?!data:)", html) is None
+
+
+def test_report_states_the_two_stage_estimate_first(simulated_run):
+    write_report(str(simulated_run))
+    md = (simulated_run / "report.md").read_text()
+    ts = two_stage(gain_table(load_run(str(simulated_run)).rows))
+    answer = md.split("## Design")[0]
+    assert f"{ts.estimate:+.2f} points of zero-shot gain per unit of difficulty" in answer
+    assert f"{ts.ci_low:.2f} to {ts.ci_high:.2f}" in answer
+    assert "exact permutation p" in answer
+    assert "Wald" not in answer  # the miscalibrated p never makes the headline
+    assert "not the test to trust" in md
+
+
+def test_report_tables_match_the_analysis(simulated_run):
+    write_report(str(simulated_run))
+    gains = pd.read_csv(simulated_run / "tables" / "gains.csv")
+    expected = gain_table(load_run(str(simulated_run)).rows)
+    assert len(gains) == len(expected)
+    assert np.allclose(gains["gain"], expected["gain"])
+    baselines = pd.read_csv(simulated_run / "tables" / "baselines.csv")
+    assert {"chance", "majority", "scratch", "none", "task00"} <= set(baselines.columns)
+
+
+def test_two_intermediates_cannot_be_tested(tmp_path):
+    rows = simulate_rows(np.random.default_rng(1), 5.0, 2, 2, ("nli",), ("en", "ov50"))
+    write_run(str(tmp_path), rows)
+    write_report(str(tmp_path))
+    md = (tmp_path / "report.md").read_text()
+    assert "cannot be tested" in md.split("## Design")[0]
+    assert NEEDS_THREE in md
+
+
+def test_damaged_partial_store_is_reported(tmp_path):
+    rows = simulate_rows(np.random.default_rng(2), 5.0, 3, 2, ("nli",), ("en", "ov50"))
+    planned_only = {"key": "never-ran", "kind": "target", "intermediate": "task00"}
+    write_run(
+        str(tmp_path),
+        rows,
+        status={"errored": {"oops": "RuntimeError: CUDA out of memory"}, "skipped": {}},
+        extra_trials=[planned_only, {"key": "oops", "kind": "target"}],
+    )
+    victim = sorted((tmp_path / "results").glob("target-task01-*.parquet"))[0]
+    victim.write_bytes(victim.read_bytes()[:100])
+    write_report(str(tmp_path))
+    md = (tmp_path / "report.md").read_text()
+    assert victim.name in md
+    assert "CUDA out of memory" in md
+    assert "| trials missing (no result, no status) | 2 |" in md  # never-ran + the damaged one
+    assert "| trials errored | 1 |" in md
+
+
+def test_store_without_results_still_reports(tmp_path):
+    write_run(str(tmp_path), simulate_rows(np.random.default_rng(0), 0.0, 2, 1).iloc[0:0])
+    written = write_report(str(tmp_path))
+    assert EXPECTED <= set(written)
+    html = (tmp_path / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 2
+    assert "nothing to test" in (tmp_path / "report.md").read_text()
+
+
+def test_report_through_a_uri(simulated_run):
+    uri = simulated_run.as_uri()
+    written = write_report(uri)
+    assert written["report.html"] == f"{uri}/report.html"
+    assert (simulated_run / "report.html").is_file()

@@ -1,0 +1,71 @@
+"""A small sweep through real Ray Tune (not mocked), from config to results store."""
+
+import glob
+
+import pandas as pd
+import pytest
+
+from sweep.config import load_config
+from sweep.plan import build_plan
+from sweep.runner import run_sweep, run_status
+from sweep.store import ResultsStore
+from sweep.trial import file_sha
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def sweep(root, tmp_path_factory):
+    storage = tmp_path_factory.mktemp("store")
+    exp = load_config(root / "tests" / "fixtures" / "tiny.yaml", {"storage": str(storage)})
+    first = run_sweep(exp, verbose=0)
+    return exp, storage, first
+
+
+def test_every_trial_finished_without_errors(sweep):
+    exp, storage, first = sweep
+    assert first.errored == {} and first.skipped == {}
+    table = run_status(ResultsStore(str(storage), exp.name))
+    assert table["intermediate"] == {
+        "planned": 2,
+        "done": 2,
+        "errored": 0,
+        "skipped": 0,
+        "pending": 0,
+    }
+    assert table["target"]["done"] == 8  # (2 intermediates + none + scratch) x 1 seed x 2 targets
+
+
+def test_each_intermediate_and_seed_trained_exactly_once(sweep):
+    exp, storage, first = sweep
+    trials = {t.key: t for t in build_plan(exp)}
+    issued = [trials[k] for k in first.issued]
+    pairs = [(t.intermediate, t.seed) for t in issued if t.kind == "intermediate"]
+    assert sorted(pairs) == [("topic_easy", 0), ("topic_hard", 0)]
+    assert len(glob.glob(f"{storage}/artifacts/intermediate/*/model.safetensors")) == 2
+
+
+def test_every_target_trial_read_its_parents_encoder(sweep):
+    exp, storage, _ = sweep
+    rows = pd.concat(
+        pd.read_parquet(f) for f in glob.glob(f"{storage}/{exp.name}/results/*.parquet")
+    )
+    written = rows[rows.kind == "intermediate"].groupby("intermediate").encoder_sha.first()
+    pretrained = file_sha(
+        next((storage / "artifacts" / "pretrain").glob("*")) / "model.safetensors"
+    )
+    targets = rows[rows.kind == "target"]
+    for (name, _seed), group in targets.groupby(["intermediate", "seed"]):
+        expected = {"none": pretrained, "scratch": "random"}.get(name, written.get(name))
+        assert set(group.encoder_sha) == {expected}, name
+    # a fine-tuned encoder differs from the pretrained one it started from
+    assert pretrained not in set(written)
+    assert set(targets.language) == {"en", "ov80", "fake"}
+    assert set(targets.metric) == {"accuracy", "f1", "token_accuracy"}
+
+
+def test_rerun_trains_nothing_and_reuses_every_trial(sweep):
+    exp, _, first = sweep
+    again = run_sweep(exp, verbose=0)
+    assert again.issued == []
+    assert len(again.reused) == first.planned
