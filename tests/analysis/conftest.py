@@ -9,9 +9,7 @@ from analysis.simulate import simulate_rows, write_run
 @pytest.fixture
 def simulated_run(tmp_path):
     """A run folder of 6 intermediates x 2 seeds x (nli, pos) x 3 languages, slope 8."""
-    rows = simulate_rows(
-        np.random.default_rng(11), 8.0, 6, 2, languages=("en", "ov50", "fake")
-    )
+    rows = simulate_rows(np.random.default_rng(11), 8.0, 6, 2, languages=("en", "ov50", "fake"))
     run = tmp_path / "run"
     write_run(str(run), rows, status={"errored": {}, "skipped": {}})
     return run

@@ -34,6 +34,7 @@ def gains_frame(cells):
         ]
     )
 
+
 # Three intermediates, two seeds each. Per-intermediate means (difficulty over seeds, gain over
 # rows): A (0.2, 1), B (0.5, 4), C (0.8, 4).
 GOLDEN = gains_frame(

@@ -1,13 +1,11 @@
 """A small sweep through real Ray Tune (not mocked), from config to results store."""
 
-import glob
-
 import pandas as pd
 import pytest
 
 from sweep.config import load_config
 from sweep.plan import build_plan
-from sweep.runner import run_sweep, run_status
+from sweep.runner import run_status, run_sweep
 from sweep.store import ResultsStore
 from sweep.trial import file_sha
 
@@ -42,14 +40,12 @@ def test_each_intermediate_and_seed_trained_exactly_once(sweep):
     issued = [trials[k] for k in first.issued]
     pairs = [(t.intermediate, t.seed) for t in issued if t.kind == "intermediate"]
     assert sorted(pairs) == [("topic_easy", 0), ("topic_hard", 0)]
-    assert len(glob.glob(f"{storage}/artifacts/intermediate/*/model.safetensors")) == 2
+    assert len(list(storage.glob("artifacts/intermediate/*/model.safetensors"))) == 2
 
 
 def test_every_target_trial_read_its_parents_encoder(sweep):
     exp, storage, _ = sweep
-    rows = pd.concat(
-        pd.read_parquet(f) for f in glob.glob(f"{storage}/{exp.name}/results/*.parquet")
-    )
+    rows = pd.concat(pd.read_parquet(f) for f in (storage / exp.name / "results").glob("*.parquet"))
     written = rows[rows.kind == "intermediate"].groupby("intermediate").encoder_sha.first()
     pretrained = file_sha(
         next((storage / "artifacts" / "pretrain").glob("*")) / "model.safetensors"

@@ -68,7 +68,7 @@ def test_concurrency_limit_is_enforced_by_the_searcher():
 
 
 def test_errored_parent_skips_its_children_and_the_rest_goes_on():
-    trials, s = make()
+    _, s = make()
     s.suggest("p")
     s.on_trial_complete("p", {"done": 1})
     ids = {}
