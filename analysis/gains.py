@@ -27,6 +27,7 @@ def difficulty_table(rows: pd.DataFrame) -> pd.DataFrame:
     columns = ["intermediate", "seed", "metric", "score", "chance", "difficulty", "train_size"]
     picked = rows[
         (rows["kind"] == "intermediate")
+        & (rows["split"] == "dev")
         & rows["primary"].astype(bool)
         & ~rows["intermediate"].isin([BASELINE, CONTROL])
     ]

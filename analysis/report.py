@@ -61,17 +61,21 @@ class Analysis:
     mixed: MixedFit
 
 
+SOURCE_LANGUAGE = "en"  # every target is fine-tuned on English; the rest is zero-shot
+
+
 def analyse(run: Run) -> Analysis:
     """Tables and models of a loaded run (primary metrics)."""
     gains = gain_table(run.rows)
+    zero_shot = gains[gains["language"] != SOURCE_LANGUAGE]  # transfer, not English fine-tuning
     return Analysis(
         run=run,
         difficulty=difficulty_table(run.rows),
         gains=gains,
         baselines=baseline_table(run.rows),
-        two_stage=two_stage(gains),
-        correlations=correlations(gains),
-        mixed=fit_mixed(gains),
+        two_stage=two_stage(zero_shot),
+        correlations=correlations(zero_shot),
+        mixed=fit_mixed(zero_shot),
     )
 
 
@@ -145,12 +149,14 @@ def answer(a: Analysis) -> list[Block]:
     """The effect of difficulty in one paragraph, or why it cannot be tested."""
     ts, corr = a.two_stage, a.correlations
     n = ts.n_intermediates
-    usable = a.gains.dropna(subset=["gain", "difficulty"])
+    usable = a.gains[a.gains["language"] != SOURCE_LANGUAGE].dropna(subset=["gain", "difficulty"])
     scope = (
         f"Gains are in points of each target's primary metric against the same seed's "
         f"no-intermediate (`none`) baseline, averaged over {usable['seed'].nunique()} seeds, "
         f"{usable['target_task'].nunique()} targets and {usable['language'].nunique()} "
-        f"languages; difficulty is 0 for a solved intermediate task and 1 at chance."
+        f"zero-shot languages ({', '.join(sorted(usable['language'].unique()))}; English, the "
+        f"fine-tuning language, is in the tables but not in the tests); difficulty is 0 for a "
+        f"solved intermediate task and 1 at chance."
     )
     if n == 0:
         return [
@@ -192,11 +198,12 @@ def answer(a: Analysis) -> list[Block]:
     else:
         perm = f"permutation {_p_is(ts.p_perm)} from {ts.n_perm:,} random orderings"
     excludes = ts.ci_low > 0 or ts.ci_high < 0
-    verdict = (
-        "The interval excludes 0."
-        if excludes
-        else "The interval includes 0: these data do not distinguish the effect from none."
-    )
+    if excludes:
+        direction = "larger" if ts.estimate > 0 else "smaller"
+        verdict = f"The interval excludes 0: harder intermediate tasks went with {direction} gains."
+    else:
+        verdict = "The interval includes 0: these data do not distinguish the effect from none."
+
     floor = ""
     if ts.exact and 2 / ts.n_perm > 0.05:
         floor = (
@@ -204,7 +211,7 @@ def answer(a: Analysis) -> list[Block]:
             f"{_p(2 / ts.n_perm)}, so only a larger set of intermediates could reach 0.05."
         )
     text = (
-        f"**Effect of difficulty: {_num(ts.estimate, 2, sign=True)} points of zero-shot gain "
+        f"**Effect of difficulty: {_num(ts.estimate, 2, sign=True)} points of gain "
         f"per unit of difficulty** (95% CI {_num(ts.ci_low, 2)} to {_num(ts.ci_high, 2)}; "
         f"two-stage OLS of mean gain on mean difficulty over {n} intermediates, "
         f"t({ts.df}) = {_num(ts.t, 2)}, {_p_is(ts.p_t)}; {perm}). {verdict}{floor} "
@@ -220,7 +227,7 @@ def design(a: Analysis) -> list[Block]:
     target = rows[rows["kind"] == "target"]
     intermediates = sorted(set(rows["intermediate"].dropna()) - {BASELINE, CONTROL}, key=str)
     counts = trial_counts(a.run)
-    usable = a.gains.dropna(subset=["gain", "difficulty"])
+    usable = a.gains[a.gains["language"] != SOURCE_LANGUAGE].dropna(subset=["gain", "difficulty"])
     unused = (
         " (the rest lack a same-seed baseline or a difficulty)"
         if len(usable) < len(a.gains)
@@ -231,8 +238,8 @@ def design(a: Analysis) -> list[Block]:
         ("seeds", _listing(sorted(target["seed"].unique()))),
         ("target tasks", _listing(sorted(target["target_task"].dropna().unique()))),
         ("languages", _listing(sorted(target["language"].dropna().unique()))),
-        ("`none` baseline results", str(int((target["intermediate"] == BASELINE).sum()))),
-        ("`scratch` control results", str(int((target["intermediate"] == CONTROL).sum()))),
+        ("`none` baseline scores (seed x target x language)", str(_scores(target, BASELINE))),
+        ("`scratch` control scores (seed x target x language)", str(_scores(target, CONTROL))),
         ("gain rows used by the models", f"{len(usable)} of {len(a.gains)}{unused}"),
         ("trials planned (excluding pretraining)", str(counts["planned"])),
         ("trials finished", str(counts["finished"])),
@@ -254,6 +261,11 @@ def design(a: Analysis) -> list[Block]:
                 listed.append(f"... and {len(reasons) - MAX_LISTED} more")
             blocks += [Block("p", f"Trials {part}:"), Block("list", items=listed)]
     return blocks
+
+
+def _scores(target: pd.DataFrame, intermediate: str) -> int:
+    picked = target[(target["intermediate"] == intermediate) & target["primary"]]
+    return len(picked.drop_duplicates(["seed", "target_task", "language"]))
 
 
 def two_stage_section(a: Analysis) -> list[Block]:

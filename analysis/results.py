@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -128,14 +127,15 @@ def _read_results(fs: pafs.FileSystem, results_dir: str, problems: list[str]) ->
         (i for i in fs.get_file_info(selector) if i.is_file and i.path.endswith(".parquet")),
         key=lambda i: i.path,
     )
-    frames = []
-    for info in infos:
-        frame = _read_one(fs, info.path, problems)
-        if frame is not None and not frame.empty:
-            frames.append(frame)
-    if not frames:
+    tables = [_read_one(fs, info.path, problems) for info in infos]
+    tables = [t for t in tables if t is not None and t.num_rows]
+    if not tables:
         return empty_rows()
-    rows = pd.concat(frames, ignore_index=True)
+    # Converting once, not per file: per-file pandas conversion dominates on large sweeps.
+    rows = pa.concat_tables(tables).to_pandas()
+    for column, dtype in ROW_DTYPES.items():
+        if dtype == "object":  # None for nulls, whatever string dtype pandas would pick
+            rows[column] = rows[column].astype(object).where(rows[column].notna(), None)
     duplicated = rows.duplicated(list(ROW_IDENTITY), keep="first")
     if duplicated.any():
         keys = sorted(rows.loc[duplicated, "trial_key"].astype(str).unique())
@@ -147,7 +147,17 @@ def _read_results(fs: pafs.FileSystem, results_dir: str, problems: list[str]) ->
     return rows
 
 
-def _read_one(fs: pafs.FileSystem, path: str, problems: list[str]) -> pd.DataFrame | None:
+_ARROW_TYPES = {
+    "object": pa.string(),
+    "int64": pa.int64(),
+    "float64": pa.float64(),
+    "bool": pa.bool_(),
+}
+SCHEMA = pa.schema([(column, _ARROW_TYPES[dtype]) for column, dtype in ROW_DTYPES.items()])
+
+
+def _read_one(fs: pafs.FileSystem, path: str, problems: list[str]) -> pa.Table | None:
+    """One result file in the store schema, or None (and a problem) when it is unusable."""
     name = "results/" + path.rsplit("/", 1)[-1]
     try:
         with fs.open_input_file(path) as handle:
@@ -159,32 +169,19 @@ def _read_one(fs: pafs.FileSystem, path: str, problems: list[str]) -> pd.DataFra
     if missing:
         problems.append(f"{name}: missing columns {', '.join(missing)}, skipped")
         return None
-    frame = table.select(list(ROW_DTYPES)).to_pandas()
+    nulls = [
+        c
+        for c, dtype in ROW_DTYPES.items()
+        if dtype in ("int64", "bool") and table.column(c).null_count
+    ]
+    if nulls:
+        problems.append(f"{name}: nulls in {', '.join(nulls)}, skipped")
+        return None
     try:
-        return _coerce(frame)
-    except (TypeError, ValueError) as err:
+        return table.select(list(ROW_DTYPES)).cast(SCHEMA)
+    except (pa.ArrowException, ValueError, TypeError) as err:
         problems.append(f"{name}: columns of unexpected type, skipped ({_short(err)})")
         return None
-
-
-def _coerce(frame: pd.DataFrame) -> pd.DataFrame:
-    """Store dtypes; nulls in the integer or flag columns make the file unusable (ValueError)."""
-    out = frame.copy()
-    for column, dtype in ROW_DTYPES.items():
-        if dtype == "object":
-            # Arrow nulls arrive as None; keep None rather than the string "None".
-            out[column] = out[column].astype(object).where(out[column].notna(), None)
-        elif dtype == "bool":
-            if out[column].isna().any():
-                raise ValueError(f"{column} has nulls")
-            out[column] = out[column].astype(bool)
-        elif dtype == "int64":
-            if out[column].isna().any():
-                raise ValueError(f"{column} has nulls")
-            out[column] = out[column].astype(np.int64)
-        else:
-            out[column] = pd.to_numeric(out[column]).astype(np.float64)
-    return out
 
 
 def trial_counts(run: Run) -> dict[str, int]:

@@ -57,7 +57,7 @@ def test_file_without_store_columns_is_skipped(run_dir):
 
 
 def test_unfinished_temp_files_are_ignored(run_dir):
-    run, rows = run_dir
+    run, _ = run_dir
     (run / "results" / ".tmp-abc").write_bytes(b"half")
     assert load_run(str(run)).problems == []
 

@@ -4,6 +4,7 @@ import re
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from analysis.gains import gain_table
 from analysis.models import NEEDS_THREE, two_stage
@@ -20,9 +21,15 @@ EXPECTED = {
 }
 
 
-def test_report_files_and_self_contained_html(simulated_run):
-    written = write_report(str(simulated_run))
-    assert EXPECTED <= set(written)
+@pytest.fixture(scope="module")
+def reported(simulated_run):
+    """The simulated run with its report written once; returns the written paths."""
+    return write_report(str(simulated_run))
+
+
+def test_report_files_and_self_contained_html(simulated_run, reported):
+    written = reported
+    assert set(written) >= EXPECTED
     for path in written.values():
         assert (simulated_run / path.removeprefix(f"{simulated_run}/")).is_file()
     html = (simulated_run / "report.html").read_text()
@@ -33,20 +40,19 @@ def test_report_files_and_self_contained_html(simulated_run):
     assert re.search(r"\bsrc=\"(?!data:)", html) is None
 
 
-def test_report_states_the_two_stage_estimate_first(simulated_run):
-    write_report(str(simulated_run))
+def test_report_states_the_two_stage_estimate_first(simulated_run, reported):
     md = (simulated_run / "report.md").read_text()
-    ts = two_stage(gain_table(load_run(str(simulated_run)).rows))
+    gains = gain_table(load_run(str(simulated_run)).rows)
+    ts = two_stage(gains[gains.language != "en"])  # the test is on zero-shot languages only
     answer = md.split("## Design")[0]
-    assert f"{ts.estimate:+.2f} points of zero-shot gain per unit of difficulty" in answer
+    assert f"{ts.estimate:+.2f} points of gain per unit of difficulty" in answer
     assert f"{ts.ci_low:.2f} to {ts.ci_high:.2f}" in answer
     assert "exact permutation p" in answer
     assert "Wald" not in answer  # the miscalibrated p never makes the headline
     assert "not the test to trust" in md
 
 
-def test_report_tables_match_the_analysis(simulated_run):
-    write_report(str(simulated_run))
+def test_report_tables_match_the_analysis(simulated_run, reported):
     gains = pd.read_csv(simulated_run / "tables" / "gains.csv")
     expected = gain_table(load_run(str(simulated_run)).rows)
     assert len(gains) == len(expected)
@@ -86,14 +92,17 @@ def test_damaged_partial_store_is_reported(tmp_path):
 def test_store_without_results_still_reports(tmp_path):
     write_run(str(tmp_path), simulate_rows(np.random.default_rng(0), 0.0, 2, 1).iloc[0:0])
     written = write_report(str(tmp_path))
-    assert EXPECTED <= set(written)
+    assert set(written) >= EXPECTED
     html = (tmp_path / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 2
     assert "nothing to test" in (tmp_path / "report.md").read_text()
 
 
-def test_report_through_a_uri(simulated_run):
-    uri = simulated_run.as_uri()
+def test_report_through_a_uri(tmp_path):
+    rows = simulate_rows(np.random.default_rng(4), 5.0, 3, 1, ("nli",), ("en", "ov50"))
+    write_run(str(tmp_path), rows)
+    uri = tmp_path.as_uri()
     written = write_report(uri)
     assert written["report.html"] == f"{uri}/report.html"
-    assert (simulated_run / "report.html").is_file()
+    assert (tmp_path / "report.html").is_file()
+    assert (tmp_path / "tables" / "gains.csv").is_file()
