@@ -92,6 +92,9 @@ def run_sweep(exp: Experiment, address: str | None = None, verbose: int = 1) -> 
     from sweep.searcher import DagSearcher
     from sweep.trainable import run_trial, trial_resources
 
+    if "://" not in exp.storage:  # trials run in Tune's working dirs: relative paths would move
+        absolute = str(Path(exp.storage).expanduser().resolve())
+        exp = Experiment.model_validate({**exp.model_dump(), "storage": absolute})
     store = ResultsStore(exp.storage, exp.name)
     trials = build_plan(exp)
     write_manifest(exp, store, trials)

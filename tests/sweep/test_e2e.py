@@ -1,5 +1,8 @@
 """A small sweep through real Ray Tune (not mocked), from config to results store."""
 
+import os
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -14,10 +17,16 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def sweep(root, tmp_path_factory):
-    storage = tmp_path_factory.mktemp("store")
-    exp = load_config(root / "tests" / "fixtures" / "tiny.yaml", {"storage": str(storage)})
-    first = run_sweep(exp, verbose=0)
-    return exp, storage, first
+    base = tmp_path_factory.mktemp("sweep")
+    # a relative storage root, as in configs/demo.yaml: trials run in Tune's own working dirs
+    exp = load_config(root / "tests" / "fixtures" / "tiny.yaml", {"storage": "store"})
+    cwd = Path.cwd()
+    os.chdir(base)
+    try:
+        first = run_sweep(exp, verbose=0)
+    finally:
+        os.chdir(cwd)
+    return exp.model_copy(update={"storage": str(base / "store")}), base / "store", first
 
 
 def test_every_trial_finished_without_errors(sweep):
