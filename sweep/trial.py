@@ -78,6 +78,7 @@ def _fine_tune(spec: TrialSpec, exp: Experiment, store: ResultsStore) -> pd.Data
         state_dir=state,
         random_init=spec.intermediate == SCRATCH,
         cpu=exp.resources.gpu == 0,
+        progress_bar=False,  # inside Tune, its status table is the progress view
     )
     if spec.kind == "intermediate":
         from trainers.encoder import load_tokenizer

@@ -69,6 +69,7 @@ def train_and_evaluate(
     state_dir: Path | None = None,
     random_init: bool = False,
     cpu: bool = True,
+    progress_bar: bool = True,
 ) -> Outcome:
     """Fine-tune on English train, select on English dev, evaluate every test language zero-shot."""
     from accelerate import Accelerator
@@ -112,7 +113,10 @@ def train_and_evaluate(
     dev_sets = {"en": heads.encode(task, tokenizer, data["dev"]["en"], max_length)}
 
     bar = tqdm(
-        total=total, initial=progress.step, desc=task.name, disable=not accelerator.is_main_process
+        total=total,
+        initial=progress.step,
+        desc=task.name,
+        disable=not (progress_bar and accelerator.is_main_process),
     )
     for epoch in range(progress.step // len(loader), config.epochs):
         model.train()
