@@ -27,6 +27,9 @@ class DataSizes(BaseModel):
     train: int = Field(2000, ge=10)  # the same N for every intermediate: difficulty, not size
     dev: int = Field(500, ge=10)
     test: int = Field(500, ge=10)
+    max_malformed: float = Field(
+        0.01, ge=0, le=1
+    )  # share of a split dropped as malformed before fatal
 
 
 class Resources(BaseModel):
@@ -41,6 +44,17 @@ class Resources(BaseModel):
     max_concurrent_trials: int = Field(2, ge=1, le=10_000)  # always set: see docs/DESIGN.md
     max_failures: int = Field(2, ge=0, le=100)
     num_cpus: int | None = Field(None, ge=1, le=4096)  # local Ray only; None = all of this machine
+
+    @model_validator(mode="after")
+    def _fits(self) -> Resources:
+        if self.num_cpus is not None:
+            for key in ("cpu", "pretrain_cpu"):
+                if getattr(self, key) > self.num_cpus:
+                    raise ValueError(
+                        f"{key}={getattr(self, key)} exceeds num_cpus={self.num_cpus}: "
+                        "no trial could ever be placed"
+                    )
+        return self
 
 
 class Controls(BaseModel):

@@ -1,7 +1,8 @@
 """What one trial does, without Ray: idempotent, content-addressed, resumable.
 
 `execute` is the whole trial; the Tune trainable (`sweep.trainable`) only wraps it. A trial whose
-artifact has a DONE marker returns its stored rows and trains nothing.
+artifact has a DONE marker returns its stored rows and trains nothing. Training state lives under
+<root>/scratch/<key>, keyed by content, so a retry on any node resumes from the last save.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import json
 import logging
 import shutil
 import tempfile
+import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,19 +31,29 @@ def file_sha(path: Path) -> str:
 
 
 def execute(
-    spec: TrialSpec, exp: Experiment, store: ResultsStore, threads: int = 1
+    spec: TrialSpec,
+    exp: Experiment,
+    store: ResultsStore,
+    threads: int = 1,
+    info: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
-    """Run one trial (or reuse its finished artifact) and return its result rows."""
+    """Run one trial (or reuse its finished artifact) and return its result rows.
+
+    `info`, when given, receives `reused` and `resumed_from_step` (0: trained from the start).
+    """
     import torch
 
+    info = {} if info is None else info
+    info.update(reused=False, resumed_from_step=0)
     torch.set_num_threads(threads)  # one trial per core: more threads than cores is 20-40x slower
     if store.is_done(spec):
+        info["reused"] = True
         store.publish(spec)
         return store.read_rows(spec) if spec.kind != "pretrain" else pd.DataFrame()
     if spec.kind == "pretrain":
         _pretrain(spec, exp, store, threads)
         return pd.DataFrame()
-    rows = _fine_tune(spec, exp, store)
+    rows = _fine_tune(spec, exp, store, info)
     store.write_rows(spec, rows)
     store.delete_dir(store.scratch(spec))  # resume state is only needed until DONE
     return rows
@@ -54,7 +67,9 @@ def _pretrain(spec: TrialSpec, exp: Experiment, store: ResultsStore, threads: in
     store.mark_done(spec)
 
 
-def _fine_tune(spec: TrialSpec, exp: Experiment, store: ResultsStore) -> pd.DataFrame:
+def _fine_tune(
+    spec: TrialSpec, exp: Experiment, store: ResultsStore, info: dict[str, Any]
+) -> pd.DataFrame:
     from trainers.encoder import save_encoder
     from trainers.loop import train_and_evaluate
     from trainers.tasks import SplitSizes, get_task, task_data
@@ -66,20 +81,30 @@ def _fine_tune(spec: TrialSpec, exp: Experiment, store: ResultsStore) -> pd.Data
     task = get_task(spec.intermediate if spec.kind == "intermediate" else spec.target_task)
     world = World(exp.world)
     languages = exp.languages if spec.kind == "target" else ("en",)
-    data = task_data(world, task, SplitSizes(**exp.data.model_dump()), languages)
-    state = _state_dir(spec, store)
-    outcome = train_and_evaluate(
-        task,
-        data,
-        encoder,
-        exp.train,
-        seed=spec.seed,
-        max_length=exp.model.max_length,
-        state_dir=state,
-        random_init=spec.intermediate == SCRATCH,
-        cpu=exp.resources.gpu == 0,
-        progress_bar=False,  # inside Tune, its status table is the progress view
+    data = task_data(
+        world, task, SplitSizes(exp.data.train, exp.data.dev, exp.data.test), languages
     )
+    with TrainingState(spec, store) as state:
+        info["resumed_from_step"] = state.resumed_from
+        if state.resumed_from:
+            log.info("trial %s resumes from step %d", spec.key, state.resumed_from)
+        outcome = train_and_evaluate(
+            task,
+            data,
+            encoder,
+            exp.train,
+            seed=spec.seed,
+            max_length=exp.model.max_length,
+            state_dir=state.path,
+            random_init=spec.intermediate == SCRATCH,
+            cpu=exp.resources.gpu == 0,
+            progress_bar=False,  # inside Tune, its status table is the progress view
+            max_malformed=exp.data.max_malformed,
+        )
+    if outcome.data_issues:  # counted, never silently dropped: the report lists them
+        store.write_json(
+            f"data_issues/{spec.key}.json", {"trial": spec.label, "issues": outcome.data_issues}
+        )
     if spec.kind == "intermediate":
         from trainers.encoder import load_tokenizer
 
@@ -101,15 +126,88 @@ def _has_encoder(spec: TrialSpec) -> bool:
     return spec.intermediate not in (BASELINE, SCRATCH)
 
 
-def _state_dir(spec: TrialSpec, store: ResultsStore) -> Path:
-    """Where training state is saved every N steps: the shared scratch folder when the store is a
-    local or shared filesystem; node-local otherwise (see docs/DESIGN.md, Faults)."""
-    if store.is_local:
-        path = Path(store.scratch(spec))
-    else:
-        path = Path(tempfile.gettempdir()) / "itx-scratch" / spec.key
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+class TrainingState:
+    """The folder a trial's loop saves its state into, resumable from any node.
+
+    Local or shared-filesystem roots: <root>/scratch/<key> itself. Object-store roots: a fresh
+    node-local folder, filled from <root>/scratch/<key> on entry and mirrored back after every save
+    by a background thread (the loop has no save hook; see `push_if_new` for why a copy taken
+    between its writes is never uploaded).
+    """
+
+    def __init__(self, spec: TrialSpec, store: ResultsStore, interval: float = 0.5) -> None:
+        self.spec, self.store, self.interval = spec, store, interval
+        self.remote = not store.is_local
+        self.path = (
+            Path(tempfile.mkdtemp(prefix=f"itx-state-{spec.key}-"))
+            if self.remote
+            else Path(store.scratch(spec))
+        )
+        self.resumed_from = 0
+        self.pushed: bytes | None = None  # progress.json of the last upload
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> TrainingState:
+        if self.remote:
+            self.resumed_from = self.store.pull_state(self.spec, self.path)
+            progress = self.path / "progress.json"
+            self.pushed = progress.read_bytes() if progress.exists() else None
+            self._thread = threading.Thread(target=self._mirror, daemon=True, name="itx-state")
+            self._thread.start()
+        else:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self.resumed_from = _saved_step(self.path)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            shutil.rmtree(self.path, ignore_errors=True)  # node-local copy; the store has it
+
+    def _mirror(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.push_if_new()
+            except OSError as err:  # a failed upload only costs progress; the next save retries
+                log.warning("trial %s: state upload failed: %s", self.spec.key, err)
+
+    def push_if_new(self) -> bool:
+        """Upload the local state if it is newer than the last upload and consistent.
+
+        The loop writes state/ first, progress.json last (each by rename), and best weights just
+        before a save. A copy is kept only if progress.json and the state folder did not change
+        while copying and no copied file is newer than progress.json: a copy taken between the
+        loop's writes would pair new weights with an old step and break bit-identical resume.
+        """
+        progress, state = self.path / "progress.json", self.path / "state"
+        snapshot = Path(tempfile.mkdtemp(prefix="itx-snap-"))
+        try:
+            before = (progress.stat().st_mtime_ns, progress.read_bytes(), state.stat().st_ino)
+            if before[1] == self.pushed:
+                return False
+            shutil.copytree(state, snapshot / "state")
+            best = self.path / "best.safetensors"
+            if best.exists():
+                shutil.copy2(best, snapshot / "best.safetensors")
+            after = (progress.stat().st_mtime_ns, progress.read_bytes(), state.stat().st_ino)
+            newest = max(f.stat().st_mtime_ns for f in snapshot.rglob("*") if f.is_file())
+            if before != after or newest > before[0]:
+                return False  # caught between two writes of one save; the next tick retries
+            (snapshot / "progress.json").write_bytes(before[1])
+            self.store.push_state(self.spec, snapshot, json.loads(before[1])["step"])
+            self.pushed = before[1]
+            return True
+        except FileNotFoundError:
+            return False  # nothing saved yet, or a save replaced a folder while we copied
+        finally:
+            shutil.rmtree(snapshot, ignore_errors=True)
+
+
+def _saved_step(state_dir: Path) -> int:
+    progress = state_dir / "progress.json"
+    return int(json.loads(progress.read_text())["step"]) if progress.exists() else 0
 
 
 def _rows(

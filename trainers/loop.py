@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from trainers import heads, metrics
+from trainers import heads, metrics, quality
 from trainers.settings import TrainConfig
 from trainers.tasks import Example, Task
 
@@ -35,6 +35,7 @@ class Outcome:
     test: dict[str, dict[str, float]] = field(default_factory=dict)  # lang -> metric -> value
     majority: dict[str, dict[str, float]] = field(default_factory=dict)  # same, most-frequent label
     n_test: dict[str, int] = field(default_factory=dict)
+    data_issues: dict[str, dict[str, int]] = field(default_factory=dict)  # "split/lang" -> counts
     model: Any = None
 
 
@@ -70,6 +71,7 @@ def train_and_evaluate(
     random_init: bool = False,
     cpu: bool = True,
     progress_bar: bool = True,
+    max_malformed: float = 0.01,
 ) -> Outcome:
     """Fine-tune on English train, select on English dev, evaluate every test language zero-shot."""
     from accelerate import Accelerator
@@ -82,6 +84,7 @@ def train_and_evaluate(
 
     hf_logging.set_verbosity_error()  # the expected "newly initialized head" load report
     started = time.perf_counter()
+    data, data_issues = quality.clean(task, data, max_malformed)  # before any model is built
     set_seed(seed)
     accelerator = Accelerator(cpu=cpu, mixed_precision=config.mixed_precision)
     tokenizer = load_tokenizer(encoder_dir)
@@ -152,7 +155,11 @@ def train_and_evaluate(
     final = accelerator.unwrap_model(model)
     final.load_state_dict(best)
     outcome = Outcome(
-        dev=progress.best_dev, best_epoch=progress.best_epoch, steps=progress.step, seconds=0.0
+        dev=progress.best_dev,
+        best_epoch=progress.best_epoch,
+        steps=progress.step,
+        seconds=0.0,
+        data_issues=data_issues,
     )
     if data["test"]:
         test_sets = {

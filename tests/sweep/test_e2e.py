@@ -6,13 +6,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from analysis.report import write_report
 from sweep.config import load_config
 from sweep.plan import build_plan
 from sweep.runner import run_status, run_sweep
 from sweep.store import ResultsStore
 from sweep.trial import file_sha
+from tests.conftest import COUNTS
 
 pytestmark = pytest.mark.slow
+SECRET = "itx-planted-secret-7f3a9c"
 
 
 @pytest.fixture(scope="module")
@@ -22,10 +25,13 @@ def sweep(root, tmp_path_factory):
     exp = load_config(root / "tests" / "fixtures" / "tiny.yaml", {"storage": "store"})
     cwd = Path.cwd()
     os.chdir(base)
+    os.environ["AWS_SECRET_ACCESS_KEY"] = SECRET  # planted: must not reach any output file
     try:
         first = run_sweep(exp, verbose=0)
+        write_report(str(base / "store" / exp.name))
     finally:
         os.chdir(cwd)
+        del os.environ["AWS_SECRET_ACCESS_KEY"]
     return exp.model_copy(update={"storage": str(base / "store")}), base / "store", first
 
 
@@ -74,3 +80,12 @@ def test_rerun_trains_nothing_and_reuses_every_trial(sweep):
     again = run_sweep(exp, verbose=0)
     assert again.issued == []
     assert len(again.reused) == first.planned
+
+
+def test_credentials_from_the_environment_reach_no_output_file(sweep):
+    _, storage, _ = sweep
+    files = [p for p in storage.rglob("*") if p.is_file()]
+    assert any(p.name == "report.html" for p in files) and len(files) > 30
+    COUNTS["output files grepped for a planted secret"] += len(files)
+    leaks = [p for p in files if SECRET.encode() in p.read_bytes()]
+    assert leaks == []

@@ -16,7 +16,10 @@ def test_overlap_language_transfers_above_chance_and_above_no_overlap(root):
     encoder = cached_pretrained(exp.world, exp.model, exp.pretrain, threads=2)  # ~4 min, cached
     task = get_task("nli")
     data = task_data(
-        World(exp.world), task, SplitSizes(**exp.data.model_dump()), ("en", "ov80", "fake")
+        World(exp.world),
+        task,
+        SplitSizes(exp.data.train, exp.data.dev, exp.data.test),
+        ("en", "ov80", "fake"),
     )
     out = train_and_evaluate(
         task, data, encoder, exp.train, seed=0, max_length=exp.model.max_length

@@ -1,0 +1,37 @@
+"""The same config and seed give identical numbers on CPU; another seed gives others."""
+
+import torch
+
+from trainers.encoder import cached_pretrained
+from trainers.loop import train_and_evaluate
+from trainers.settings import ModelConfig, PretrainConfig, TrainConfig
+from trainers.tasks import SplitSizes, get_task, task_data
+from trainers.world import World, WorldConfig
+
+WORLD = WorldConfig(sentences_per_language=300)
+MODEL = ModelConfig(
+    hidden_size=32,
+    num_hidden_layers=1,
+    num_attention_heads=2,
+    intermediate_size=64,
+    max_length=48,
+    vocab_size=600,
+)
+
+
+def test_same_seed_same_numbers_twice():
+    encoder = cached_pretrained(WORLD, MODEL, PretrainConfig(steps=20, batch_size=16), threads=1)
+    task = get_task("nli")
+    data = task_data(World(WORLD), task, SplitSizes(96, 32, 32), ("en", "ov80"))
+    config = TrainConfig(epochs=2, batch_size=16)
+    runs = [
+        train_and_evaluate(task, data, encoder, config, seed=s, max_length=48) for s in (5, 5, 6)
+    ]
+    assert runs[0].dev == runs[1].dev and runs[0].test == runs[1].test
+    for name, tensor in runs[0].model.state_dict().items():
+        assert torch.equal(tensor, runs[1].model.state_dict()[name]), name
+    differs = any(
+        not torch.equal(t, runs[2].model.state_dict()[n])
+        for n, t in runs[0].model.state_dict().items()
+    )
+    assert differs  # the seed is really used
