@@ -123,10 +123,12 @@ def _clean_status(status: Any, problems: list[str]) -> dict[str, dict[str, str]]
 def _read_results(fs: pafs.FileSystem, results_dir: str, problems: list[str]) -> pd.DataFrame:
     selector = pafs.FileSelector(results_dir, allow_not_found=True)
     # Writers leave `.tmp-*` files while renaming; only finished `.parquet` files are results.
-    infos = sorted(
-        (i for i in fs.get_file_info(selector) if i.is_file and i.path.endswith(".parquet")),
-        key=lambda i: i.path,
-    )
+    every = [i for i in fs.get_file_info(selector) if i.is_file]
+    infos = sorted((i for i in every if i.path.endswith(".parquet")), key=lambda i: i.path)
+    for info in every:
+        name = info.path.rsplit("/", 1)[-1]
+        if not name.endswith(".parquet") and not name.startswith(".tmp-"):
+            problems.append(f"results/{name}: not a result file (foreign), ignored")
     tables = [_read_one(fs, info.path, problems) for info in infos]
     tables = [t for t in tables if t is not None and t.num_rows]
     if not tables:

@@ -6,14 +6,14 @@ import datetime as dt
 import importlib.metadata
 import logging
 import os
+import statistics
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from sweep.config import Experiment
 from sweep.plan import TrialSpec, build_plan
-from sweep.store import ResultsStore
+from sweep.store import ResultsStore, first_line
 
 log = logging.getLogger(__name__)
 
@@ -85,17 +85,22 @@ def write_manifest(exp: Experiment, store: ResultsStore, trials: list[TrialSpec]
 
 
 def run_sweep(exp: Experiment, address: str | None = None, verbose: int = 1) -> SweepOutcome:
-    """Run every unfinished trial of `exp`; finished ones (DONE markers) are reused, not rerun."""
+    """Run every unfinished trial of `exp`; finished ones (DONE markers) are reused, not rerun.
+
+    Raises `StorageError` (one line) before anything starts when the storage root is unusable.
+    A local Ray is started unless `address` is given or RAY_ADDRESS is set (`ray job submit`).
+    """
+    if "://" not in exp.storage:  # trials run in Tune's working dirs: relative paths would move
+        absolute = str(Path(exp.storage).expanduser().resolve())
+        exp = Experiment.model_validate({**exp.model_dump(), "storage": absolute})
+    store = ResultsStore(exp.storage, exp.name)
+    store.check_writable()  # before Ray starts: a typo'd bucket must not cost a cluster start
     import ray
     from ray import tune
 
     from sweep.searcher import DagSearcher
     from sweep.trainable import run_trial, trial_resources
 
-    if "://" not in exp.storage:  # trials run in Tune's working dirs: relative paths would move
-        absolute = str(Path(exp.storage).expanduser().resolve())
-        exp = Experiment.model_validate({**exp.model_dump(), "storage": absolute})
-    store = ResultsStore(exp.storage, exp.name)
     trials = build_plan(exp)
     write_manifest(exp, store, trials)
     done = {t.key for t in trials if store.is_done(t)}
@@ -108,9 +113,11 @@ def run_sweep(exp: Experiment, address: str | None = None, verbose: int = 1) -> 
     if len(done) < len(trials):
         started_ray = False
         if not ray.is_initialized():
-            local = address is None
+            local = address is None and not os.environ.get("RAY_ADDRESS")
             ray.init(
-                address=address,
+                # "local" always starts a private instance; None would join any `ray start`
+                # cluster (or RAY_ADDRESS) it finds on this machine
+                address=address or "local",
                 num_cpus=(exp.resources.num_cpus or os.cpu_count()) if local else None,
                 include_dashboard=False,
                 logging_level=logging.WARNING,
@@ -130,16 +137,20 @@ def run_sweep(exp: Experiment, address: str | None = None, verbose: int = 1) -> 
                 ),
                 run_config=tune.RunConfig(
                     name="tune",
-                    storage_path=_tune_storage(store),
+                    # the store's own filesystem: one code path, and endpoints set for it apply
+                    storage_path=store.run,
+                    storage_filesystem=store.fs,
                     failure_config=tune.FailureConfig(max_failures=exp.resources.max_failures),
                     verbose=verbose,
                 ),
             )
             grid = tuner.fit()
+            records = store.read_records()
             for result in grid:
                 if result.error is not None:
                     key = result.config["spec"]["key"]
-                    searcher.errored[key] = str(result.error).strip().splitlines()[-1][:500]
+                    errors = records.get(key, {}).get("errors") or [first_line(result.error)]
+                    searcher.errored[key] = errors[-1]
         finally:
             if started_ray:
                 ray.shutdown()
@@ -150,31 +161,98 @@ def run_sweep(exp: Experiment, address: str | None = None, verbose: int = 1) -> 
     return outcome
 
 
-def _tune_storage(store: ResultsStore) -> str:
-    if store.is_local:
-        return store.run
-    return store.uri.rstrip("/") + f"/{store.name}"
+STATES = ("done", "running", "pending", "failed", "skipped")
 
 
-def run_status(store: ResultsStore) -> dict[str, Any]:
-    """Per stage: planned, finished, errored, skipped, pending — from the store alone."""
+@dataclass
+class RunView:
+    """What `itx status` shows, read from the store alone (works from a laptop on s3://...)."""
+
+    stages: dict[str, dict[str, int]]  # kind -> planned and one count per STATES entry
+    per_node: dict[str, int]  # node (host/short node id) -> trials run there in this run
+    failures: dict[str, str]  # trial label -> first line of its last error
+    skipped: dict[str, str]  # trial label -> reason
+    eta_seconds: float | None  # None until a trial of this run has finished
+
+
+def describe_run(store: ResultsStore) -> RunView:
+    """Per-stage counts, trials per node, failures and an ETA from measured trial durations.
+
+    `running` comes from trial records, so after a driver crash a trial may show as running until
+    the next `itx run` reaches it.
+    """
     manifest = store.read_json("manifest.json")
     if manifest is None:
         raise FileNotFoundError(f"{store.run}: no manifest.json; is this a run folder?")
     status = store.read_json("status.json") or {"errored": {}, "skipped": {}}
-    table: dict[str, dict[str, int]] = {}
-    for raw in manifest["trials"]:
-        spec = TrialSpec.model_validate(raw)
-        row = table.setdefault(
-            spec.kind, dict.fromkeys(("planned", "done", "errored", "skipped", "pending"), 0)
-        )
-        row["planned"] += 1
+    records = store.read_records()
+    specs = [TrialSpec.model_validate(raw) for raw in manifest["trials"]]
+    stages: dict[str, dict[str, int]] = {}
+    per_node: dict[str, int] = {}
+    failures: dict[str, str] = {}
+    skipped: dict[str, str] = {}
+    durations: dict[str, list[float]] = {}
+    left: list[tuple[str, float]] = []  # (kind, seconds already spent) of unfinished trials
+    for spec in specs:
+        record = records.get(spec.key, {})
         if store.is_done(spec):
-            row["done"] += 1
-        elif spec.key in status["errored"]:
-            row["errored"] += 1
+            state = "done"
+            if record.get("state") == "done" and not record.get("reused"):
+                durations.setdefault(spec.kind, []).append(float(record["seconds"]))
         elif spec.key in status["skipped"]:
-            row["skipped"] += 1
+            state = "skipped"
+            skipped[spec.label] = status["skipped"][spec.key]
+        elif spec.key in status["errored"] or record.get("state") == "failed":
+            state = "failed"
+            errors = record.get("errors") or [status["errored"].get(spec.key, "")]
+            failures[spec.label] = errors[-1]
+        elif record.get("state") == "running":
+            state = "running"
+            left.append((spec.kind, _age(record.get("started"))))
         else:
-            row["pending"] += 1
+            state = "pending"
+            left.append((spec.kind, 0.0))
+        row = stages.setdefault(spec.kind, {"planned": 0, **dict.fromkeys(STATES, 0)})
+        row["planned"] += 1
+        row[state] += 1
+        if record and state in ("done", "running", "failed") and not record.get("reused"):
+            node = f"{record.get('host', '?')}/{(record.get('node_id') or '?')[:8]}"
+            per_node[node] = per_node.get(node, 0) + 1
+    concurrency = manifest["config"]["resources"]["max_concurrent_trials"]
+    return RunView(stages, per_node, failures, skipped, _eta(durations, left, concurrency))
+
+
+def _age(started: str | None) -> float:
+    if not started:
+        return 0.0
+    return (dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(started)).total_seconds()
+
+
+def _eta(
+    durations: dict[str, list[float]], left: list[tuple[str, float]], concurrency: int
+) -> float | None:
+    """Remaining work (median duration per stage, minus time already spent) over concurrency."""
+    if not left:
+        return 0.0
+    every = [d for kind in durations.values() for d in kind]
+    if not every:
+        return None
+    fallback = statistics.median(every)
+    work = sum(
+        max(statistics.median(durations.get(kind, [fallback])) - spent, 0.0) for kind, spent in left
+    )
+    return work / max(1, min(concurrency, len(left)))
+
+
+def run_status(store: ResultsStore) -> dict[str, dict[str, int]]:
+    """Per stage: planned, done, errored, skipped, pending (running counts as pending)."""
+    table = {}
+    for kind, row in describe_run(store).stages.items():
+        table[kind] = {
+            "planned": row["planned"],
+            "done": row["done"],
+            "errored": row["failed"],
+            "skipped": row["skipped"],
+            "pending": row["pending"] + row["running"],
+        }
     return table

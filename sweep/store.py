@@ -7,6 +7,7 @@ Layout under the storage root (a folder or a `s3://`/`gs://` URI, through pyarro
     <root>/<name>/manifest.json         config, package versions, git commit, the planned trials
     <root>/<name>/results/<key>.parquet rows of each finished trial (what `itx report` reads)
     <root>/<name>/status.json           errored and skipped trials, with reasons
+    <root>/<name>/trials/<key>.json     one record per trial: state, node, pid, seconds, error
 
 Artifacts are keyed by content, not by Ray's random trial ids, so two sweeps sharing an
 (intermediate, seed) with the same settings share its encoder and never train it twice.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import tempfile
 import uuid
 from pathlib import Path
@@ -50,13 +52,28 @@ ROW_COLUMNS = (
 )
 
 
+class StorageError(OSError):
+    """The storage root cannot be used; the message is one line naming the root and the cause."""
+
+
 def open_root(uri: str) -> tuple[pafs.FileSystem, str]:
-    """Filesystem and base path for a folder or URI; local folders are made absolute."""
+    """Filesystem and base path for a folder or URI; local folders are made absolute.
+
+    Object-store credentials and endpoints come from the environment only (AWS_ACCESS_KEY_ID,
+    AWS_ENDPOINT_URL, instance profiles...), never from the config, so none is ever written out.
+    """
     if "://" not in uri:
         path = Path(uri).expanduser().resolve()
         return pafs.LocalFileSystem(), path.as_posix()
     fs, base = pafs.FileSystem.from_uri(uri)
     return fs, base.rstrip("/")
+
+
+def first_line(err: BaseException | str) -> str:
+    """`Type: message`, first non-empty line only, at most 300 characters."""
+    text = err if isinstance(err, str) else f"{type(err).__name__}: {err}"
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return (lines[0] if lines else text)[:300]
 
 
 class ResultsStore:
@@ -83,6 +100,33 @@ class ResultsStore:
     def result_file(self, spec: TrialSpec) -> str:
         return f"{self.run}/results/{spec.key}.parquet"
 
+    def state_root(self, spec: TrialSpec) -> str:
+        """Versioned training state of a trial on an object store: v<step>/ folders + LATEST."""
+        return self.scratch(spec)
+
+    def record_file(self, key: str) -> str:
+        return f"{self.run}/trials/{key}.json"
+
+    # ---- checks ---------------------------------------------------------------------------
+    def check_writable(self) -> None:
+        """Write, read back and delete a probe under the run folder; StorageError if any fails."""
+        probe = f"{self.run}/.probe-{uuid.uuid4().hex}"
+        try:
+            self.write_bytes(probe, b"probe")
+            if self.read_bytes(probe) != b"probe":
+                raise OSError("a written probe file read back different bytes")
+            self.fs.delete_file(probe)
+        except OSError as err:
+            raise StorageError(f"storage {self.uri!r} is not writable: {first_line(err)}") from None
+
+    def size(self, relative: str = "") -> int:
+        """Bytes of every file under the root (or under `relative` inside it)."""
+        base = f"{self.root}/{relative}".rstrip("/")
+        if not self.exists(base):
+            return 0
+        found = self.fs.get_file_info(pafs.FileSelector(base, recursive=True))
+        return sum(info.size or 0 for info in found if info.type == pafs.FileType.File)
+
     # ---- markers and rows -------------------------------------------------------------------
     def exists(self, path: str) -> bool:
         return self.fs.get_file_info(path).type != pafs.FileType.NotFound
@@ -95,9 +139,14 @@ class ResultsStore:
         parent = path.rsplit("/", 1)[0]
         self.fs.create_dir(parent, recursive=True)
         tmp = f"{parent}/.tmp-{uuid.uuid4().hex}"
-        with self.fs.open_output_stream(tmp) as out:
-            out.write(data)
-        self.fs.move(tmp, path)
+        try:
+            with self.fs.open_output_stream(tmp) as out:
+                out.write(data)
+            self.fs.move(tmp, path)
+        except OSError:  # a full disk or lost mount: leave nothing half-written behind
+            if self.fs.get_file_info(tmp).type != pafs.FileType.NotFound:
+                self.fs.delete_file(tmp)
+            raise
 
     def read_bytes(self, path: str) -> bytes:
         with self.fs.open_input_stream(path) as stream:
@@ -157,6 +206,57 @@ class ResultsStore:
     def delete_dir(self, path: str) -> None:
         if self.exists(path):
             self.fs.delete_dir(path)
+
+    # ---- training state on an object store -----------------------------------------------------
+    def push_state(self, spec: TrialSpec, snapshot: Path, step: int) -> None:
+        """Upload a consistent local snapshot as v<step>/, then point LATEST at it, then drop
+        older versions: a kill at any moment leaves LATEST naming a complete version."""
+        base = self.state_root(spec)
+        self.upload_dir(snapshot, f"{base}/v{step:08d}")
+        self.write_bytes(f"{base}/LATEST", f"v{step:08d}".encode())
+        for info in self.fs.get_file_info(pafs.FileSelector(base, allow_not_found=True)):
+            name = info.base_name
+            if (
+                info.type == pafs.FileType.Directory
+                and name.startswith("v")
+                and name < f"v{step:08d}"
+            ):
+                self.fs.delete_dir(info.path)
+
+    def pull_state(self, spec: TrialSpec, local: Path) -> int:
+        """Download the latest pushed state into `local` (emptied first); its step, 0 if none."""
+        latest = f"{self.state_root(spec)}/LATEST"
+        shutil.rmtree(local, ignore_errors=True)
+        local.mkdir(parents=True)
+        if not self.exists(latest):
+            return 0
+        version = self.read_bytes(latest).decode().strip()
+        pafs.copy_files(
+            f"{self.state_root(spec)}/{version}",
+            str(local),
+            source_filesystem=self.fs,
+            destination_filesystem=pafs.LocalFileSystem(),
+        )
+        return int(version.removeprefix("v"))
+
+    # ---- per-trial records (what `itx status` reads) -------------------------------------------
+    def write_record(self, key: str, record: dict[str, Any]) -> None:
+        self.write_bytes(self.record_file(key), json.dumps(record, default=str).encode())
+
+    def read_records(self) -> dict[str, dict[str, Any]]:
+        """Every trial record of this run, by key; a half-written one is skipped, not fatal."""
+        folder = f"{self.run}/trials"
+        records: dict[str, dict[str, Any]] = {}
+        for info in self.fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True)):
+            if info.type != pafs.FileType.File or not info.base_name.endswith(".json"):
+                continue
+            try:
+                records[info.base_name.removesuffix(".json")] = json.loads(
+                    self.read_bytes(info.path)
+                )
+            except (OSError, ValueError):
+                continue
+        return records
 
     # ---- run-level files -----------------------------------------------------------------------
     def write_json(self, relative: str, payload: Any) -> None:
