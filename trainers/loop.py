@@ -40,24 +40,27 @@ class Outcome:
 
 
 class _EpochBatches(torch.utils.data.Sampler):
-    """Shuffled batches whose order depends only on (seed, epoch): resumable mid-epoch."""
+    """Length-grouped batches whose order depends only on (seed, epoch): resumable mid-epoch.
 
-    def __init__(self, n: int, batch_size: int, seed: int) -> None:
-        self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, 0
+    Examples are shuffled, cut into mega-batches of 50 batches, and sorted by length inside each
+    (transformers' `get_length_grouped_indices`), so dynamic padding wastes little.
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int) -> None:
+        self.lengths, self.batch_size, self.seed, self.epoch = lengths, batch_size, seed, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __iter__(self) -> Any:
-        order = torch.randperm(
-            self.n, generator=torch.Generator().manual_seed(self.seed * 1009 + self.epoch)
-        )
-        yield from (
-            order[i : i + self.batch_size].tolist() for i in range(0, self.n, self.batch_size)
-        )
+        from transformers.trainer_pt_utils import get_length_grouped_indices
+
+        generator = torch.Generator().manual_seed(self.seed * 1009 + self.epoch)
+        order = get_length_grouped_indices(self.lengths, self.batch_size, generator=generator)
+        yield from (order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size))
 
     def __len__(self) -> int:
-        return math.ceil(self.n / self.batch_size)
+        return math.ceil(len(self.lengths) / self.batch_size)
 
 
 def train_and_evaluate(
@@ -91,7 +94,7 @@ def train_and_evaluate(
     model = heads.build_model(task, encoder_dir, random_init=random_init)
     collate = heads.collator(task, tokenizer)
     train = heads.encode(task, tokenizer, data["train"]["en"], max_length)
-    sampler = _EpochBatches(len(train), config.batch_size, seed)
+    sampler = _EpochBatches([len(r["input_ids"]) for r in train], config.batch_size, seed)
     # its own generator: creating an iterator would otherwise draw from the global RNG, which a
     # resumed run restores to after that draw, shifting every dropout mask that follows
     loader = torch.utils.data.DataLoader(
