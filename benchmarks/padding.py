@@ -15,7 +15,7 @@ import torch
 from sweep.config import load_config
 from trainers.encoder import cached_pretrained, load_tokenizer
 from trainers.heads import encode
-from trainers.loop import _EpochBatches
+from trainers.loop import LengthGroupedBatches
 from trainers.tasks import SplitSizes, get_task, task_data
 from trainers.world import World
 
@@ -62,7 +62,7 @@ def main() -> None:
     print(f"train batch {exp.train.batch_size}, eval batch {exp.train.eval_batch_size}")
     print(f"{'data':<12}{'train grouped':>15}{'train shuffled':>16}{'ratio':>8}{'eval sorted':>13}")
     for label, (train, test, bs, ebs) in cases.items():
-        sampler = _EpochBatches(train, bs, seed=0)
+        sampler = LengthGroupedBatches(train, bs, seed=0)
         grouped = []
         for epoch in range(3):
             sampler.set_epoch(epoch)

@@ -21,7 +21,7 @@ import torch
 from sweep.config import load_config
 from trainers.encoder import load_tokenizer, pretrain
 from trainers.heads import build_model, collator, encode
-from trainers.loop import _EpochBatches, train_and_evaluate
+from trainers.loop import LengthGroupedBatches, train_and_evaluate
 from trainers.settings import PretrainConfig, TrainConfig
 from trainers.tasks import SplitSizes, Task, get_task, task_data
 from trainers.world import World
@@ -31,7 +31,7 @@ def plain_loop(task: Task, rows: list[dict], encoder: Path, config: TrainConfig,
     torch.manual_seed(seed)
     model = build_model(task, encoder)
     tok = load_tokenizer(encoder)
-    sampler = _EpochBatches([len(r["input_ids"]) for r in rows], config.batch_size, seed)
+    sampler = LengthGroupedBatches([len(r["input_ids"]) for r in rows], config.batch_size, seed)
     loader = torch.utils.data.DataLoader(
         rows, batch_sampler=sampler, collate_fn=collator(task, tok)
     )

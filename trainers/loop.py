@@ -39,7 +39,7 @@ class Outcome:
     model: Any = None
 
 
-class _EpochBatches(torch.utils.data.Sampler):
+class LengthGroupedBatches(torch.utils.data.Sampler):
     """Length-grouped batches whose order depends only on (seed, epoch): resumable mid-epoch.
 
     Examples are shuffled, cut into mega-batches of 50 batches, and sorted by length inside each
@@ -94,7 +94,7 @@ def train_and_evaluate(
     model = heads.build_model(task, encoder_dir, random_init=random_init)
     collate = heads.collator(task, tokenizer)
     train = heads.encode(task, tokenizer, data["train"]["en"], max_length)
-    sampler = _EpochBatches([len(r["input_ids"]) for r in train], config.batch_size, seed)
+    sampler = LengthGroupedBatches([len(r["input_ids"]) for r in train], config.batch_size, seed)
     # its own generator: creating an iterator would otherwise draw from the global RNG, which a
     # resumed run restores to after that draw, shifting every dropout mask that follows
     loader = torch.utils.data.DataLoader(
@@ -142,7 +142,9 @@ def train_and_evaluate(
             bar.update(1)
             if state_dir is not None and progress.step % config.checkpoint_every == 0:
                 progress.save(accelerator, state_dir)
-        dev = _evaluate(task, model, dev_sets, collate, config.eval_batch_size, accelerator)["en"]
+        dev = evaluate_languages(
+            task, model, dev_sets, collate, config.eval_batch_size, accelerator
+        )["en"]
         key = metrics.primary_metric(task.format)
         if progress.best_epoch < 0 or dev[key] > progress.best_dev[key]:
             progress.best_epoch, progress.best_dev = epoch, dev
@@ -169,7 +171,7 @@ def train_and_evaluate(
             lang: heads.encode(task, tokenizer, examples, max_length)
             for lang, examples in data["test"].items()
         }
-        outcome.test = _evaluate(
+        outcome.test = evaluate_languages(
             task, model, test_sets, collate, config.eval_batch_size, accelerator
         )
         outcome.n_test = {lang: len(rows) for lang, rows in test_sets.items()}
@@ -180,7 +182,7 @@ def train_and_evaluate(
 
 
 @torch.no_grad()
-def _evaluate(
+def evaluate_languages(
     task: Task,
     model: Any,
     sets: dict[str, list[dict]],
