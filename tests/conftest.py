@@ -23,6 +23,30 @@ def root() -> Path:
     return ROOT
 
 
+def tiny_settings() -> tuple:
+    """World, model and pretraining of a seconds-scale encoder for trainer tests."""
+    from trainers.settings import ModelConfig, PretrainConfig
+    from trainers.world import WorldConfig
+
+    model = ModelConfig(
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_length=48,
+        vocab_size=600,
+    )
+    return WorldConfig(sentences_per_language=300), model, PretrainConfig(steps=20, batch_size=16)
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder() -> Path:
+    """A pretrained tiny encoder folder, built once per content hash (cached across runs)."""
+    from trainers.encoder import cached_pretrained
+
+    return cached_pretrained(*tiny_settings(), threads=1)
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     if not session.items:  # exit code 5 must never pass silently
         raise pytest.UsageError("no tests collected")

@@ -2,7 +2,7 @@
 
 import re
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, tiny_settings
 
 SOURCES = [p for d in ("sweep", "trainers", "analysis") for p in (ROOT / d).rglob("*.py")]
 
@@ -17,23 +17,14 @@ def test_no_unsafe_loading_in_our_code():
         assert "trust_remote_code=True" not in text, path
 
 
-def test_training_state_and_encoders_are_safetensors(tmp_path):
-    from trainers.encoder import cached_pretrained
+def test_training_state_and_encoders_are_safetensors(tmp_path, tiny_encoder):
     from trainers.loop import train_and_evaluate
-    from trainers.settings import ModelConfig, PretrainConfig, TrainConfig
+    from trainers.settings import TrainConfig
     from trainers.tasks import SplitSizes, get_task, task_data
-    from trainers.world import World, WorldConfig
+    from trainers.world import World
 
-    world = WorldConfig(sentences_per_language=300)
-    model = ModelConfig(
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_length=48,
-        vocab_size=600,
-    )
-    encoder = cached_pretrained(world, model, PretrainConfig(steps=20, batch_size=16))
+    world, _, _ = tiny_settings()
+    encoder = tiny_encoder
     task = get_task("pos")
     data = task_data(World(world), task, SplitSizes(32, 16, 16), ("en",))
     train_and_evaluate(task, data, encoder, TrainConfig(epochs=1, batch_size=16), 0, 48, tmp_path)

@@ -2,25 +2,17 @@
 
 import torch
 
-from trainers.encoder import cached_pretrained
+from tests.conftest import tiny_settings
 from trainers.loop import train_and_evaluate
-from trainers.settings import ModelConfig, PretrainConfig, TrainConfig
+from trainers.settings import TrainConfig
 from trainers.tasks import SplitSizes, get_task, task_data
-from trainers.world import World, WorldConfig
+from trainers.world import World
 
-WORLD = WorldConfig(sentences_per_language=300)
-MODEL = ModelConfig(
-    hidden_size=32,
-    num_hidden_layers=1,
-    num_attention_heads=2,
-    intermediate_size=64,
-    max_length=48,
-    vocab_size=600,
-)
+WORLD, _, _ = tiny_settings()
 
 
-def test_same_seed_same_numbers_twice():
-    encoder = cached_pretrained(WORLD, MODEL, PretrainConfig(steps=20, batch_size=16), threads=1)
+def test_same_seed_same_numbers_twice(tiny_encoder):
+    encoder = tiny_encoder
     task = get_task("nli")
     data = task_data(World(WORLD), task, SplitSizes(96, 32, 32), ("en", "ov80"))
     config = TrainConfig(epochs=2, batch_size=16)

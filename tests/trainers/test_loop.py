@@ -4,28 +4,21 @@ import pytest
 import torch
 
 import trainers.encoder as encoder_mod
+from tests.conftest import tiny_settings
 from trainers.encoder import cached_pretrained, load_tokenizer, save_encoder
 from trainers.heads import build_model
 from trainers.loop import _Progress, train_and_evaluate
-from trainers.settings import ModelConfig, PretrainConfig, TrainConfig
+from trainers.settings import PretrainConfig, TrainConfig
 from trainers.tasks import SplitSizes, get_task, task_data
-from trainers.world import World, WorldConfig
+from trainers.world import World
 
-WORLD = WorldConfig(sentences_per_language=300)
-MODEL = ModelConfig(
-    hidden_size=32,
-    num_hidden_layers=1,
-    num_attention_heads=2,
-    intermediate_size=64,
-    max_length=48,
-    vocab_size=600,
-)
+WORLD, MODEL, PRETRAIN = tiny_settings()
 TRAIN = TrainConfig(epochs=2, batch_size=16, checkpoint_every=3)
 
 
 @pytest.fixture(scope="module")
-def encoder():
-    return cached_pretrained(WORLD, MODEL, PretrainConfig(steps=20, batch_size=16), threads=1)
+def encoder(tiny_encoder):
+    return tiny_encoder
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +30,7 @@ def test_pretrained_encoder_is_cached_by_content(encoder, monkeypatch):
     monkeypatch.setattr(
         encoder_mod, "pretrain", lambda *a, **k: pytest.fail("rebuilt a cached encoder")
     )
-    again = cached_pretrained(WORLD, MODEL, PretrainConfig(steps=20, batch_size=16), threads=1)
+    again = cached_pretrained(WORLD, MODEL, PRETRAIN, threads=1)
     assert again == encoder and (encoder / "DONE").exists()
     other = encoder_mod.cache_root() / "pretrained"
     changed = PretrainConfig(steps=21, batch_size=16)
