@@ -5,11 +5,16 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from sweep.config import ConfigError, Experiment, load_config
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from sweep.runner import RunView
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False, add_completion=False)
 
@@ -39,9 +44,14 @@ def run(
     exp = load_or_exit(config, storage)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from sweep.runner import run_sweep
+    from sweep.store import StorageError
 
     started = time.perf_counter()
-    outcome = run_sweep(exp, address=address)
+    try:
+        outcome = run_sweep(exp, address=address)
+    except StorageError as err:  # before any trial started: one line, like a config error
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(code=2) from None
     typer.echo(
         f"sweep {exp.name}: {outcome.planned} trials planned, {len(outcome.reused)} reused, "
         f"{len(outcome.issued)} run, {len(outcome.errored)} errored, "
@@ -73,32 +83,68 @@ def plan(config: Path, storage: StorageOpt = None) -> None:
 
 
 @app.command()
-def status(run_dir: str) -> None:
-    """Trials planned, finished, errored, skipped and pending per stage of the run in RUN_DIR."""
-    from sweep.runner import run_status
+def status(
+    run_dir: str,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Redraw live until every trial has ended.")
+    ] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between redraws with --watch.")] = 5.0,
+) -> None:
+    """Per stage done/running/pending/failed/skipped, trials per node, ETA, failures of RUN_DIR.
+
+    RUN_DIR is a folder or a URI (s3://bucket/root/name); only the store is read, never Ray.
+    """
+    from rich.console import Console
+    from rich.live import Live
+
+    from sweep.runner import describe_run
     from sweep.store import ResultsStore
 
     root, _, name = run_dir.rstrip("/").rpartition("/")
+    store = ResultsStore(root or ".", name)
     try:
-        table = run_status(ResultsStore(root or ".", name))
+        view = describe_run(store)
     except FileNotFoundError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(code=2) from None
-    typer.echo(f"{'stage':<14}{'planned':>8}{'done':>6}{'errored':>8}{'skipped':>8}{'pending':>8}")
-    for stage, row in table.items():
-        typer.echo(
-            f"{stage:<14}"
-            + "".join(
-                f"{row[k]:>{w}}"
-                for k, w in (
-                    ("planned", 8),
-                    ("done", 6),
-                    ("errored", 8),
-                    ("skipped", 8),
-                    ("pending", 8),
-                )
-            )
-        )
+    if not watch:
+        Console().print(_status_table(run_dir, view))
+        return
+    with Live(_status_table(run_dir, view), refresh_per_second=1) as live:
+        while any(row["running"] + row["pending"] for row in view.stages.values()):
+            time.sleep(interval)
+            view = describe_run(store)
+            live.update(_status_table(run_dir, view))
+
+
+def _status_table(run_dir: str, view: RunView) -> RenderableType:
+    """A rich renderable of a `RunView`: stage counts, then nodes, ETA, failures, skips."""
+    from rich.console import Group
+    from rich.table import Table
+
+    from sweep.runner import STATES
+
+    table = Table(title=f"{run_dir}", title_justify="left")
+    table.add_column("stage")
+    for column in ("planned", *STATES):
+        table.add_column(column, justify="right")
+    for stage, row in view.stages.items():
+        table.add_row(stage, *(str(row[c]) for c in ("planned", *STATES)))
+    lines: list[RenderableType] = [table]
+    if view.per_node:
+        nodes = ", ".join(f"{node}: {n}" for node, n in sorted(view.per_node.items()))
+        lines.append(f"trials per node: {nodes}")
+    left = sum(row["running"] + row["pending"] for row in view.stages.values())
+    if not left:
+        eta = "none left to run"
+    elif view.eta_seconds is None:
+        eta = "unknown (no trial of this run has finished)"
+    else:
+        eta = f"{view.eta_seconds / 60:.1f} min"
+    lines.append(f"ETA: {eta}")
+    lines.extend(f"[red]failed[/red] {label}: {error}" for label, error in view.failures.items())
+    lines.extend(f"skipped {label}: {reason}" for label, reason in view.skipped.items())
+    return Group(*lines)
 
 
 @app.command()

@@ -88,7 +88,7 @@ def run_sweep(exp: Experiment, address: str | None = None, verbose: int = 1) -> 
     """Run every unfinished trial of `exp`; finished ones (DONE markers) are reused, not rerun.
 
     Raises `StorageError` (one line) before anything starts when the storage root is unusable.
-    A local Ray is started unless `address` is given or RAY_ADDRESS is set (`ray job submit`).
+    A private local Ray is started unless `address` is given (`auto` inside `ray job submit`).
     """
     if "://" not in exp.storage:  # trials run in Tune's working dirs: relative paths would move
         absolute = str(Path(exp.storage).expanduser().resolve())
@@ -113,7 +113,7 @@ def run_sweep(exp: Experiment, address: str | None = None, verbose: int = 1) -> 
     if len(done) < len(trials):
         started_ray = False
         if not ray.is_initialized():
-            local = address is None and not os.environ.get("RAY_ADDRESS")
+            local = address is None
             ray.init(
                 # "local" always starts a private instance; None would join any `ray start`
                 # cluster (or RAY_ADDRESS) it finds on this machine
