@@ -6,6 +6,7 @@ Metrics in the rows are fractions in [0, 1]; gains and baseline tables are in po
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
 import pandas as pd
@@ -152,3 +153,105 @@ def seed_means(gains: pd.DataFrame) -> pd.DataFrame:
     return usable.groupby(["intermediate", "seed"], as_index=False).agg(
         difficulty=("difficulty", "first"), gain=("gain", "mean"), n=("gain", "size")
     )
+
+
+# Benchmark categories of XTREME-R, for its two averages; the synthetic targets by format.
+CATEGORIES = {
+    "xnli": "classification",
+    "xcopa": "classification",
+    "pawsx": "classification",
+    "nli": "classification",
+    "udpos": "structured prediction",
+    "panx": "structured prediction",
+    "pos": "structured prediction",
+    "xquad": "question answering",
+    "mlqa": "question answering",
+    "tydiqa": "question answering",
+    "mewsli-x": "retrieval",
+    "lareqa": "retrieval",
+    "tatoeba": "retrieval",
+}
+
+
+def language_overlap(manifest: dict) -> dict[str, float]:
+    """Lexical overlap of each language with English, from the synthetic world's settings.
+
+    A language in another script than English shares no subword with it (overlap 0), whatever
+    its word overlap; English is 1. Empty when the manifest does not describe the languages.
+    """
+    world = (manifest.get("config") or {}).get("world") or {}
+    languages = [x for x in world.get("languages") or [] if isinstance(x, dict) and "code" in x]
+    scripts = {x["code"]: x.get("script", "latin") for x in languages}
+    english = scripts.get("en", "latin")
+    return {
+        x["code"]: float(x.get("overlap", math.nan)) if scripts[x["code"]] == english else 0.0
+        for x in languages
+    }
+
+
+def xtreme_table(rows: pd.DataFrame, exclude: str = "en") -> pd.DataFrame:
+    """XTREME-R layout: one row per encoder (`none`, `scratch`, intermediates), one column per
+    target (zero-shot mean over languages other than `exclude`, then over seeds, x100), then
+    the mean of category means and the plain mean over targets."""
+    target = rows[
+        (rows["kind"] == "target")
+        & (rows["split"] == "test")
+        & rows["primary"].astype(bool)
+        & (rows["language"] != exclude)
+    ]
+    if target.empty:
+        return pd.DataFrame()
+    per_seed = target.groupby(["intermediate", "target_task", "seed"])["value"].mean()
+    table = per_seed.groupby(["intermediate", "target_task"]).mean().unstack() * 100
+    tasks = sorted(table.columns, key=lambda t: (CATEGORIES.get(t, "other"), t))
+    table = table[tasks]
+    categories = pd.Series({t: CATEGORIES.get(t, "other") for t in tasks})
+    by_category = table.T.groupby(categories).mean().T
+    table["avg (mean of category means)"] = by_category.mean(axis=1, skipna=False)
+    table["avg (mean over tasks)"] = table[tasks].mean(axis=1, skipna=False)
+    order = [n for n in (BASELINE, CONTROL) if n in table.index]
+    order += sorted(n for n in table.index if n not in order)
+    table = table.reindex(order)
+    table.columns = [
+        f"{t} ({CATEGORIES.get(t, 'other')})" if t in tasks else t for t in table.columns
+    ]
+    table.index.name = "encoder"
+    return table.reset_index()
+
+
+def missing_cells(rows: pd.DataFrame, manifest: dict) -> pd.DataFrame:
+    """(intermediate, seed, target) cells of the planned grid without a usable gain: no target
+    result, no intermediate result (difficulty), or no same-seed baseline."""
+    config = manifest.get("config") or {}
+    gains = gain_table(rows)
+    target = rows[rows["kind"] == "target"]
+    intermediates = config.get("intermediates") or sorted(
+        set(rows["intermediate"].dropna()) - {BASELINE, CONTROL}
+    )
+    seeds = config.get("seeds") or sorted(rows["seed"].unique())
+    targets = config.get("targets") or sorted(target["target_task"].dropna().unique())
+    usable = set(
+        gains.dropna(subset=["gain", "difficulty"])[["intermediate", "seed", "target_task"]]
+        .drop_duplicates()
+        .itertuples(index=False, name=None)
+    )
+    have_target = set(
+        target[["intermediate", "seed", "target_task"]]
+        .drop_duplicates()
+        .itertuples(index=False, name=None)
+    )
+    difficulty = set(difficulty_table(rows)[["intermediate", "seed"]].itertuples(False, None))
+    out = []
+    for name in intermediates:
+        for seed in seeds:
+            for task in targets:
+                if (name, seed, task) in usable:
+                    continue
+                if (name, seed, task) not in have_target:
+                    why = "no target result"
+                elif (name, seed) not in difficulty:
+                    why = "no intermediate result (difficulty unknown)"
+                else:
+                    why = "no same-seed `none` baseline"
+                out.append((name, int(seed), task, why))
+    return pd.DataFrame(out, columns=["intermediate", "seed", "target_task", "why"])

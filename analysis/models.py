@@ -1,5 +1,5 @@
-"""Does difficulty predict gain? The two-stage test (the headline), rank correlations, and a
-crossed mixed model (descriptive: its Wald p is anti-conservative with few intermediates).
+"""Does difficulty predict gain? The two-stage test (the headline) and rank correlations; the
+full mixed model is in analysis.mixed.
 
 Difficulty varies only between intermediates (seeds measure it with noise), so the honest unit
 of replication is the intermediate: the two-stage test regresses one mean gain per intermediate
@@ -8,12 +8,10 @@ on its mean difficulty, with I - 2 degrees of freedom.
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import logging
 import math
-import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -24,10 +22,6 @@ log = logging.getLogger(__name__)
 EXACT_MAX = 8  # 8! = 40,320 orderings is still instant; beyond that, seeded random draws
 N_DRAWS = 10_000
 NEEDS_THREE = "needs at least 3 intermediates"
-OPTIMIZERS = ("lbfgs", "bfgs", "powell", "nm")
-# Dense is ~10x faster on small tables; sparse keeps memory linear once the n x n dense random
-# effects matrix would get large (16,000 rows would need 2 GB dense).
-SPARSE_FROM_ROWS = 1500
 
 
 def _usable(gains: pd.DataFrame) -> pd.DataFrame:
@@ -241,157 +235,3 @@ def correlations(gains: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> Corr
         result.spearman_ci = (float(lo[0]), float(hi[0]))
         result.kendall_ci = (float(lo[1]), float(hi[1]))
     return result
-
-
-@dataclass
-class MixedFit:
-    """`gain ~ difficulty` with crossed random intercepts (target, language-in-target, seed).
-
-    `wald_p` assumes the fixed-effect SE is right, which it is not with few intermediates
-    (difficulty varies between intermediates only): 15-17% false positives at the 5% level with
-    6 intermediates. Report it, if at all, labelled as miscalibrated; never as the test.
-    """
-
-    ok: bool
-    reason: str | None = None
-    estimate: float = math.nan
-    se: float = math.nan
-    ci_low: float = math.nan
-    ci_high: float = math.nan
-    wald_p: float = math.nan
-    intercept: float = math.nan
-    variance: dict[str, float] = field(default_factory=dict)  # points², residual included
-    llf: float = math.nan
-    method: str | None = None
-    converged: bool = False
-    attempts: dict[str, float] = field(default_factory=dict)  # optimizer -> REML llf
-    warnings: list[str] = field(default_factory=list)
-    n_obs: int = 0
-    levels: dict[str, int] = field(default_factory=dict)
-
-
-def _supports_sparse() -> bool:
-    from statsmodels.regression.mixed_linear_model import MixedLM
-
-    return "use_sparse" in inspect.signature(MixedLM.from_formula).parameters
-
-
-def fit_mixed(gains: pd.DataFrame, optimizers: tuple[str, ...] = OPTIMIZERS) -> MixedFit:
-    """REML fit tried with each optimizer, keeping the best log-likelihood; never raises.
-
-    Warnings raised during the kept fit (convergence, boundary/singular, Hessian) are returned
-    in `warnings`, with a note for each variance component estimated at ~0.
-    """
-    usable = _usable(gains)
-    result = MixedFit(ok=False, n_obs=len(usable))
-    if usable.empty:
-        result.reason = "no rows with both a gain and a difficulty"
-        return result
-    if usable["difficulty"].nunique() < 2:
-        result.reason = "difficulty has fewer than 2 distinct values"
-        return result
-    data = pd.DataFrame(
-        {
-            "gain": usable["gain"].to_numpy(float),
-            "difficulty": usable["difficulty"].to_numpy(float),
-            "target_task": usable["target_task"].astype(str).to_numpy(),
-            "target_language": (usable["target_task"] + ":" + usable["language"]).to_numpy(),
-            "seed": usable["seed"].astype(str).to_numpy(),
-            "group": 1,  # one group: the random effects are crossed, all through vc_formula
-        }
-    )
-    result.levels = {
-        "target_task": data["target_task"].nunique(),
-        "language": data["target_language"].nunique(),
-        "seed": data["seed"].nunique(),
-    }
-    components = {"target_task": "target_task", "language": "target_language", "seed": "seed"}
-    notes = []
-    for name in list(components):
-        if result.levels[name] < 2:
-            notes.append(f"random intercept for {name} dropped: only one level")
-            del components[name]
-    if (
-        "language" in components
-        and "target_task" in components
-        and result.levels["language"] == result.levels["target_task"]
-    ):
-        notes.append("one language per target: language-within-target merged into target_task")
-        del components["language"]
-    if not components:
-        result.reason = "no random-effect factor has 2 or more levels"
-        result.warnings = notes
-        return result
-    vc_formula = {name: f"0 + C({column})" for name, column in components.items()}
-    fits = {}
-    failures = []
-    for method in optimizers:
-        fitted, caught, error = _fit_once(data, vc_formula, method)
-        if fitted is None:
-            failures.append(f"{method}: {error}")
-            result.attempts[method] = math.nan
-            continue
-        result.attempts[method] = float(fitted.llf)
-        fits[method] = (fitted, caught)
-    finite = {m: f for m, f in fits.items() if np.isfinite(f[0].llf)}
-    if not finite:
-        result.reason = "every optimizer failed: " + "; ".join(failures or ["non-finite llf"])
-        result.warnings = notes
-        return result
-    method = max(finite, key=lambda m: finite[m][0].llf)
-    fitted, caught = finite[method]
-    names = list(fitted.model.exog_vc.names)
-    variance = {name: float(v) for name, v in zip(names, fitted.vcomp, strict=True)}
-    variance["residual"] = float(fitted.scale)
-    total = sum(variance.values())
-    boundary = [
-        f"variance of {name} is ~0 (singular fit: the data cannot separate it)"
-        for name, v in variance.items()
-        if name != "residual" and v <= 1e-6 * max(total, 1e-12)
-    ]
-    conf = fitted.conf_int()
-    result.ok = True
-    result.method = method
-    result.converged = bool(fitted.converged)
-    result.estimate = float(fitted.fe_params["difficulty"])
-    result.se = float(fitted.bse_fe["difficulty"])
-    result.ci_low, result.ci_high = (float(v) for v in conf.loc["difficulty"])
-    result.wald_p = float(fitted.pvalues["difficulty"])
-    result.intercept = float(fitted.fe_params["Intercept"])
-    result.variance = variance
-    result.llf = float(fitted.llf)
-    result.warnings = list(dict.fromkeys([*notes, *caught, *boundary]))
-    if not result.converged:
-        result.warnings.append(f"{method} did not report convergence")
-    if failures:
-        result.warnings.extend(f"optimizer failed: {f}" for f in failures)
-    return result
-
-
-def _fit_once(
-    data: pd.DataFrame, vc_formula: dict[str, str], method: str
-) -> tuple[object | None, list[str], str | None]:
-    """One REML fit: (result or None, warning messages, error message)."""
-    from statsmodels.regression.mixed_linear_model import MixedLM
-
-    options = {"use_sparse": len(data) >= SPARSE_FROM_ROWS} if _supports_sparse() else {}
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            model = MixedLM.from_formula(
-                "gain ~ difficulty",
-                data,
-                groups="group",
-                re_formula="0",
-                vc_formula=vc_formula,
-                **options,
-            )
-            fitted = model.fit(reml=True, method=[method])
-        # statsmodels can fail in many ways (LinAlgError, ValueError, IndexError...); a report
-        # must still be written, so any failure becomes a recorded reason.
-        except Exception as err:
-            return None, [], f"{type(err).__name__}: {err}"[:300]
-    messages = [f"{w.category.__name__}: {str(w.message).strip()}" for w in caught]
-    # statsmodels announces retries with other optimizers; we run one optimizer per fit.
-    messages = [m for m in messages if "Retrying MixedLM optimization" not in m]
-    return fitted, list(dict.fromkeys(messages)), None

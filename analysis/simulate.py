@@ -21,6 +21,14 @@ from analysis.results import BASELINE, CONTROL, ROW_DTYPES, open_run
 INTERMEDIATE_LABELS = 4  # intermediate tasks are 4-way classification: chance 0.25
 TARGET_LABELS = 3  # classification targets are 3-way (NLI-like)
 TAGS = 17  # tagging targets: UD-like tag set
+# The demo world's languages (configs/demo.yaml), written into simulated manifests.
+WORLD_LANGUAGES = {
+    "en": {"overlap": 1.0, "script": "latin"},
+    "ov80": {"overlap": 0.8, "script": "latin"},
+    "ov50": {"overlap": 0.5, "script": "latin"},
+    "sov50": {"overlap": 0.5, "script": "latin"},
+    "fake": {"overlap": 1.0, "script": "cyrillic"},
+}
 
 
 def simulate_rows(
@@ -217,9 +225,11 @@ def write_run(
             pq.write_table(pa.Table.from_pandas(part, preserve_index=False), out)
         written.append(path)
     trials.extend(extra_trials)
+    codes = sorted(set(rows["language"].dropna()))
+    world = [{"code": c, **WORLD_LANGUAGES[c]} for c in codes if c in WORLD_LANGUAGES]
     manifest = {
         "name": name,
-        "config": {"simulated": True},
+        "config": {"simulated": True, "world": {"languages": world}},
         "versions": {},
         "git_commit": None,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -234,3 +244,97 @@ def write_run(
 def _write_json(fs: Any, path: str, payload: Any) -> None:
     with fs.open_output_stream(path) as out:
         out.write(json.dumps(payload, indent=2).encode())
+
+
+# Zero-shot languages (English excluded) per target of the XTREME-R study design.
+XTREME_R_LANGUAGES = {
+    "xnli": 14,
+    "xcopa": 11,
+    "udpos": 37,
+    "panx": 47,
+    "xquad": 10,
+    "mlqa": 6,
+    "tydiqa": 8,
+    "mewsli-x": 10,
+    "lareqa": 10,
+    "tatoeba": 35,
+}
+# The demo sweep's targets and zero-shot languages (configs/demo.yaml).
+DEMO_LANGUAGES = {"nli": 4, "pos": 4}
+
+
+def simulate_gains(
+    rng: np.random.Generator,
+    slope: float,
+    n_intermediate: int,
+    n_seed: int,
+    languages: dict[str, int],
+    *,
+    intercept: float = 2.0,
+    sd_target: float = 1.0,
+    sd_language: float = 1.0,
+    sd_intermediate: float = 1.0,
+    sd_intermediate_seed: float = 0.5,
+    sd_seed: float = 0.5,
+    sd_slope_target: float = 0.0,
+    sd_residual: float = 1.0,
+    difficulty_noise: float = 0.02,
+    missing: float = 0.0,
+) -> pd.DataFrame:
+    """A gains table (the models' input) drawn directly, vectorized: fast enough for
+    calibration loops at the real design's size (about 25k rows per draw).
+
+    `languages` maps each target to its number of zero-shot languages. Gain = intercept +
+    (slope + target slope) * measured difficulty + target + language-in-target + intermediate +
+    intermediate:seed + seed + residual. Each language has an `overlap` in [0, 1] (a third of
+    them 0, like another script). `missing` is the share of (intermediate, seed, target)
+    trials dropped at random, as in a partial or failed sweep.
+    """
+    targets = list(languages)
+    cells = [(t, j) for t in targets for j in range(languages[t])]
+    n_cells = len(cells)
+    true_d = np.linspace(0.1, 0.8, n_intermediate)
+    measured = np.clip(
+        true_d[:, None] + rng.normal(0, difficulty_noise, (n_intermediate, n_seed)), 0, 1
+    )
+    t_index = np.array([targets.index(t) for t, _ in cells])
+    overlap = np.where(rng.uniform(size=n_cells) < 1 / 3, 0.0, rng.uniform(0.2, 1.0, n_cells))
+    cell_effect = rng.normal(0, sd_target, len(targets))[t_index] + rng.normal(
+        0, sd_language, n_cells
+    )
+    cell_slope = slope + rng.normal(0, sd_slope_target, len(targets))[t_index]
+    i_eff = rng.normal(0, sd_intermediate, n_intermediate)
+    is_eff = rng.normal(0, sd_intermediate_seed, (n_intermediate, n_seed))
+    s_eff = rng.normal(0, sd_seed, n_seed)
+    i, s, c = np.meshgrid(
+        np.arange(n_intermediate), np.arange(n_seed), np.arange(n_cells), indexing="ij"
+    )
+    i, s, c = i.ravel(), s.ravel(), c.ravel()
+    gain = (
+        intercept
+        + cell_slope[c] * measured[i, s]
+        + cell_effect[c]
+        + i_eff[i]
+        + is_eff[i, s]
+        + s_eff[s]
+        + rng.normal(0, sd_residual, len(i))
+    )
+    keep = np.ones(len(i), dtype=bool)
+    if missing > 0:
+        dropped = rng.uniform(size=(n_intermediate, n_seed, len(targets))) < missing
+        keep = ~dropped[i, s, t_index[c]]
+    names = np.array([f"task{k:02d}" for k in range(n_intermediate)], dtype=object)
+    target_names = np.array(targets, dtype=object)[t_index]
+    language_names = np.array([f"l{j:02d}" for _, j in cells], dtype=object)
+    frame = pd.DataFrame(
+        {
+            "intermediate": names[i],
+            "seed": s.astype(np.int64),
+            "target_task": target_names[c],
+            "language": language_names[c],
+            "gain": gain,
+            "difficulty": measured[i, s],
+            "overlap": overlap[c],
+        }
+    )
+    return frame.loc[keep].reset_index(drop=True)

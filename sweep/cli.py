@@ -148,12 +148,23 @@ def _status_table(run_dir: str, view: RunView) -> RenderableType:
 
 
 @app.command()
-def report(run_dir: str) -> None:
+def report(
+    run_dir: str,
+    backend: Annotated[
+        str | None,
+        typer.Option(help="Mixed-model backend: statsmodels or lme4 (R); default from the config."),
+    ] = None,
+) -> None:
     """Write report.md, report.html and CSV tables into RUN_DIR (a folder or s3://...)."""
     from analysis.report import write_report
 
+    if backend not in (None, "statsmodels", "lme4"):
+        typer.echo(
+            f"error: --backend: unknown backend {backend!r}; allowed: statsmodels, lme4", err=True
+        )
+        raise typer.Exit(code=2)
     try:
-        written = write_report(run_dir)
+        written = write_report(run_dir, backend)
     except FileNotFoundError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(code=2) from None

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -63,6 +63,12 @@ class Controls(BaseModel):
     scratch: bool = True  # a random (never pretrained) encoder fine-tuned the same way
 
 
+class AnalysisConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    backend: Literal["statsmodels", "lme4"] = "statsmodels"  # lme4 runs R through Rscript
+
+
 class Experiment(BaseModel):
     """One sweep: intermediate x seed x target on a pretrained encoder."""
 
@@ -81,6 +87,7 @@ class Experiment(BaseModel):
     train: TrainConfig = TrainConfig()
     controls: Controls = Controls()
     resources: Resources = Resources()
+    analysis: AnalysisConfig = AnalysisConfig()
 
     @field_validator("name")
     @classmethod

@@ -10,7 +10,6 @@ from analysis.gains import gain_table
 from analysis.models import (
     NEEDS_THREE,
     correlations,
-    fit_mixed,
     intermediate_means,
     permutation_p,
     two_stage,
@@ -153,51 +152,9 @@ def test_planted_slope_recovered_by_two_stage():
     assert ts.p_perm < 0.01
 
 
-def test_planted_slope_recovered_by_mixed_model():
-    rows = simulate_rows(np.random.default_rng(3), 10.0, 8, 4)
-    fit = fit_mixed(gain_table(rows))
-    assert fit.ok, fit.reason
-    assert abs(fit.estimate - 10.0) < 3 * fit.se
-    assert set(fit.variance) == {"target_task", "language", "seed", "residual"}
-    assert set(fit.attempts) == {"lbfgs", "bfgs", "powell", "nm"}
-    assert fit.llf == pytest.approx(max(v for v in fit.attempts.values() if math.isfinite(v)))
-
-
 def test_zero_slope_not_found():
     rows = simulate_rows(np.random.default_rng(2), 0.0, 6, 4, sd_intermediate=1.0)
     gains = gain_table(rows)
     ts = two_stage(gains)
     assert abs(ts.t) < 1.0
     assert ts.p_perm > 0.2
-    fit = fit_mixed(gains)
-    assert abs(fit.estimate / fit.se) < 2
-
-
-def test_mixed_wald_is_overconfident_where_two_stage_is_not():
-    # Why the mixed model is not the headline: a null effect, intermediates with their own
-    # effects, and the mixed model's z is far out while the two-stage t is unremarkable.
-    rows = simulate_rows(np.random.default_rng(0), 0.0, 6, 4, sd_intermediate=1.0)
-    gains = gain_table(rows)
-    assert abs(two_stage(gains).t) < 2.8  # t(4) 5% critical value is 2.78
-    fit = fit_mixed(gains)
-    assert abs(fit.estimate / fit.se) > 3
-
-
-def test_mixed_records_singular_fit_warnings():
-    rows = simulate_rows(np.random.default_rng(0), 5.0, 4, 3, sd_seed=0.0, sd_target=0.0)
-    fit = fit_mixed(gain_table(rows))
-    assert fit.ok
-    assert any("~0" in w for w in fit.warnings)
-    assert any("boundary" in w for w in fit.warnings)
-
-
-def test_mixed_failures_are_results_not_exceptions():
-    flat = gains_frame([(n, s, 0.5, float(s)) for n in "ABC" for s in range(3)])
-    fit = fit_mixed(flat)
-    assert not fit.ok
-    assert "fewer than 2 distinct" in fit.reason
-    empty = fit_mixed(flat.iloc[0:0])
-    assert not empty.ok
-    single = fit_mixed(gains_frame([("A", 0, 0.2, 1.0), ("B", 0, 0.6, 2.0)]))
-    assert not single.ok  # one target, one language, one seed: nothing to be random over
-    assert "2 or more levels" in single.reason

@@ -1,6 +1,7 @@
 """write_report: files, self-contained HTML, and numbers that come from the store."""
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -33,7 +34,7 @@ def test_report_files_and_self_contained_html(simulated_run, reported):
     for path in written.values():
         assert (simulated_run / path.removeprefix(f"{simulated_run}/")).is_file()
     html = (simulated_run / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 2
+    assert html.count("data:image/png;base64,") == 4  # heatmap, scatter, overlap, forest
     assert "http" not in html
     assert "<script" not in html
     assert "<link" not in html
@@ -49,7 +50,7 @@ def test_report_states_the_two_stage_estimate_first(simulated_run, reported):
     assert f"{ts.ci_low:.2f} to {ts.ci_high:.2f}" in answer
     assert "exact permutation p" in answer
     assert "Wald" not in answer  # the miscalibrated p never makes the headline
-    assert "not the test to trust" in md
+    assert "Satterthwaite" in md  # the mixed model is tested with Satterthwaite df, not Wald z
 
 
 def test_report_tables_match_the_analysis(simulated_run, reported):
@@ -94,7 +95,9 @@ def test_store_without_results_still_reports(tmp_path):
     written = write_report(str(tmp_path))
     assert set(written) >= EXPECTED
     html = (tmp_path / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 2
+    assert (
+        html.count("data:image/png;base64,") == 2
+    )  # heatmap and scatter placeholders; no model, no overlap
     assert "nothing to test" in (tmp_path / "report.md").read_text()
 
 
@@ -106,3 +109,53 @@ def test_report_through_a_uri(tmp_path):
     assert written["report.html"] == f"{uri}/report.html"
     assert (tmp_path / "report.html").is_file()
     assert (tmp_path / "tables" / "gains.csv").is_file()
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+def test_report_opens_in_headless_chromium(simulated_run, reported, tmp_path):
+    import shutil
+    import subprocess
+
+    chromium = shutil.which("chromium") or (CHROMIUM if Path(CHROMIUM).exists() else None)
+    if chromium is None:
+        pytest.skip("chromium is not installed (Debian: apt-get install chromium)")
+    page = (simulated_run / "report.html").as_uri()
+    flags = [
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--enable-logging=stderr",
+        "--v=0",
+    ]
+    shot = tmp_path / "report.png"
+    run = subprocess.run(
+        [*flags, "--window-size=1200,2400", f"--screenshot={shot}", page],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert shot.stat().st_size > 20_000  # a rendered page, not a blank one
+    console = [line for line in run.stderr.splitlines() if "CONSOLE" in line]
+    assert console == []
+    dom = subprocess.run(
+        [*flags, "--dump-dom", page], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert [line for line in dom.stderr.splitlines() if "CONSOLE" in line] == []
+    for alt in ("Gain heatmap", "Difficulty vs gain", "Gain vs overlap", "Random effects"):
+        assert f'alt="{alt}"' in dom.stdout
+    assert dom.stdout.count("<table>") >= 8
+    for heading in ("XTREME-R table", "Mixed model", "Two-stage test", "Design"):
+        assert f"<h2>{heading}</h2>" in dom.stdout
