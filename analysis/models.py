@@ -154,6 +154,27 @@ def two_stage(gains: pd.DataFrame, n_draws: int = N_DRAWS, seed: int = 0) -> Two
     return result
 
 
+def two_stage_by_target(gains: pd.DataFrame, n_draws: int = N_DRAWS, seed: int = 0) -> pd.DataFrame:
+    """The headline test within each target task: one row per target (NaN where untestable)."""
+    rows = []
+    for target, part in gains.groupby("target_task", sort=True):
+        ts = two_stage(part, n_draws, seed)
+        rows.append(
+            {
+                "target_task": target,
+                "intermediates": ts.n_intermediates,
+                "slope": ts.estimate,
+                "se": ts.se,
+                "ci_low": ts.ci_low,
+                "ci_high": ts.ci_high,
+                "df": ts.df,
+                "p_t": ts.p_t,
+                "p_perm": ts.p_perm,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 @dataclass
 class Correlations:
     """Spearman and Kendall between mean difficulty and mean gain across intermediates, with

@@ -27,10 +27,11 @@ from trainers.tasks import SplitSizes, Task, get_task, task_data
 from trainers.world import World
 
 
-def plain_loop(task: Task, rows: list[dict], encoder: Path, config: TrainConfig, seed: int) -> None:
+def plain_loop(task: Task, data: dict, encoder: Path, config: TrainConfig, seed: int) -> None:
     torch.manual_seed(seed)
     model = build_model(task, encoder)
     tok = load_tokenizer(encoder)
+    rows = encode(task, tok, data["train"]["en"], MAX_LENGTH)  # each runner tokenizes, like itx
     sampler = LengthGroupedBatches([len(r["input_ids"]) for r in rows], config.batch_size, seed)
     loader = torch.utils.data.DataLoader(
         rows, batch_sampler=sampler, collate_fn=collator(task, tok)
@@ -54,11 +55,12 @@ def plain_loop(task: Task, rows: list[dict], encoder: Path, config: TrainConfig,
 
 
 def hf_trainer(
-    task: Task, rows: list[dict], encoder: Path, config: TrainConfig, seed: int, out: Path
+    task: Task, data: dict, encoder: Path, config: TrainConfig, seed: int, out: Path
 ) -> None:
     from transformers import Trainer, TrainingArguments
 
     tok = load_tokenizer(encoder)
+    rows = encode(task, tok, data["train"]["en"], MAX_LENGTH)
     args = TrainingArguments(
         output_dir=str(out),
         per_device_train_batch_size=config.batch_size,
@@ -82,6 +84,9 @@ def hf_trainer(
     Trainer(model=model, args=args, train_dataset=rows, data_collator=collator(task, tok)).train()
 
 
+MAX_LENGTH = 64  # the demo's model.max_length
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=3)
@@ -95,15 +100,14 @@ def main() -> None:
     pretrain(exp.world, exp.model, PretrainConfig(steps=0), encoder)
     task = get_task("nli")
     data = task_data(World(exp.world), task, SplitSizes(exp.data.train, 16, 16), ())
-    rows = encode(task, load_tokenizer(encoder), data["train"]["en"], exp.model.max_length)
-    examples = len(rows) * config.epochs
+    examples = len(data["train"]["en"]) * config.epochs
 
     runners = {
         "itx loop": lambda: train_and_evaluate(
             task, data, encoder, config, 0, exp.model.max_length, progress_bar=False
         ),
-        "transformers.Trainer": lambda: hf_trainer(task, rows, encoder, config, 0, work / "hf"),
-        "plain PyTorch loop": lambda: plain_loop(task, rows, encoder, config, 0),
+        "transformers.Trainer": lambda: hf_trainer(task, data, encoder, config, 0, work / "hf"),
+        "plain PyTorch loop": lambda: plain_loop(task, data, encoder, config, 0),
     }
     times: dict[str, list[float]] = {name: [] for name in runners}
     for _ in range(args.repeats):

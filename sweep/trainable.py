@@ -28,6 +28,7 @@ def run_trial(params: dict[str, Any]) -> None:
     end, which is what `itx status` reads; a retry on another node overwrites it.
     """
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("accelerate").setLevel(logging.WARNING)  # a line per file of every save
     spec = TrialSpec.model_validate(params["spec"])  # frozen; a bad spec fails before training
     exp = Experiment.model_validate(params["experiment"])
     store = ResultsStore(params["storage"], exp.name)

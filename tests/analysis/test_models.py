@@ -158,3 +158,27 @@ def test_zero_slope_not_found():
     ts = two_stage(gains)
     assert abs(ts.t) < 1.0
     assert ts.p_perm > 0.2
+
+
+def test_two_stage_by_target_recovers_each_targets_own_slope():
+    from analysis.models import two_stage_by_target
+
+    # by hand: target a has gain = 2 * difficulty, target b gain = 10 - 1 * difficulty, exactly,
+    # at difficulties 0.2, 0.5, 0.9; per-target OLS slopes are 2 and -1, residuals 0
+    rows = []
+    for name, d in (("i1", 0.2), ("i2", 0.5), ("i3", 0.9)):
+        for target, gain in (("a", 2 * d), ("b", 10 - d)):
+            rows.append(
+                {
+                    "intermediate": name,
+                    "seed": 0,
+                    "target_task": target,
+                    "language": "xx",
+                    "gain": gain,
+                    "difficulty": d,
+                }
+            )
+    table = two_stage_by_target(pd.DataFrame(rows))
+    assert list(table.target_task) == ["a", "b"]
+    assert table.slope.tolist() == pytest.approx([2.0, -1.0])
+    assert table.intermediates.tolist() == [3, 3] and table.df.tolist() == [1, 1]
