@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -46,6 +47,16 @@ def run(
     from sweep.runner import run_sweep
     from sweep.store import StorageError
 
+    if address is None:  # a local Ray has this machine's CPUs: a bigger request never runs
+        cores = exp.resources.num_cpus or os.cpu_count() or 1
+        need = max(exp.resources.cpu, exp.resources.pretrain_cpu)
+        if need > cores:
+            typer.echo(
+                f"error: {config}: resources: a trial asks for {need} CPUs but this machine has "
+                f"{cores}; lower resources.cpu/pretrain_cpu or pass --address",
+                err=True,
+            )
+            raise typer.Exit(code=2)
     started = time.perf_counter()
     try:
         outcome = run_sweep(exp, address=address)

@@ -236,7 +236,7 @@ def _rows(
                     "split": split,
                     "metric": metric,
                     "value": float(value),
-                    "n_examples": outcome.n_test.get(lang, exp.data.dev),
+                    "n_examples": outcome.n_dev if split == "dev" else outcome.n_test[lang],
                     "primary": metric == primary,
                     "chance": task.chance if metric == "accuracy" else np.nan,
                     "majority": majority.get(lang, {}).get(metric, np.nan),

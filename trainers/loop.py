@@ -35,6 +35,7 @@ class Outcome:
     test: dict[str, dict[str, float]] = field(default_factory=dict)  # lang -> metric -> value
     majority: dict[str, dict[str, float]] = field(default_factory=dict)  # same, most-frequent label
     n_test: dict[str, int] = field(default_factory=dict)
+    n_dev: int = 0  # English dev examples after malformed ones were dropped
     data_issues: dict[str, dict[str, int]] = field(default_factory=dict)  # "split/lang" -> counts
     model: Any = None
 
@@ -131,6 +132,9 @@ def train_and_evaluate(
     )
     for epoch in range(progress.step // len(loader), config.epochs):
         model.train()
+        # the prepared loader would otherwise reset the sampler to its own iteration counter,
+        # which a resumed process starts at 0; the sampler itself for the skipping loader below
+        loader.set_epoch(epoch)
         sampler.set_epoch(epoch)
         done_in_epoch = progress.step - epoch * len(loader)
         epoch_loader = (
@@ -145,7 +149,12 @@ def train_and_evaluate(
             optimizer.zero_grad(set_to_none=True)
             progress.step += 1
             bar.update(1)
-            if state_dir is not None and progress.step % config.checkpoint_every == 0:
+            epoch_end = progress.step % len(loader) == 0  # saved below, after dev evaluation
+            if (
+                state_dir is not None
+                and progress.step % config.checkpoint_every == 0
+                and not epoch_end
+            ):
                 progress.save(accelerator, state_dir)
         dev = evaluate_languages(
             task, model, dev_sets, collate, config.eval_batch_size, accelerator
@@ -170,6 +179,7 @@ def train_and_evaluate(
         steps=progress.step,
         seconds=0.0,
         data_issues=data_issues,
+        n_dev=len(dev_sets["en"]),
     )
     if data["test"]:
         test_sets = {

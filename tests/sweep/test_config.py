@@ -34,6 +34,7 @@ def test_demo_config_is_valid_and_frozen(root):
         ),
         ({"train": {"lr": 3}}, "t.yaml: train.lr: Input should be less than 1 (got 3)"),
         ({"seeds": [0, 0]}, "t.yaml: seeds: duplicates [0]; list each once (got [0, 0])"),
+        ({"seeds": [-1]}, "t.yaml: seeds.0: Input should be greater than or equal to 0 (got -1)"),
         (
             {"seeds": []},
             "t.yaml: seeds: Tuple should have at least 1 item after validation, not 0 (got [])",
@@ -100,3 +101,12 @@ def test_plan_prints_counts_per_stage(root):
     # 2 intermediates x 2 seeds; (2 + none + scratch) x 2 seeds x 2 targets
     for line in ("pretrain: 1", "intermediate: 4", "target: 16", "trials: 21", "dag_depth: 3"):
         assert f"  {line}\n" in result.output
+
+
+def test_run_refuses_a_trial_bigger_than_this_machine(tmp_path):
+    path = tmp_path / "big.yaml"
+    path.write_text(yaml.safe_dump({**MINIMAL, "resources": {"pretrain_cpu": 256}}))
+    result = CliRunner().invoke(app, ["run", str(path), "--storage", str(tmp_path / "store")])
+    assert result.exit_code == 2
+    assert "asks for 256 CPUs but this machine has" in result.output
+    assert not (tmp_path / "store").exists()  # nothing started, nothing written

@@ -61,7 +61,12 @@ def test_first_subword_labels(encoder, pos_data):
         assert labelled == example["tags"]  # one label per word, on its first subword
 
 
-def test_resume_after_kill_ends_with_identical_weights(encoder, pos_data, tmp_path, monkeypatch):
+# saves come at steps 3, 4 (end of epoch 0, after its dev evaluation), 6, 8 (end of epoch 1);
+# a kill right after save k leaves training state at these steps
+@pytest.mark.parametrize(("kill_after", "step"), [(1, 3), (2, 4), (3, 6)])
+def test_resume_after_kill_ends_with_identical_weights(
+    encoder, pos_data, tmp_path, monkeypatch, kill_after, step
+):
     task = get_task("pos")
     whole = train_and_evaluate(task, pos_data, encoder, TRAIN, seed=3, max_length=48)
 
@@ -71,7 +76,7 @@ def test_resume_after_kill_ends_with_identical_weights(encoder, pos_data, tmp_pa
     def save_then_die(self, accelerator, state_dir):
         real_save(self, accelerator, state_dir)
         calls["n"] += 1
-        if calls["n"] == 3:  # saves at steps 3, 4 (epoch end), 6: killed mid-epoch 2
+        if calls["n"] == kill_after:
             raise KeyboardInterrupt
 
     monkeypatch.setattr(_Progress, "save", save_then_die)
@@ -80,7 +85,7 @@ def test_resume_after_kill_ends_with_identical_weights(encoder, pos_data, tmp_pa
             task, pos_data, encoder, TRAIN, seed=3, max_length=48, state_dir=tmp_path
         )
     monkeypatch.setattr(_Progress, "save", real_save)
-    assert _Progress.load(tmp_path).step == 6
+    assert _Progress.load(tmp_path).step == step
     resumed = train_and_evaluate(
         task, pos_data, encoder, TRAIN, seed=3, max_length=48, state_dir=tmp_path
     )
