@@ -1,75 +1,379 @@
-"""Every task the sweep can use, one declarative entry each, and their synthetic data.
+"""Every task the sweep can use, one declarative entry each.
 
-A task in an existing format is one `Task` entry. Its synthetic data comes from the generator
-named in `synthetic`, shaped by the entry's knobs (`noise`), never by the task's name.
+A task in an existing format is one `Task` entry and nothing else: its format (`trainers.heads`)
+brings the head, encoding, loss and decoding; its metric family (`trainers.metrics`) the score; its
+`synthetic` generator (`trainers.synthetic`) the built-in world's version; its `source`
+(`trainers/sources.yaml`) the real data set. Differences between tasks live in the entry.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
+import math
 from dataclasses import dataclass
 from typing import Literal
 
-import numpy as np
+from trainers.world import CATEGORIES, TAGS
 
-from trainers.world import CATEGORIES, TAGS, Clause, World, _stable_int
-
-Example = dict  # {"text", "text_pair"?, "label"} or {"words", "tags"}
+Example = dict  # the shape of each format's examples is documented on its Format class
 
 
 @dataclass(frozen=True)
 class Task:
     name: str
     role: Literal["intermediate", "target"]
-    format: Literal["classification", "tagging"]  # picks head, collator and metric family
-    labels: tuple[str, ...]
-    synthetic: str  # generator in SYNTHETIC
-    noise: float = 0.0  # share of training/dev labels replaced at random: the planted difficulty
+    format: str  # a key of trainers.heads.FORMATS: head, collator, loss, decoding
+    labels: tuple[str, ...] = ()  # class, tag or choice-position names; () for QA and retrieval
+    metric: str = ""  # metric family in trainers.metrics.METRICS; "" means the format's name
+    category: str = ""  # XTREME-R category of a target (the paper's average groups by it)
+    languages: tuple[str, ...] = ()  # evaluation languages of the real data set (XTREME-R lists)
+    source: str = ""  # entry in trainers/sources.yaml; "" means synthetic only
+    synthetic: str = ""  # generator in trainers.synthetic; "" means real data only
+    noise: float = 0.0  # share of English train/dev labels replaced at random: planted difficulty
+    before: tuple[str, ...] = ()  # tasks trained first, in order, on the same model (XCOPA: SIQA)
+    train_data: tuple[str, ...] = ()  # English training sets used; shared ones flag a confound
+    layer: int | None = None  # pooled hidden layer for training-free retrieval; None: the middle
     description: str = ""
 
     @property
+    def metric_family(self) -> str:
+        return self.metric or self.format
+
+    @property
     def chance(self) -> float:
-        """Expected score of a uniform random guess on the primary metric (accuracy tasks)."""
-        return 1 / len(self.labels)
+        """Expected primary score of a uniform random guess (NaN where no such guess exists)."""
+        if self.format in ("classification", "multiple_choice") and self.labels:
+            return 1 / len(self.labels)
+        return math.nan
+
+    def evaluates(self, languages: tuple[str, ...]) -> tuple[str, ...]:
+        """Which of `languages` this target is evaluated on: its real-data languages when it has
+        them, except that synthetic worlds keep every language but English for tasks without an
+        English test set (Tatoeba retrieves xx -> en)."""
+        if not self.languages:
+            return languages
+        return tuple(lang for lang in languages if lang != "en" or "en" in self.languages)
+
+
+def shares_training_data(intermediate: Task, target: Task) -> bool:
+    """True when the target's English training data (or a stage before it) is also the
+    intermediate's: e.g. SQuAD v1.1 as intermediate for XQuAD, MLQA and LAReQA."""
+    return bool(set(intermediate.train_data) & set(target.train_data))
 
 
 NLI_LABELS = ("entailment", "neutral", "contradiction")
+UPOS = (
+    "ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM",
+    "PART", "PRON", "PROPN", "PUNCT", "SCONJ", "SYM", "VERB", "X",
+)  # fmt: skip
+NER_TAGS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")  # PAN-X's ClassLabel order
 
-TASKS_LIST = (
+
+def _choices(n: int) -> tuple[str, ...]:
+    return tuple(str(i) for i in range(n))
+
+
+# XTREME-R evaluation languages per task (shared/reference order kept)
+LANGUAGES = {
+    "xnli": "ar bg de el en es fr hi ru sw th tr ur vi zh",
+    "xcopa": "et ht id it qu sw ta th tr vi zh",
+    "udpos": "af ar bg de el en es et eu fa fi fr he hi hu id it ja kk ko mr nl pt ru ta te th tl "
+    "tr ur vi yo zh lt pl uk wo ro",
+    "panx": "ar he vi id jv ms tl eu ml ta te af nl en de el bn hi mr ur fa fr it pt es bg ru ja ka "
+    "ko th sw yo my zh kk tr et fi hu qu pl uk az lt pa gu ro",
+    "xquad": "en es de el ru tr ar vi th zh hi ro",
+    "mlqa": "en es de ar hi vi zh",
+    "tydiqa": "en ar bn fi id ko ru sw te",
+    "mewslix": "ar de en es fa ja pl ro ta tr uk",
+    "lareqa": "ar de el en es hi ru th tr vi zh",
+    "tatoeba": "ar he vi id jv tl eu ml ta te af nl de el bn hi mr ur fa fr it pt es bg ru ja ka ko "
+    "th sw zh kk tr et fi hu az lt pl uk ro",
+}
+XTREME_R_LANGUAGES = tuple(sorted({lang for langs in LANGUAGES.values() for lang in langs.split()}))
+
+
+def _langs(task: str) -> tuple[str, ...]:
+    return tuple(LANGUAGES[task].split())
+
+
+SQUAD = ("squad_v1.1",)
+
+TARGETS = (
     Task(
-        name="topic_easy",
-        role="intermediate",
+        name="xnli",
+        role="target",
         format="classification",
-        labels=CATEGORIES,
-        synthetic="topic",
-        noise=0.0,
-        description="category of the subject; clean labels",
+        labels=NLI_LABELS,
+        category="classification",
+        languages=_langs("xnli"),
+        source="xnli",
+        synthetic="nli",
+        train_data=("mnli",),
+        description="XNLI: sentence-pair inference, trained on MNLI",
     ),
     Task(
-        name="topic_hard",
-        role="intermediate",
-        format="classification",
-        labels=CATEGORIES,
-        synthetic="topic",
-        noise=0.5,
-        description="category of the subject; half of the labels replaced at random",
+        name="xcopa",
+        role="target",
+        format="multiple_choice",
+        labels=_choices(2),
+        category="classification",
+        languages=_langs("xcopa"),
+        source="xcopa",
+        synthetic="copa",
+        before=("siqa",),
+        train_data=("siqa", "copa"),
+        description="XCOPA: causal commonsense, 2 choices; SIQA first, then COPA (en)",
     ),
+    Task(
+        name="udpos",
+        role="target",
+        format="tagging",
+        labels=UPOS,
+        category="structured_prediction",
+        languages=_langs("udpos"),
+        source="udpos",
+        synthetic="upos",
+        train_data=("ud_english",),
+        description="UD-POS: universal part-of-speech tags",
+    ),
+    Task(
+        name="panx",
+        role="target",
+        format="tagging",
+        labels=NER_TAGS,
+        category="structured_prediction",
+        languages=_langs("panx"),
+        source="panx",
+        synthetic="ner",
+        train_data=("wikiann_en",),
+        description="WikiANN (PAN-X) named entities, IOB2",
+    ),
+    Task(
+        name="xquad",
+        role="target",
+        format="qa",
+        category="qa",
+        languages=_langs("xquad"),
+        source="xquad",
+        synthetic="qa",
+        train_data=SQUAD,
+        description="XQuAD: extractive QA, trained on SQuAD v1.1",
+    ),
+    Task(
+        name="mlqa",
+        role="target",
+        format="qa",
+        metric="qa_mlqa",
+        category="qa",
+        languages=_langs("mlqa"),
+        source="mlqa",
+        synthetic="qa",
+        train_data=SQUAD,
+        description="MLQA: extractive QA, language-specific answer normalization",
+    ),
+    Task(
+        name="tydiqa",
+        role="target",
+        format="qa",
+        category="qa",
+        languages=_langs("tydiqa"),
+        source="tydiqa",
+        synthetic="qa",
+        train_data=("tydiqa_en",),
+        description="TyDiQA-GoldP: extractive QA, trained on its own English train",
+    ),
+    Task(
+        name="mewslix",
+        role="target",
+        format="dual_encoder",
+        metric="retrieval_mrr",
+        category="retrieval",
+        languages=_langs("mewslix"),
+        source="mewslix",
+        synthetic="entity",
+        train_data=("mewslix_en",),
+        description="Mewsli-X: mention to English entity description, dual encoder",
+    ),
+    Task(
+        name="lareqa",
+        role="target",
+        format="dual_encoder",
+        metric="retrieval_map",
+        category="retrieval",
+        languages=_langs("lareqa"),
+        source="lareqa",
+        synthetic="answer_sentence",
+        train_data=SQUAD,
+        description="LAReQA (XQuAD-R): question to answer sentence in any language, dual encoder",
+    ),
+    Task(
+        name="tatoeba",
+        role="target",
+        format="sentence_retrieval",
+        metric="retrieval_top1",
+        category="retrieval",
+        languages=_langs("tatoeba"),
+        source="tatoeba",
+        synthetic="parallel",
+        description="Tatoeba: xx -> en nearest sentence by mean-pooled layer, no training",
+    ),
+    # quick synthetic targets of the small demo
     Task(
         name="nli",
         role="target",
         format="classification",
         labels=NLI_LABELS,
+        category="classification",
         synthetic="nli",
-        description="XNLI-like sentence-pair inference",
+        description="XNLI-like sentence-pair inference (synthetic only)",
     ),
     Task(
         name="pos",
         role="target",
         format="tagging",
         labels=TAGS,
+        category="structured_prediction",
         synthetic="pos",
-        description="UD-POS-like part-of-speech tagging",
+        description="UD-POS-like part-of-speech tagging (synthetic only)",
+    ),
+)
+
+NLI_PARTS = ("anli", "mnli", "snli")
+INTERMEDIATES = (
+    # Phang et al. 2020
+    Task(
+        name="anli_plus",
+        role="intermediate",
+        format="classification",
+        labels=NLI_LABELS,
+        source="anli_plus",
+        train_data=("anli", "mnli", "snli"),
+        description="ANLI+: ANLI R1-R3 + MNLI + SNLI in one NLI head",
+    ),
+    Task(
+        name="mnli",
+        role="intermediate",
+        format="classification",
+        labels=NLI_LABELS,
+        source="mnli",
+        train_data=("mnli",),
+    ),
+    Task(
+        name="qqp",
+        role="intermediate",
+        format="classification",
+        labels=("not_duplicate", "duplicate"),
+        source="qqp",
+        train_data=("qqp",),
+    ),
+    Task(
+        name="squad_v2",
+        role="intermediate",
+        format="qa",
+        source="squad_v2",
+        train_data=(*SQUAD, "squad_v2"),  # SQuAD 2.0 contains every v1.1 training question
+        description="SQuAD 2.0: extractive QA with unanswerable questions",
+    ),
+    Task(
+        name="squad",
+        role="intermediate",
+        format="qa",
+        source="squad",
+        synthetic="qa",
+        train_data=SQUAD,
+        description="SQuAD v1.1",
+    ),
+    Task(
+        name="hellaswag",
+        role="intermediate",
+        format="multiple_choice",
+        labels=_choices(4),
+        source="hellaswag",
+        train_data=("hellaswag",),
+    ),
+    Task(
+        name="ccg",
+        role="intermediate",
+        format="tagging",
+        source="ccg",
+        train_data=("ccgbank",),
+        description="CCG supertagging (CCGbank, LDC: local files only); tags from the data",
+    ),
+    Task(
+        name="cosmosqa",
+        role="intermediate",
+        format="multiple_choice",
+        labels=_choices(4),
+        source="cosmosqa",
+        train_data=("cosmosqa",),
+    ),
+    Task(
+        name="commonsenseqa",
+        role="intermediate",
+        format="multiple_choice",
+        labels=_choices(5),
+        source="commonsenseqa",
+        train_data=("commonsenseqa",),
+    ),
+    # also useful (XTREME-R reference)
+    Task(
+        name="siqa",
+        role="intermediate",
+        format="multiple_choice",
+        labels=_choices(3),
+        source="siqa",
+        synthetic="social",
+        train_data=("siqa",),
+        description="Social IQa; also XCOPA's first training stage",
+    ),
+    Task(
+        name="sst2",
+        role="intermediate",
+        format="classification",
+        labels=("negative", "positive"),
+        source="sst2",
+        train_data=("sst2",),
+    ),
+    Task(
+        name="boolq",
+        role="intermediate",
+        format="classification",
+        labels=("false", "true"),
+        source="boolq",
+        train_data=("boolq",),
+    ),
+    Task(
+        name="rte",
+        role="intermediate",
+        format="classification",
+        labels=("entailment", "not_entailment"),
+        source="rte",
+        train_data=("rte",),
+    ),
+    # synthetic families of planted difficulty: same inputs and size, difficulty set by `noise`
+    *(
+        Task(
+            name=f"topic_{level}",
+            role="intermediate",
+            format="classification",
+            labels=CATEGORIES,
+            synthetic="topic",
+            noise=noise,
+            description=f"category of the subject; {noise:.0%} of labels replaced at random",
+        )
+        for level, noise in (("easy", 0.0), ("mid", 0.25), ("hard", 0.5))
+    ),
+    *(
+        Task(
+            name=f"choice_{level}",
+            role="intermediate",
+            format="multiple_choice",
+            labels=_choices(3),
+            synthetic="social",
+            noise=noise,
+            description=f"SIQA-like choice; {noise:.0%} of labels replaced at random",
+        )
+        for level, noise in (("easy", 0.0), ("hard", 0.5))
     ),
 )
 
@@ -79,11 +383,17 @@ def _index(tasks: tuple[Task, ...]) -> dict[str, Task]:
     for task in tasks:
         if task.name in index:
             raise ValueError(f"task {task.name!r} is registered twice")
+        if not (task.source or task.synthetic):
+            raise ValueError(f"task {task.name!r} has neither a source nor a synthetic generator")
         index[task.name] = task
     return index
 
 
-TASKS = _index(TASKS_LIST)
+TASKS = _index(TARGETS + INTERMEDIATES)
+PHANG_INTERMEDIATES = (
+    "anli_plus", "mnli", "qqp", "squad_v2", "squad", "hellaswag", "ccg", "cosmosqa",
+    "commonsenseqa",
+)  # fmt: skip
 
 
 def get_task(name: str, role: str | None = None) -> Task:
@@ -96,79 +406,8 @@ def get_task(name: str, role: str | None = None) -> Task:
     return pool[name]
 
 
-# ---- synthetic data ---------------------------------------------------------------------------
-
-Generator = Callable[[World, Task, Clause, np.random.Generator, str], Example]
-
-
-def _topic(
-    world: World, task: Task, clause: Clause, rng: np.random.Generator, lang: str
-) -> Example:
-    words = [w for w, _ in world.realize(clause, lang)]
-    return {"text": " ".join(words), "label": int(world.noun_category[clause.subj])}
-
-
-def _nli(world: World, task: Task, clause: Clause, rng: np.random.Generator, lang: str) -> Example:
-    """Premise: the clause. Hypothesis: the clause without modifiers (entailment), with negation
-    flipped (contradiction) or with another object (neutral)."""
-    label = int(rng.integers(3))
-    core = Clause(subj=clause.subj, verb=clause.verb, obj=clause.obj, negated=clause.negated)
-    if label == 1:
-        other = int(rng.integers(world.sizes["noun"] - 1))
-        core = Clause(core.subj, core.verb, other + (other >= core.obj), negated=core.negated)
-    elif label == 2:
-        core = Clause(core.subj, core.verb, core.obj, negated=not core.negated)
-    premise = " ".join(w for w, _ in world.realize(clause, lang))
-    hypothesis = " ".join(w for w, _ in world.realize(core, lang))
-    return {"text": premise, "text_pair": hypothesis, "label": label}
-
-
-def _pos(world: World, task: Task, clause: Clause, rng: np.random.Generator, lang: str) -> Example:
-    words, tags = zip(*world.realize(clause, lang), strict=True)
-    return {"words": list(words), "tags": [TAGS.index(t) for t in tags]}
-
-
-SYNTHETIC: dict[str, Generator] = {"topic": _topic, "nli": _nli, "pos": _pos}
-
-
 @dataclass(frozen=True)
 class SplitSizes:
     train: int
     dev: int
     test: int
-
-
-def synthetic_split(world: World, task: Task, split: str, lang: str, n: int) -> list[Example]:
-    """`n` examples of one split in one language.
-
-    Concepts depend on (task, split) only, so evaluation sets are parallel across languages, like
-    XNLI's; the trial seed never changes data, only initialization and order. Label noise applies to
-    English train and dev (what the intermediate model learns from and is selected on).
-    """
-    rng = np.random.default_rng(
-        [world.config.seed, _stable_int(task.synthetic), _stable_int(split)]
-    )
-    make = SYNTHETIC[task.synthetic]
-    examples = [make(world, task, world.sample_clause(rng), rng, lang) for _ in range(n)]
-    if task.noise > 0 and split in ("train", "dev"):
-        noise_rng = np.random.default_rng([world.config.seed, _stable_int(task.name), 7])
-        for example in examples:
-            if noise_rng.random() < task.noise:
-                example["label"] = int(noise_rng.integers(len(task.labels)))
-    return examples
-
-
-def task_data(
-    world: World, task: Task, sizes: SplitSizes, languages: tuple[str, ...]
-) -> dict[str, dict[str, list[Example]]]:
-    """{split: {lang: examples}}: English train and dev; every language's test."""
-    data = {
-        "train": {"en": synthetic_split(world, task, "train", "en", sizes.train)},
-        "dev": {"en": synthetic_split(world, task, "dev", "en", sizes.dev)},
-        "test": {},
-    }
-    if task.role == "target":
-        data["test"] = {
-            lang: synthetic_split(world, task, "test", lang, sizes.test) for lang in languages
-        }
-    return data

@@ -5,7 +5,8 @@ import torch
 from tests.conftest import tiny_settings
 from trainers.loop import train_and_evaluate
 from trainers.settings import TrainConfig
-from trainers.tasks import SplitSizes, get_task, task_data
+from trainers.synthetic import task_data
+from trainers.tasks import SplitSizes, get_task
 from trainers.world import World
 
 WORLD, _, _ = tiny_settings()

@@ -9,7 +9,8 @@ from trainers.encoder import cached_pretrained, load_tokenizer, save_encoder
 from trainers.heads import build_model
 from trainers.loop import _Progress, train_and_evaluate
 from trainers.settings import PretrainConfig, TrainConfig
-from trainers.tasks import SplitSizes, get_task, task_data
+from trainers.synthetic import task_data
+from trainers.tasks import SplitSizes, get_task
 from trainers.world import World
 
 WORLD, MODEL, PRETRAIN = tiny_settings()

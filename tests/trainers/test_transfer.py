@@ -5,7 +5,8 @@ import pytest
 from sweep.config import load_config
 from trainers.encoder import cached_pretrained
 from trainers.loop import train_and_evaluate
-from trainers.tasks import SplitSizes, get_task, task_data
+from trainers.synthetic import task_data
+from trainers.tasks import SplitSizes, get_task
 from trainers.world import World
 
 pytestmark = pytest.mark.slow

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from trainers.tasks import SplitSizes, get_task, synthetic_split, task_data
+from trainers.synthetic import synthetic_split, task_data
+from trainers.tasks import SplitSizes, get_task
 from trainers.world import World, WorldConfig
 
 

@@ -1,0 +1,131 @@
+"""What a task format provides to the one training loop, and the defaults most formats share.
+
+A format is the unit of code: its head, how examples become model inputs, the training loss and
+how a model's outputs become the (gold, predicted) pairs its metric family scores. Every task of a
+format shares all of it; a task only declares data (`trainers.tasks.Task`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from trainers.tasks import Example, Task
+
+
+@dataclass
+class EvalSet:
+    """One language's evaluation data, encoded once and scored every epoch (dev) or once (test).
+
+    `features` are the model inputs, `examples` the raw examples (gold answers, contexts),
+    `collate` batches features, and `extra` holds what else the format needs (a retrieval pool).
+    """
+
+    features: list[dict]
+    examples: list[Example]
+    collate: Callable[[list[dict]], dict] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+
+class Format:
+    """Defaults: a transformers head class loaded on the encoder, `model(**batch).loss`."""
+
+    name: str = ""
+    head_class: str | None = None  # transformers class; None: the bare XLMRobertaModel
+    trainable: bool = True  # False: scored straight from the encoder (Tatoeba)
+
+    # ---- model ----
+    def build_model(self, task: Task, encoder_dir: Path, random_init: bool = False) -> Any:
+        """The format's head on the encoder in `encoder_dir`, or on a random encoder of its shape.
+
+        `num_labels` is always explicit: an encoder's saved config may carry another task's count.
+        """
+        import transformers
+
+        cls = getattr(transformers, self.head_class or "XLMRobertaModel")
+        kwargs = self.head_kwargs(task)
+        if random_init:  # the no-pretraining control
+            config = transformers.XLMRobertaConfig.from_pretrained(encoder_dir, **kwargs)
+            return cls(config)
+        return cls.from_pretrained(encoder_dir, **kwargs)
+
+    def head_kwargs(self, task: Task) -> dict[str, Any]:
+        return {}
+
+    # ---- data ----
+    def check(self, task: Task, example: Example) -> str | None:
+        """Why an example is malformed, or None; `trainers.quality` counts and drops them."""
+        return None
+
+    def train_features(
+        self, task: Task, tokenizer: Any, examples: list[Example], max_length: int
+    ) -> list[dict]:
+        raise NotImplementedError
+
+    def length(self, feature: dict) -> int:
+        """Tokens in a training feature, for length-grouped batches."""
+        return len(feature["input_ids"])
+
+    def collator(self, task: Task, tokenizer: Any) -> Callable[[list[dict]], dict]:
+        from transformers import DataCollatorWithPadding
+
+        return DataCollatorWithPadding(tokenizer)
+
+    def loss(self, model: Any, batch: dict) -> Any:
+        return model(**batch).loss
+
+    # ---- evaluation ----
+    def eval_set(
+        self,
+        task: Task,
+        tokenizer: Any,
+        examples: list[Example],
+        max_length: int,
+        pool: list[dict] | None = None,
+    ) -> EvalSet:
+        raise NotImplementedError
+
+    def predict(
+        self, task: Task, model: Any, data: EvalSet, batch_size: int, device: Any
+    ) -> tuple[list, list]:
+        """(gold, predicted) in the shape the task's metric family takes."""
+        raise NotImplementedError
+
+    def majority(self, task: Task, train: list[Example], data: EvalSet) -> tuple[list, list] | None:
+        """(gold, predicted) of always answering the most frequent English training label; None
+        where no such baseline exists (span QA, retrieval)."""
+        return None
+
+
+def by_length(features: Sequence[dict], batch_size: int, key: str = "input_ids") -> Iterator[list]:
+    """Indices in length-sorted batches: evaluation pads little and each batch is one forward."""
+    order = sorted(range(len(features)), key=lambda i: len(features[i][key]))
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]
+
+
+def most_frequent(values: Sequence[Any]) -> Any:
+    return Counter(values).most_common(1)[0][0]
+
+
+def label_problem(task: Task, label: object, n: int | None = None) -> str | None:
+    """A label must be an integer in [0, n) (n: the task's label count unless given)."""
+    if isinstance(label, bool) or not isinstance(label, int):
+        return "label not an integer"
+    if not 0 <= label < (len(task.labels) if n is None else n):
+        return "label outside the label set"
+    return None
+
+
+def empty_text(example: Example, fields: Sequence[str]) -> str | None:
+    for name in fields:
+        if name in example and (not isinstance(example[name], str) or not example[name].strip()):
+            return f"empty {name}"
+    return None
