@@ -38,7 +38,10 @@ ROW_DTYPES: dict[str, str] = {
     "trial_key": "object",
     "encoder_sha": "object",
     "seconds": "float64",
+    "shared_training_data": "bool",  # the target's English training data is the intermediate's
 }
+# columns added after the first release, with the value older result files mean
+OPTIONAL_COLUMNS: dict[str, Any] = {"shared_training_data": False}
 # One measurement; a second row with the same identity is a duplicate and would be counted twice.
 ROW_IDENTITY = ("kind", "intermediate", "seed", "target_task", "language", "split", "metric")
 
@@ -53,6 +56,7 @@ class Run:
         default_factory=lambda: {"errored": {}, "skipped": {}}
     )
     problems: list[str] = field(default_factory=list)
+    embeddings: dict[str, list[float]] = field(default_factory=dict)  # task -> TextEmb vector
 
 
 def open_run(run: str) -> tuple[pafs.FileSystem, str]:
@@ -86,9 +90,32 @@ def load_run(run: str) -> Run:
         problems.append("manifest.json is missing or unreadable; trial counts are unknown")
     status = _clean_status(status, problems)
     rows = _read_results(fs, results_dir, problems)
+    embeddings = _read_embeddings(fs, f"{base}/task_embeddings", problems)
     for problem in problems:
         log.warning("%s: %s", run, problem)
-    return Run(manifest=manifest or {}, rows=rows, status=status, problems=problems)
+    return Run(
+        manifest=manifest or {},
+        rows=rows,
+        status=status,
+        problems=problems,
+        embeddings=embeddings,
+    )
+
+
+def _read_embeddings(fs: pafs.FileSystem, folder: str, problems: list[str]) -> dict:
+    """Task embeddings written by the trials (TextEmb under the pretrained encoder)."""
+    selector = pafs.FileSelector(folder, allow_not_found=True)
+    out: dict[str, list[float]] = {}
+    for info in sorted(fs.get_file_info(selector), key=lambda i: i.path):
+        if not info.is_file or not info.path.endswith(".json"):
+            continue
+        payload = _read_json(fs, info.path, problems)
+        vector = (payload or {}).get("vector")
+        if isinstance(vector, list) and vector and isinstance(payload.get("task"), str):
+            out[payload["task"]] = [float(x) for x in vector]
+        elif payload is not None:
+            problems.append(f"task_embeddings/{info.path.rsplit('/', 1)[-1]}: no vector, ignored")
+    return out
 
 
 def _read_json(fs: pafs.FileSystem, path: str, problems: list[str]) -> Any:
@@ -167,6 +194,9 @@ def _read_one(fs: pafs.FileSystem, path: str, problems: list[str]) -> pa.Table |
     except (pa.ArrowException, OSError, ValueError) as err:
         problems.append(f"{name}: unreadable (truncated or corrupt?), skipped ({_short(err)})")
         return None
+    for column, value in OPTIONAL_COLUMNS.items():
+        if column not in table.column_names:
+            table = table.append_column(column, pa.array([value] * table.num_rows))
     missing = [c for c in ROW_DTYPES if c not in table.column_names]
     if missing:
         problems.append(f"{name}: missing columns {', '.join(missing)}, skipped")

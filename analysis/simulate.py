@@ -94,6 +94,7 @@ def simulate_rows(
                 "train_size": 2000,
                 "encoder_sha": f"sha-{row['trial_key']}",
                 "seconds": 60.0,
+                "shared_training_data": False,
                 **row,
             }
         )

@@ -5,15 +5,25 @@ Imports nothing heavy (no torch, no Ray): `itx plan` and config errors answer in
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from trainers.settings import ModelConfig, PretrainConfig, TrainConfig
-from trainers.tasks import TASKS, get_task
+from trainers.tasks import TASKS, XTREME_R_LANGUAGES, Task, get_task
 from trainers.world import WorldConfig
 
 
@@ -22,14 +32,68 @@ class ConfigError(ValueError):
 
 
 class DataSizes(BaseModel):
+    """Where examples come from and how many. `train` (alias `train_size`) is the same N for every
+    task of a sweep, drawn by the trial seed: difficulty separated from size. With real data,
+    `train: null` uses each training set whole, and `dev`/`test` cap the evaluation sets."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    source: Literal["synthetic", "hub"] = "synthetic"  # built-in world, or `datasets` loaders
+    train: int | None = Field(2000, ge=10, validation_alias=AliasChoices("train", "train_size"))
+    dev: int | None = Field(500, ge=10)
+    test: int | None = Field(500, ge=10)
+    max_malformed: float = Field(0.01, ge=0, le=1)  # share of a split dropped before fatal
+    # per-source overrides of trainers/sources.yaml: a mirror, a revision or local files
+    sources: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _sizes(self) -> DataSizes:
+        if self.source == "synthetic":
+            for key in ("train", "dev", "test"):
+                if getattr(self, key) is None:
+                    raise ValueError(f"{key}: required for synthetic data (null: real data only)")
+        return self
+
+
+class EncoderConfig(BaseModel):
+    """A pretrained encoder from the hub (or a local folder) instead of the synthetic one."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    train: int = Field(2000, ge=10)  # the same N for every intermediate: difficulty, not size
-    dev: int = Field(500, ge=10)
-    test: int = Field(500, ge=10)
-    max_malformed: float = Field(
-        0.01, ge=0, le=1
-    )  # share of a split dropped as malformed before fatal
+    name: str = Field(
+        min_length=1
+    )  # e.g. FacebookAI/xlm-roberta-base or FacebookAI/xlm-roberta-large
+    revision: str | None = None  # pin a commit for reproducible sweeps
+
+
+class Mixture(BaseModel):
+    """A multi-task intermediate: its tasks share one head; examples are sampled per task
+    proportionally to size (temperature 1) or with rates ~ size**(1/temperature)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tasks: tuple[str, ...] = Field(min_length=2)
+    temperature: float = Field(1.0, ge=1, le=100)  # 1: proportional; large: uniform over tasks
+
+
+class TaskOptions(BaseModel):
+    """Per-task settings a study may change without a new registration."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    layer: int | None = Field(None, ge=0, le=64)  # Tatoeba: pooled hidden layer
+    before: tuple[str, ...] | None = None  # train these tasks first (Tatoeba: [xquad], as XTREME-R)
+    noise: float | None = Field(None, ge=0, le=1)  # synthetic label noise
+
+
+class DifficultyConfig(BaseModel):
+    """Difficulty measures recorded per (intermediate, seed) beside the English dev score."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    external: dict[str, float] = Field(default_factory=dict)  # a priori, e.g. published scores
+    pvi: bool = True  # V-usable information: trains a null model per intermediate (label formats)
+    similarity: bool = True  # TextEmb task embeddings: intermediate-target cosine
 
 
 class Resources(BaseModel):
@@ -76,18 +140,22 @@ class Experiment(BaseModel):
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # a folder name, nothing more
     storage: str = "runs"  # root folder or URI; the run lives at <storage>/<name>
+    encoder: EncoderConfig | None = None  # a hub encoder; None: pretrain the synthetic one
     world: WorldConfig = WorldConfig()
     model: ModelConfig = ModelConfig()
     pretrain: PretrainConfig = PretrainConfig()
     intermediates: tuple[str, ...] = Field(min_length=1)
     targets: tuple[str, ...] = Field(min_length=1)
-    languages: tuple[str, ...] = Field(min_length=1)
+    languages: tuple[str, ...] = Field(min_length=1)  # ["all"]: each task's XTREME-R languages
     seeds: tuple[Annotated[int, Field(ge=0, lt=2**32)], ...] = Field(min_length=1)  # numpy's range
     data: DataSizes = DataSizes()
     train: TrainConfig = TrainConfig()
     controls: Controls = Controls()
     resources: Resources = Resources()
     analysis: AnalysisConfig = AnalysisConfig()
+    mixtures: dict[str, Mixture] = Field(default_factory=dict)  # multi-task intermediates
+    tasks: dict[str, TaskOptions] = Field(default_factory=dict)
+    difficulty: DifficultyConfig = DifficultyConfig()
 
     @field_validator("name")
     @classmethod
@@ -106,11 +174,10 @@ class Experiment(BaseModel):
 
     @field_validator("intermediates")
     @classmethod
-    def _known_intermediates(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+    def _not_reserved(cls, names: tuple[str, ...]) -> tuple[str, ...]:
         for name in names:
             if name in ("none", "scratch"):
                 raise ValueError(f"{name!r} is added by itx (baseline/control); list tasks only")
-            _registered(name, "intermediate")
         return names
 
     @field_validator("targets")
@@ -121,14 +188,85 @@ class Experiment(BaseModel):
         return names
 
     @model_validator(mode="after")
+    def _tasks_exist(self) -> Experiment:
+        for name, mixture in self.mixtures.items():
+            if name in TASKS:
+                raise ValueError(f"mixtures: {name!r} is a registered task; pick another name")
+            members = [
+                get_task(t) if t in TASKS else _registered(t, "intermediate") for t in mixture.tasks
+            ]
+            shapes = {(m.format, m.labels) for m in members}
+            if len(shapes) > 1:
+                raise ValueError(
+                    f"mixtures.{name}: tasks {', '.join(mixture.tasks)} differ in format or labels;"
+                    " a mixture trains one head, so its tasks must share both"
+                )
+        for name in self.intermediates:
+            if name not in self.mixtures:
+                _registered(name, "intermediate")
+        for name, options in self.tasks.items():
+            _registered(name, None)
+            for stage in options.before or ():
+                _registered(stage, None)
+        for name in self.difficulty.external:
+            if name not in self.intermediates:
+                raise ValueError(
+                    f"difficulty.external: {name!r} is not an intermediate of this sweep; "
+                    f"allowed: {', '.join(self.intermediates)}"
+                )
+        for name in (*self.intermediates, *self.targets):
+            names = self.mixtures[name].tasks if name in self.mixtures else (name,)
+            for member in names:
+                task = self.task(member)
+                for stage in (*task.before, member):
+                    self._check_source(self.task(stage))
+        return self
+
+    def _check_source(self, task: Task) -> None:
+        if self.data.source == "synthetic" and not task.synthetic:
+            raise ValueError(
+                f"task {task.name!r} has real data only (no synthetic version); "
+                "set data.source: hub, or pick a task with a synthetic version"
+            )
+        if self.data.source == "hub" and not task.source:
+            raise ValueError(
+                f"task {task.name!r} exists only in the synthetic world; "
+                "set data.source: synthetic, or pick a task with a real data set"
+            )
+
+    @model_validator(mode="after")
+    def _encoder_matches_source(self) -> Experiment:
+        if self.data.source == "hub" and self.encoder is None:
+            raise ValueError(
+                "encoder: required with data.source: hub (e.g. FacebookAI/xlm-roberta-base)"
+            )
+        if self.data.source == "synthetic" and self.encoder is not None:
+            raise ValueError(
+                "encoder: a hub encoder cannot read the synthetic world (its own tokenizer is "
+                "built there); remove encoder, or set data.source: hub"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _languages_exist(self) -> Experiment:
+        if self.data.source == "hub":
+            for lang in self.languages:
+                if lang != "all" and lang not in XTREME_R_LANGUAGES:
+                    close = difflib.get_close_matches(lang, XTREME_R_LANGUAGES, n=1)
+                    hint = (
+                        f"did you mean {close[0]!r}?"
+                        if close
+                        else "allowed: XTREME-R ISO codes or 'all'"
+                    )
+                    raise ValueError(f"languages: unknown language {lang!r}; {hint}")
+            return self
         known = [lang.code for lang in self.world.languages]
         for lang in self.languages:
             if lang not in known:
                 close = difflib.get_close_matches(lang, known, n=1)
                 hint = f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(known)}"
                 raise ValueError(f"languages: unknown language {lang!r}; {hint}")
-        if "en" not in self.languages:
+        if "en" not in self.languages and self.languages != ("all",):
             raise ValueError("languages: must include 'en' (the source language)")
         return self
 
@@ -136,10 +274,42 @@ class Experiment(BaseModel):
     def run_dir(self) -> str:
         return f"{self.storage.rstrip('/')}/{self.name}"
 
+    def task(self, name: str) -> Task:
+        """The registered task with this study's options applied, or a mixture as a task."""
+        if name in self.mixtures:
+            members = [get_task(t) for t in self.mixtures[name].tasks]
+            train_data = tuple(sorted({d for m in members for d in m.train_data}))
+            return dataclasses.replace(
+                members[0],
+                name=name,
+                source="",
+                synthetic="",
+                train_data=train_data,
+                noise=0.0,
+                description=f"mixture of {', '.join(m.name for m in members)}",
+            )
+        task = get_task(name)
+        options = self.tasks.get(name)
+        if options is None:
+            return task
+        changes = {k: v for k, v in options.model_dump().items() if v is not None}
+        return dataclasses.replace(task, **changes)
 
-def _registered(name: str, role: str) -> None:
+    def languages_of(self, task: Task) -> tuple[str, ...]:
+        """The languages a target is evaluated on in this study."""
+        if self.languages == ("all",):
+            return task.languages
+        if self.data.source == "hub":
+            return tuple(lang for lang in self.languages if lang in task.languages)
+        return task.evaluates(self.languages)
+
+    def external_difficulty(self, name: str) -> float:
+        return self.difficulty.external.get(name, math.nan)
+
+
+def _registered(name: str, role: str | None) -> Task:
     try:
-        get_task(name, role)
+        return get_task(name, role)
     except KeyError as err:
         raise ValueError(err.args[0]) from None
 

@@ -40,16 +40,38 @@ def _hash(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def encoder_key(exp: Experiment) -> str:
+    """Stage 0's key: the synthetic pretraining's content hash, or the hub encoder's name."""
+    if exp.encoder is not None:
+        return _hash("hub-encoder", exp.encoder.model_dump(), exp.model.max_length)
+    return pretrain_key(exp.world, exp.model, exp.pretrain)
+
+
+def _task_settings(exp: Experiment, name: str) -> list:
+    """What of a task's definition a trial key depends on (options, mixtures, stages)."""
+    task = exp.task(name)
+    mixture = exp.mixtures.get(name)
+    stages = [repr(exp.task(stage)) for stage in task.before]
+    return [repr(task), mixture.model_dump() if mixture else None, stages]
+
+
 def build_plan(exp: Experiment) -> list[TrialSpec]:
     """Trials in an order where every parent comes before its children."""
-    pre = TrialSpec(key=pretrain_key(exp.world, exp.model, exp.pretrain), kind="pretrain")
-    fine_tune = [exp.train.model_dump(), exp.data.model_dump(), exp.model.max_length]
+    pre = TrialSpec(key=encoder_key(exp), kind="pretrain")
+    fine_tune = [
+        exp.train.model_dump(),
+        exp.data.model_dump(),
+        exp.model.max_length,
+        exp.difficulty.model_dump(exclude={"external"}),  # external values are analysis-only
+    ]
     trials = [pre]
     encoders = {}
     for seed in exp.seeds:
         for name in exp.intermediates:
             spec = TrialSpec(
-                key=_hash("intermediate", pre.key, name, seed, fine_tune),
+                key=_hash(
+                    "intermediate", pre.key, name, seed, fine_tune, _task_settings(exp, name)
+                ),
                 kind="intermediate",
                 intermediate=name,
                 seed=seed,
@@ -62,7 +84,16 @@ def build_plan(exp: Experiment) -> list[TrialSpec]:
         for parent in parents:
             parent_key = encoders.get((parent, seed), pre.key)
             for target in exp.targets:
-                key = _hash("target", parent_key, parent, target, seed, fine_tune, exp.languages)
+                key = _hash(
+                    "target",
+                    parent_key,
+                    parent,
+                    target,
+                    seed,
+                    fine_tune,
+                    exp.languages_of(exp.task(target)),
+                    _task_settings(exp, target),
+                )
                 trials.append(
                     TrialSpec(
                         key=key,
@@ -83,7 +114,7 @@ def summarize_plan(exp: Experiment, trials: list[TrialSpec]) -> dict[str, object
     for t in trials:
         if t.parent is not None:
             depth[t.key] = depth[t.parent] + 1
-    steps_per_epoch = -(-exp.data.train // exp.train.batch_size)
+    steps_per_epoch = -(-(exp.data.train or 0) // exp.train.batch_size)
     finetune_steps = (
         steps_per_epoch * exp.train.epochs * (counts["intermediate"] + counts["target"])
     )
@@ -96,6 +127,6 @@ def summarize_plan(exp: Experiment, trials: list[TrialSpec]) -> dict[str, object
         * len(exp.seeds)
         * len(exp.targets),
         "dag_depth": max(depth.values()) + 1,
-        "optimizer_steps": exp.pretrain.steps + finetune_steps,
-        "languages": len(exp.languages),
+        "optimizer_steps": (exp.pretrain.steps if exp.encoder is None else 0) + finetune_steps,
+        "languages": len({lang for t in exp.targets for lang in exp.languages_of(exp.task(t))}),
     }

@@ -20,8 +20,10 @@ import numpy as np
 import pandas as pd
 
 from sweep.config import Experiment
-from sweep.plan import SCRATCH, TrialSpec
+from sweep.plan import BASELINE, SCRATCH, TrialSpec
 from sweep.store import ResultsStore
+from trainers.mixing import mix
+from trainers.tasks import Task
 
 log = logging.getLogger(__name__)
 
@@ -60,69 +62,199 @@ def execute(
 
 
 def _pretrain(spec: TrialSpec, exp: Experiment, store: ResultsStore, threads: int) -> None:
-    from trainers.encoder import cached_pretrained
+    """Stage 0: the synthetic encoder (pretrained, cached by content) or the hub encoder, copied
+    to the store so that every node reads the same folder."""
+    from trainers.encoder import cached_pretrained, fetch_hub_encoder
 
-    local = cached_pretrained(exp.world, exp.model, exp.pretrain, threads=threads)
+    if exp.encoder is not None:
+        local = Path(tempfile.mkdtemp(prefix="itx-hub-encoder-"))
+        fetch_hub_encoder(exp.encoder.name, exp.encoder.revision, local)
+    else:
+        local = cached_pretrained(exp.world, exp.model, exp.pretrain, threads=threads)
     store.upload_dir(local, store.artifact(spec))
     store.mark_done(spec)
+
+
+def load_data(
+    exp: Experiment, task: Task, seed: int, languages: tuple[str, ...]
+) -> tuple[Task, dict]:
+    """A task's data for one trial: synthetic or real, a mixture's sampled union, size-matched.
+
+    Returns the task too: real data can complete it (CCG's tag set comes from its training data).
+    """
+    if task.name in exp.mixtures:
+        mixture = exp.mixtures[task.name]
+        parts = {name: load_data(exp, exp.task(name), seed, ())[1] for name in mixture.tasks}
+        train = mix(
+            {n: d["train"]["en"] for n, d in parts.items()},
+            exp.data.train,
+            mixture.temperature,
+            seed,
+        )
+        dev = [e for name in sorted(parts) for e in parts[name]["dev"]["en"]]
+        return task, {"train": {"en": train}, "dev": {"en": dev}, "test": {}}
+    if exp.data.source == "hub":
+        from trainers.sources import load_task_data
+
+        return load_task_data(
+            task,
+            languages,
+            train_size=exp.data.train,
+            seed=seed,
+            overrides=exp.data.sources,
+            dev_size=exp.data.dev,
+            test_size=exp.data.test,
+        )
+    from trainers.synthetic import task_data
+    from trainers.tasks import SplitSizes
+    from trainers.world import World
+
+    sizes = SplitSizes(exp.data.train, exp.data.dev, exp.data.test)
+    return task, task_data(World(exp.world), task, sizes, languages)
 
 
 def _fine_tune(
     spec: TrialSpec, exp: Experiment, store: ResultsStore, info: dict[str, Any]
 ) -> pd.DataFrame:
     from trainers.encoder import save_encoder
-    from trainers.loop import train_and_evaluate
-    from trainers.tasks import SplitSizes, get_task, task_data
-    from trainers.world import World
+    from trainers.heads import encoder_of
 
     assert spec.parent is not None and spec.seed is not None  # guaranteed by build_plan
     parent_kind = "intermediate" if spec.kind == "target" and _has_encoder(spec) else "pretrain"
     encoder = store.local_dir(store.artifact_of(parent_kind, spec.parent))
-    task = get_task(spec.intermediate if spec.kind == "intermediate" else spec.target_task)
-    world = World(exp.world)
-    languages = exp.languages if spec.kind == "target" else ("en",)
-    data = task_data(
-        world, task, SplitSizes(exp.data.train, exp.data.dev, exp.data.test), languages
-    )
+    task = exp.task(spec.intermediate if spec.kind == "intermediate" else spec.target_task)
+    languages = exp.languages_of(task) if spec.kind == "target" else ()
+    scratch = spec.intermediate == SCRATCH
+    extra: dict[str, float] = {}
     with TrainingState(spec, store) as state:
         info["resumed_from_step"] = state.resumed_from
         if state.resumed_from:
             log.info("trial %s resumes from step %d", spec.key, state.resumed_from)
-        outcome = train_and_evaluate(
-            task,
-            data,
-            encoder,
-            exp.train,
-            seed=spec.seed,
-            max_length=exp.model.max_length,
-            state_dir=state.path,
-            random_init=spec.intermediate == SCRATCH,
-            cpu=exp.resources.gpu == 0,
-            progress_bar=False,  # inside Tune, its status table is the progress view
-            max_malformed=exp.data.max_malformed,
+        model = None
+        for i, name in enumerate(task.before):  # earlier stages (XCOPA: SIQA), own state folders
+            stage, stage_data = load_data(exp, exp.task(name), spec.seed, ())
+            stage_dir = state.path / f"stage-{i}"
+            stage_dir.mkdir(parents=True, exist_ok=True)
+            stage_outcome = _train(
+                exp, stage, stage_data, encoder, stage_dir, spec.seed, scratch and i == 0, model
+            )
+            model = stage_outcome.model
+        task, data = load_data(exp, task, spec.seed, languages)
+        outcome = _train(
+            exp, task, data, encoder, state.path, spec.seed, scratch and model is None, model
         )
+        if spec.kind == "intermediate" and exp.difficulty.pvi and _has_log_probs(task):
+            extra["v_information"] = _v_information(
+                exp, task, data, encoder, state.path / "null", spec.seed, outcome
+            )
     if outcome.data_issues:  # counted, never silently dropped: the report lists them
         store.write_json(
             f"data_issues/{spec.key}.json", {"trial": spec.label, "issues": outcome.data_issues}
         )
+    if exp.difficulty.similarity and parent_kind == "pretrain" and not scratch:
+        _write_task_embedding(store, exp, task, data, encoder)
+    n_train = len(data.get("train", {}).get("en", []))
     if spec.kind == "intermediate":
         from trainers.encoder import load_tokenizer
 
         out = Path(tempfile.mkdtemp(prefix="itx-encoder-"))
-        save_encoder(outcome.model.roberta, load_tokenizer(encoder), out)  # encoder only, no head
+        save_encoder(encoder_of(outcome.model), load_tokenizer(encoder), out)  # no head
         (out / "metrics.json").write_text(json.dumps({"dev": outcome.dev, "steps": outcome.steps}))
         written_sha = file_sha(out / "model.safetensors")
         store.upload_dir(out, store.artifact(spec))
         shutil.rmtree(out, ignore_errors=True)
-        return _rows(spec, exp, task, {"en": outcome.dev}, {}, outcome, written_sha, "dev")
+        dev = {"en": {**outcome.dev, **extra}}
+        return _rows(spec, exp, task, dev, {}, outcome, written_sha, "dev", n_train)
     # proves which encoder this trial read; the control reads none
-    read_sha = "random" if spec.intermediate == SCRATCH else file_sha(encoder / "model.safetensors")
-    return _rows(spec, exp, task, outcome.test, outcome.majority, outcome, read_sha, "test")
+    read_sha = "random" if scratch else file_sha(encoder / "model.safetensors")
+    return _rows(
+        spec, exp, task, outcome.test, outcome.majority, outcome, read_sha, "test", n_train
+    )
+
+
+def _train(
+    exp: Experiment,
+    task: Task,
+    data: dict,
+    encoder: Path,
+    state_dir: Path,
+    seed: int,
+    random_init: bool,
+    init_model: Any,
+    blank_inputs: bool = False,
+) -> Any:
+    from trainers.loop import train_and_evaluate
+
+    return train_and_evaluate(
+        task,
+        data,
+        encoder,
+        exp.train,
+        seed=seed,
+        max_length=exp.model.max_length,
+        state_dir=state_dir,
+        random_init=random_init,
+        cpu=exp.resources.gpu == 0,
+        progress_bar=False,  # inside Tune, its status table is the progress view
+        max_malformed=exp.data.max_malformed,
+        init_model=init_model,
+        blank_inputs=blank_inputs,
+    )
+
+
+def _has_log_probs(task: Task) -> bool:
+    from trainers.heads import Format, get_format
+
+    return type(get_format(task.format)).gold_log2_probs is not Format.gold_log2_probs
+
+
+def _v_information(
+    exp: Experiment,
+    task: Task,
+    data: dict,
+    encoder: Path,
+    null_dir: Path,
+    seed: int,
+    outcome: Any,
+) -> float:
+    """V-usable information of the English dev set: the intermediate model against the same
+    model trained on the same labels with blank inputs (its own resumable state folder)."""
+    from trainers.difficulty import model_log2_probs, v_information
+    from trainers.heads import get_format
+
+    null_dir.mkdir(parents=True, exist_ok=True)
+    null = _train(exp, task, data, encoder, null_dir, seed, False, None, blank_inputs=True)
+    fmt = get_format(task.format)
+    batch = exp.train.eval_batch_size
+    return v_information(
+        model_log2_probs(fmt, task, outcome.model, outcome.dev_set, batch),
+        model_log2_probs(fmt, task, null.model, null.dev_set, batch),
+    )
+
+
+EMBEDDING_TEXTS = 256  # inputs averaged into a task embedding (TextEmb)
+
+
+def _write_task_embedding(
+    store: ResultsStore, exp: Experiment, task: Task, data: dict, encoder: Path
+) -> None:
+    """The task's TextEmb under the pretrained encoder, once per task (rewrites are equal)."""
+    from trainers.difficulty import text_embedding
+    from trainers.heads.base import text_of
+
+    path = f"task_embeddings/{task.name}.json"
+    if store.exists(f"{store.run}/{path}"):
+        return
+    examples = data.get("train", {}).get("en") or next(iter(data.get("test", {}).values()), [])
+    texts = [text_of(e) for e in examples[:EMBEDDING_TEXTS]]
+    texts = [t for t in texts if t.strip()]
+    if not texts:
+        return
+    vector = text_embedding(encoder, texts, exp.model.max_length)
+    store.write_json(path, {"task": task.name, "n_texts": len(texts), "vector": vector.tolist()})
 
 
 def _has_encoder(spec: TrialSpec) -> bool:
-    from sweep.plan import BASELINE
-
     return spec.intermediate not in (BASELINE, SCRATCH)
 
 
@@ -219,10 +351,17 @@ def _rows(
     outcome: object,
     sha: str,
     split: str,
+    n_train: int,
 ) -> pd.DataFrame:
     from trainers.metrics import primary_metric
+    from trainers.tasks import shares_training_data
 
-    primary = primary_metric(task.format)
+    primary = primary_metric(task.metric_family)
+    shared = (
+        spec.kind == "target"
+        and spec.intermediate not in (BASELINE, SCRATCH)
+        and shares_training_data(exp.task(spec.intermediate), task)
+    )
     records = []
     for lang, by_metric in scores.items():
         for metric, value in by_metric.items():
@@ -240,10 +379,11 @@ def _rows(
                     "primary": metric == primary,
                     "chance": task.chance if metric == "accuracy" else np.nan,
                     "majority": majority.get(lang, {}).get(metric, np.nan),
-                    "train_size": exp.data.train,
+                    "train_size": n_train,  # after size matching and dropped malformed rows
                     "trial_key": spec.key,
                     "encoder_sha": sha,
                     "seconds": outcome.seconds,
+                    "shared_training_data": shared,
                 }
             )
     frame = pd.DataFrame.from_records(records)

@@ -175,3 +175,25 @@ def cached_pretrained(
         log.info("pretraining synthetic encoder into %s", out)
         pretrain(world, model, config, out, threads=threads)
     return out
+
+
+def fetch_hub_encoder(name: str, revision: str | None, out: Path) -> Path:
+    """A hub (or local) XLM-R checkpoint as an encoder folder: encoder weights and tokenizer.
+
+    Fails with one line naming the model and how to provide it when the hub cannot be reached.
+    """
+    from transformers import AutoTokenizer, XLMRobertaModel
+
+    try:
+        encoder = XLMRobertaModel.from_pretrained(name, revision=revision, add_pooling_layer=False)
+        tokenizer = AutoTokenizer.from_pretrained(name, revision=revision)
+    except OSError as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise OSError(
+            f"encoder {name!r} (revision {revision or 'main'}) cannot be loaded: {reason}; "
+            "download it where the hub is reachable (huggingface-cli download) and set "
+            "encoder.name to that local folder"
+        ) from None
+    save_encoder(encoder, tokenizer, out)
+    (out / "DONE").write_text(name)
+    return out

@@ -12,7 +12,6 @@ import json
 import math
 import shutil
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ class Outcome:
     n_dev: int = 0  # English dev examples after malformed ones were dropped
     data_issues: dict[str, dict[str, int]] = field(default_factory=dict)  # "split/lang" -> counts
     model: Any = None
+    dev_set: Any = None  # the encoded English dev set (V-information scores it again)
 
 
 class LengthGroupedBatches(torch.utils.data.Sampler):
@@ -66,7 +66,7 @@ class LengthGroupedBatches(torch.utils.data.Sampler):
 
 def train_and_evaluate(
     task: Task,
-    data: dict[str, dict[str, list[Example]]],
+    data: dict[str, dict],
     encoder_dir: Path,
     config: TrainConfig,
     seed: int,
@@ -76,8 +76,16 @@ def train_and_evaluate(
     cpu: bool = True,
     progress_bar: bool = True,
     max_malformed: float = 0.01,
+    init_model: Any = None,
+    blank_inputs: bool = False,
 ) -> Outcome:
-    """Fine-tune on English train, select on English dev, evaluate every test language zero-shot."""
+    """Fine-tune on English train, select on English dev, evaluate every test language zero-shot.
+
+    `init_model` continues from an earlier stage's model (XCOPA: SIQA, then COPA): all of it when
+    it is of this format's head class, its encoder only otherwise. `blank_inputs` trains on
+    inputs emptied by the format (the null model of V-information). Formats that do not train
+    (Tatoeba) are scored straight from the encoder.
+    """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
@@ -88,14 +96,25 @@ def train_and_evaluate(
 
     hf_logging.set_verbosity_error()  # the expected "newly initialized head" load report
     started = time.perf_counter()
+    fmt = heads.get_format(task.format)
     data, data_issues = quality.clean(task, data, max_malformed)  # before any model is built
+    if blank_inputs:
+        data = {**data, "train": _blank(fmt, data["train"]), "dev": _blank(fmt, data["dev"])}
     set_seed(seed)
     accelerator = Accelerator(cpu=cpu, mixed_precision=config.mixed_precision)
     tokenizer = load_tokenizer(encoder_dir)
-    model = heads.build_model(task, encoder_dir, random_init=random_init)
-    collate = heads.collator(task, tokenizer)
-    train = heads.encode(task, tokenizer, data["train"]["en"], max_length)
-    sampler = LengthGroupedBatches([len(r["input_ids"]) for r in train], config.batch_size, seed)
+    model = _initial_model(fmt, task, encoder_dir, random_init, init_model)
+    pools = data.get("pools", {})
+    if not fmt.trainable:
+        model = accelerator.prepare(model)
+        outcome = Outcome(dev={}, best_epoch=-1, steps=0, seconds=0.0, data_issues=data_issues)
+        _evaluate_test(task, fmt, data, tokenizer, model, config, max_length, accelerator, outcome)
+        outcome.model = accelerator.unwrap_model(model)
+        outcome.seconds = time.perf_counter() - started
+        return outcome
+    collate = fmt.collator(task, tokenizer)
+    train = fmt.train_features(task, tokenizer, data["train"]["en"], max_length)
+    sampler = LengthGroupedBatches([fmt.length(r) for r in train], config.batch_size, seed)
     # its own generator: creating an iterator would otherwise draw from the global RNG, which a
     # resumed run restores to after that draw, shifting every dropout mask that follows
     loader = torch.utils.data.DataLoader(
@@ -122,7 +141,9 @@ def train_and_evaluate(
     best = (
         _load_best(state_dir, accelerator.unwrap_model(model)) if progress.best_epoch >= 0 else None
     )
-    dev_sets = {"en": heads.encode(task, tokenizer, data["dev"]["en"], max_length)}
+    dev_sets = {
+        "en": fmt.eval_set(task, tokenizer, data["dev"]["en"], max_length, pools.get("dev"))
+    }
 
     bar = tqdm(
         total=total,
@@ -141,7 +162,7 @@ def train_and_evaluate(
             accelerator.skip_first_batches(loader, done_in_epoch) if done_in_epoch else loader
         )
         for batch in epoch_loader:
-            loss = model(**batch).loss
+            loss = fmt.loss(model, batch)
             accelerator.backward(loss)
             accelerator.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
@@ -156,10 +177,8 @@ def train_and_evaluate(
                 and not epoch_end
             ):
                 progress.save(accelerator, state_dir)
-        dev = evaluate_languages(
-            task, model, dev_sets, collate, config.eval_batch_size, accelerator
-        )["en"]
-        key = metrics.primary_metric(task.format)
+        dev = evaluate_languages(task, model, dev_sets, config.eval_batch_size, accelerator)["en"]
+        key = metrics.primary_metric(task.metric_family)
         if progress.best_epoch < 0 or dev[key] > progress.best_dev[key]:
             progress.best_epoch, progress.best_dev = epoch, dev
             best = {
@@ -180,71 +199,75 @@ def train_and_evaluate(
         seconds=0.0,
         data_issues=data_issues,
         n_dev=len(dev_sets["en"]),
+        dev_set=dev_sets["en"],
     )
-    if data["test"]:
-        test_sets = {
-            lang: heads.encode(task, tokenizer, examples, max_length)
-            for lang, examples in data["test"].items()
-        }
-        outcome.test = evaluate_languages(
-            task, model, test_sets, collate, config.eval_batch_size, accelerator
-        )
-        outcome.n_test = {lang: len(rows) for lang, rows in test_sets.items()}
-        outcome.majority = _majority(task, train, test_sets)
+    _evaluate_test(task, fmt, data, tokenizer, model, config, max_length, accelerator, outcome)
     outcome.model = final
     outcome.seconds = time.perf_counter() - started
     return outcome
+
+
+def _initial_model(
+    fmt: heads.Format, task: Task, encoder_dir: Path, random_init: bool, init_model: Any
+) -> Any:
+    if init_model is None:
+        return fmt.build_model(task, encoder_dir, random_init=random_init)
+    if type(init_model).__name__ == (fmt.head_class or "XLMRobertaModel"):
+        return init_model  # same head: the earlier stage's head is trained further
+    model = fmt.build_model(task, encoder_dir, random_init=True)
+    heads.encoder_of(model).load_state_dict(heads.encoder_of(init_model).state_dict())
+    return model
+
+
+def _blank(fmt: heads.Format, split: dict[str, list[Example]]) -> dict[str, list[Example]]:
+    return {lang: [fmt.blank(e) for e in examples] for lang, examples in split.items()}
+
+
+def _evaluate_test(
+    task: Task,
+    fmt: heads.Format,
+    data: dict,
+    tokenizer: Any,
+    model: Any,
+    config: TrainConfig,
+    max_length: int,
+    accelerator: Any,
+    outcome: Outcome,
+) -> None:
+    """Zero-shot scores of every test language, and the majority baseline where one exists."""
+    if not data.get("test"):
+        return
+    pool = data.get("pools", {}).get("test")
+    test_sets = {
+        lang: fmt.eval_set(task, tokenizer, examples, max_length, pool)
+        for lang, examples in data["test"].items()
+    }
+    outcome.test = evaluate_languages(task, model, test_sets, config.eval_batch_size, accelerator)
+    outcome.n_test = {lang: len(rows) for lang, rows in test_sets.items()}
+    train = data.get("train", {}).get("en")
+    for lang, eval_set in test_sets.items():
+        pairs = fmt.majority(task, train, eval_set) if train else None
+        if pairs is not None:
+            outcome.majority[lang] = metrics.score(task.metric_family, *pairs, language=lang)
 
 
 @torch.no_grad()
 def evaluate_languages(
     task: Task,
     model: Any,
-    sets: dict[str, list[dict]],
-    collate: Any,
+    sets: dict[str, heads.EvalSet],
     batch_size: int,
     accelerator: Any,
 ) -> dict[str, dict[str, float]]:
-    """Scores per language; all languages go through one loop over length-sorted batches."""
+    """Scores per language in the task's metric family (official metrics)."""
+    fmt = heads.get_format(task.format)
     model.eval()
     scores = {}
-    for lang, rows in sets.items():
-        order = sorted(range(len(rows)), key=lambda i: len(rows[i]["input_ids"]))  # little padding
-        gold: list = []
-        pred: list = []
-        for start in range(0, len(order), batch_size):
-            batch = collate([rows[i] for i in order[start : start + batch_size]])
-            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-            logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
-            g, p = heads.decode(task, logits.float().cpu(), batch["labels"].cpu())
-            gold += g
-            pred += p
-        scores[lang] = metrics.score(task.format, gold, pred)
+    for lang, eval_set in sets.items():
+        gold, pred = fmt.predict(task, model, eval_set, batch_size, accelerator.device)
+        scores[lang] = metrics.score(task.metric_family, gold, pred, language=lang)
     model.train()
     return scores
-
-
-def _majority(
-    task: Task, train: list[dict], sets: dict[str, list[dict]]
-) -> dict[str, dict[str, float]]:
-    """Scores of always predicting the most frequent English training label (per token)."""
-
-    def labels_of(row: dict) -> list[int]:
-        labels = row["labels"]
-        return [labels] if isinstance(labels, int) else [x for x in labels if x != -100]
-
-    top = Counter(x for row in train for x in labels_of(row)).most_common(1)[0][0]
-    out = {}
-    for lang, rows in sets.items():
-        if task.format == "classification":
-            gold = [row["labels"] for row in rows]
-            out[lang] = metrics.score(task.format, gold, [top] * len(gold))
-        else:
-            gold = [[task.labels[x] for x in labels_of(row)] for row in rows]
-            out[lang] = metrics.score(
-                task.format, gold, [[task.labels[top]] * len(g) for g in gold]
-            )
-    return out
 
 
 @dataclass

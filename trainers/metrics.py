@@ -390,6 +390,8 @@ def score(
     fmt: str, gold: Sequence, pred: Sequence, language: str | None = None
 ) -> dict[str, float]:
     """Every metric of the format's family; `language` is required by LANGUAGE_DEPENDENT ones."""
+    if fmt not in METRICS:
+        raise KeyError(f"no metric family {fmt!r}; known: {', '.join(sorted(METRICS))}")
     if fmt not in LANGUAGE_DEPENDENT:
         return {name: fn(gold, pred) for name, fn in METRICS[fmt].items()}
     if language is None:

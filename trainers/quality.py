@@ -8,59 +8,31 @@ reason, returned with the outcome, and written beside the trial's results.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 
-from trainers.tasks import Example, Task
+from trainers.tasks import Task
+
+SPLITS = ("train", "dev", "test")  # what is checked; retrieval pools are candidates, not examples
 
 
 class DataError(ValueError):
     """Too many malformed examples: one line naming task, split, language and counts."""
 
 
-def _label_problem(task: Task, label: object) -> str | None:
-    if isinstance(label, bool) or not isinstance(label, int):
-        return "label not an integer"
-    if not 0 <= label < len(task.labels):
-        return "label outside the label set"
-    return None
-
-
-def _classification(task: Task, example: Example) -> str | None:
-    for field in ("text", "text_pair"):
-        if field in example and (not isinstance(example[field], str) or not example[field].strip()):
-            return f"empty {field}"
-    return _label_problem(task, example.get("label"))
-
-
-def _tagging(task: Task, example: Example) -> str | None:
-    words, tags = example.get("words"), example.get("tags")
-    if not words:
-        return "empty sentence"
-    if any(not isinstance(w, str) or not w.strip() for w in words):
-        return "empty word"
-    if not isinstance(tags, list) or len(tags) != len(words):
-        return "tags and words differ in length"
-    problems = [_label_problem(task, t) for t in tags]
-    return next((p for p in problems if p), None)
-
-
-CHECKS: dict[str, Callable[[Task, Example], str | None]] = {
-    "classification": _classification,
-    "tagging": _tagging,
-}
-
-
 def clean(
-    task: Task, data: dict[str, dict[str, list[Example]]], max_fraction: float
-) -> tuple[dict[str, dict[str, list[Example]]], dict[str, dict[str, int]]]:
+    task: Task, data: dict[str, dict], max_fraction: float
+) -> tuple[dict[str, dict], dict[str, dict[str, int]]]:
     """Drop malformed examples; return the clean data and {"split/lang": {reason: count}}.
 
     Raises DataError when more than `max_fraction` of any split/language is malformed.
     """
-    check = CHECKS[task.format]
-    kept: dict[str, dict[str, list[Example]]] = {}
+    from trainers.heads import get_format
+
+    check = get_format(task.format).check
+    kept: dict[str, dict] = {k: v for k, v in data.items() if k not in SPLITS}
     report: dict[str, dict[str, int]] = {}
     for split, by_lang in data.items():
+        if split not in SPLITS:
+            continue
         kept[split] = {}
         for lang, examples in by_lang.items():
             reasons = Counter()

@@ -4,19 +4,42 @@ A task names its generator in `Task.synthetic`; the generator builds `n` example
 one language, shaped by the task's knobs (`noise`), never by the task's name. Concepts depend on
 (world seed, generator, split) only, so evaluation sets are parallel across languages, like
 XNLI's; the trial seed never changes data, only initialization and order.
+
+Every example is built from the world's concepts and lexicons only. Where a question needs a
+marker that no lexicon has, the shared non-lexical token "?" stands in for it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
+from typing import Protocol
 
 import numpy as np
 
 from trainers.tasks import Example, SplitSizes, Task
-from trainers.world import TAGS, Clause, World, _stable_int
+from trainers.world import CATEGORIES, TAGS, Clause, World, _stable_int
 
-# (world, task, rng, lang, n) -> n examples; rng is seeded by (world seed, generator, split)
-SplitGenerator = Callable[[World, Task, np.random.Generator, str, int], list[Example]]
+MARK = "?"  # the one non-lexical token: a question's marker or the slot it asks for
+
+
+class SplitGenerator(Protocol):
+    """(world, task, rng, lang, n) -> n examples; rng is seeded by (world seed, generator, split)
+    and is the same for every language, so every draw must be independent of `lang`. `split`
+    matters only where train and evaluation examples differ in shape (retrieval, QA ids)."""
+
+    def __call__(
+        self,
+        world: World,
+        task: Task,
+        rng: np.random.Generator,
+        lang: str,
+        n: int,
+        *,
+        split: str = "test",
+    ) -> list[Example]: ...
+
+
 ClauseGenerator = Callable[[World, Task, Clause, np.random.Generator, str], Example]
 
 
@@ -24,11 +47,79 @@ def per_clause(make: ClauseGenerator) -> SplitGenerator:
     """A split generator from one that turns a single sampled clause into one example."""
 
     def generate(
-        world: World, task: Task, rng: np.random.Generator, lang: str, n: int
+        world: World,
+        task: Task,
+        rng: np.random.Generator,
+        lang: str,
+        n: int,
+        *,
+        split: str = "test",
     ) -> list[Example]:
         return [make(world, task, world.sample_clause(rng), rng, lang) for _ in range(n)]
 
     return generate
+
+
+# ---- helpers over concepts ----
+
+
+def _text(world: World, clause: Clause, lang: str) -> str:
+    return " ".join(w for w, _ in world.realize(clause, lang))
+
+
+def _category(world: World, noun: int) -> int:
+    return int(world.noun_category[noun])
+
+
+def _noun_of(
+    world: World, rng: np.random.Generator, category: int, avoid: tuple[int, ...] = ()
+) -> int:
+    """A noun of `category` other than those in `avoid`: one draw, whatever the language."""
+    per = world.config.nouns_per_category
+    nouns = [category * per + k for k in range(per) if category * per + k not in avoid]
+    return nouns[int(rng.integers(len(nouns)))]
+
+
+def _other_category(rng: np.random.Generator, avoid: set[int]) -> int:
+    options = [c for c in range(len(CATEGORIES)) if c not in avoid]
+    return options[int(rng.integers(len(options)))]
+
+
+def _object_span(tagged: list[tuple[str, str]]) -> tuple[int, int]:
+    """Word span [start, end) of the object noun phrase: it starts at the second determiner (the
+    subject's phrase comes first and a prepositional phrase after the object, in SVO and SOV)."""
+    dets = [i for i, (_, t) in enumerate(tagged) if t == "DET"]
+    start = dets[1]
+    end = next(i for i in range(start, len(tagged)) if tagged[i][1] == "NOUN") + 1
+    return start, end
+
+
+def _question(world: World, clause: Clause, lang: str) -> str:
+    """The clause's subject, negation and verb with its object phrase replaced by "?" (no
+    object adjective, no prepositional phrase): asks for the object."""
+    core = replace(clause, obj_adj=None, prep=None, pobj=None)
+    tagged = world.realize(core, lang)
+    start, end = _object_span(tagged)
+    words = [w for w, _ in tagged]
+    return " ".join([*words[:start], MARK, *words[end:]])
+
+
+def _distinct_heads(
+    world: World, rng: np.random.Generator, k: int, **sample: float
+) -> list[Clause]:
+    """`k` sampled clauses with pairwise distinct (subject, verb): a question naming a subject and
+    a verb then has exactly one answer among them. Rejections depend on concepts only."""
+    clauses: list[Clause] = []
+    seen: set[tuple[int, int]] = set()
+    while len(clauses) < k:
+        clause = world.sample_clause(rng, **sample)
+        if (clause.subj, clause.verb) not in seen:
+            seen.add((clause.subj, clause.verb))
+            clauses.append(clause)
+    return clauses
+
+
+# ---- classification and tagging ----
 
 
 def _topic(
@@ -58,15 +149,307 @@ def _pos(world: World, task: Task, clause: Clause, rng: np.random.Generator, lan
     return {"words": list(words), "tags": [TAGS.index(t) for t in tags]}
 
 
+def _upos(world: World, task: Task, clause: Clause, rng: np.random.Generator, lang: str) -> Example:
+    """Like `_pos`, with the world's tags looked up by name in the task's tag set (UPOS)."""
+    words, tags = zip(*world.realize(clause, lang), strict=True)
+    return {"words": list(words), "tags": [task.labels.index(t) for t in tags]}
+
+
+# entity type of each noun category; the others are no entity
+ENTITY_TYPES = {"person": "PER", "place": "LOC", "vehicle": "ORG", "tool": "ORG"}
+
+
+def name_forming(adj: int) -> bool:
+    """Adjectives that join an entity noun into a multi-word name ("New York"): every other one,
+    so the rule is a property of the word, learnable from the words alone."""
+    return adj % 2 == 0
+
+
+def _ner(world: World, task: Task, clause: Clause, rng: np.random.Generator, lang: str) -> Example:
+    """IOB2 entities: nouns of entity categories are B-X; a name-forming adjective right before
+    one starts the entity (B-X) and the noun continues it (I-X). Everything else is O."""
+    tagged = world.realize(clause, lang)
+    words = [w for w, _ in tagged]
+    names = ["O"] * len(tagged)
+    # nouns appear as subject, object, prepositional object in every word order
+    heads = iter(
+        [(clause.subj, clause.subj_adj), (clause.obj, clause.obj_adj), (clause.pobj, None)]
+    )
+    for i, (_, tag) in enumerate(tagged):
+        if tag != "NOUN":
+            continue
+        noun, adj = next(heads)
+        kind = ENTITY_TYPES.get(CATEGORIES[_category(world, noun)])  # type: ignore[arg-type]
+        if kind is None:
+            continue
+        if adj is not None and name_forming(adj) and i > 0 and tagged[i - 1][1] == "ADJ":
+            names[i - 1], names[i] = f"B-{kind}", f"I-{kind}"
+        else:
+            names[i] = f"B-{kind}"
+    return {"words": words, "tags": [task.labels.index(t) for t in names]}
+
+
+# ---- multiple choice ----
+
+
+def _copa(
+    world: World, task: Task, rng: np.random.Generator, lang: str, n: int, *, split: str = "test"
+) -> list[Example]:
+    """XCOPA-like, one choice per task label (2). The question is a relation marker (the first
+    or second preposition of the language, then "?"): which participant of the premise, object
+    or subject, the answer is about. Both choices are one new clause differing only in its
+    object noun: the correct one's object shares the asked participant's category, the
+    distractor's has the other participant's category (another one where both coincide). Never
+    a premise noun, so the answer needs the nouns' categories and the question, not string match
+    or length."""
+    examples = []
+    k = len(task.labels)
+    for _ in range(n):
+        premise = world.sample_clause(rng)
+        relation = int(rng.integers(2))  # 0: about the object, 1: about the subject
+        asked, other = (premise.obj, premise.subj) if relation == 0 else (premise.subj, premise.obj)
+        base = world.sample_clause(rng)
+        categories = _choice_categories(world, rng, asked, other, k)
+        avoid = (premise.subj, premise.obj)
+        objects = [_noun_of(world, rng, c, avoid) for c in categories]
+        label = int(rng.integers(k))
+        order = _place_correct(rng, label, k)
+        choices = [_text(world, replace(base, obj=objects[j]), lang) for j in order]
+        question = f"{world.lexicons[lang]['prep'][relation]} {MARK}"
+        examples.append(
+            {
+                "context": _text(world, premise, lang),
+                "question": question,
+                "choices": choices,
+                "label": label,
+            }
+        )
+    return examples
+
+
+def _social(
+    world: World, task: Task, rng: np.random.Generator, lang: str, n: int, *, split: str = "test"
+) -> list[Example]:
+    """SIQA-like, one choice per task label (3). The question names one participant of the
+    premise ("the <noun> ?": what does it do next?). The choices are one new clause differing
+    only in its subject: the correct subject shares the named participant's category, one
+    distractor has the other participant's category (another one where both coincide), the
+    rest other categories. No choice repeats a premise noun."""
+    examples = []
+    k = len(task.labels)
+    for _ in range(n):
+        premise = world.sample_clause(rng)
+        about_object = bool(rng.integers(2))
+        asked, other = (premise.obj, premise.subj) if about_object else (premise.subj, premise.obj)
+        base = world.sample_clause(rng)
+        categories = _choice_categories(world, rng, asked, other, k)
+        avoid = (premise.subj, premise.obj)
+        subjects = [_noun_of(world, rng, c, avoid) for c in categories]
+        label = int(rng.integers(k))
+        order = _place_correct(rng, label, k)
+        choices = [_text(world, replace(base, subj=subjects[j]), lang) for j in order]
+        lex = world.lexicons[lang]
+        question = f"{lex['det'][0]} {lex['noun'][asked]} {MARK}"
+        examples.append(
+            {
+                "context": _text(world, premise, lang),
+                "question": question,
+                "choices": choices,
+                "label": label,
+            }
+        )
+    return examples
+
+
+def _choice_categories(
+    world: World, rng: np.random.Generator, asked: int, other: int, k: int
+) -> list[int]:
+    """k distinct categories: the asked noun's (the answer), the other participant's when it
+    differs (a distractor that only the question rules out), then random others. Always the same
+    number of draws."""
+    categories = [_category(world, asked)]
+    second = _category(world, other)
+    fallback = _other_category(rng, {categories[0]})
+    categories.append(second if second != categories[0] else fallback)
+    while len(categories) < k:
+        categories.append(_other_category(rng, set(categories)))
+    return categories
+
+
+def _place_correct(rng: np.random.Generator, label: int, k: int) -> list[int]:
+    """Choice order: position `label` holds candidate 0 (the answer), the distractors 1..k-1 fill
+    the other positions in a random order."""
+    distractors = [int(j) + 1 for j in rng.permutation(k - 1)]
+    return [*distractors[:label], 0, *distractors[label:]]
+
+
+# ---- extractive QA ----
+
+QA_CLAUSES = (3, 6)  # clauses per context, inclusive
+QA_SAMPLING = {"p_adj": 0.3, "p_pp": 0.2}  # a little shorter than the corpus: contexts fit more
+
+
+def _qa(
+    world: World, task: Task, rng: np.random.Generator, lang: str, n: int, *, split: str = "test"
+) -> list[Example]:
+    """A context of 3-6 clauses joined by " . " with pairwise distinct (subject, verb); the
+    question is one clause's subject, negation and verb with "?" for its object; the answer is
+    that clause's object noun phrase (determiner included) where it stands in the context."""
+    examples = []
+    for i in range(n):
+        m = int(rng.integers(QA_CLAUSES[0], QA_CLAUSES[1] + 1)) + (lang == "fake")
+        clauses = _distinct_heads(world, rng, m, **QA_SAMPLING)
+        asked = int(rng.integers(m))
+        parts, offset, answer, start = [], 0, "", -1
+        for j, clause in enumerate(clauses):
+            tagged = world.realize(clause, lang)
+            words = [w for w, _ in tagged]
+            if j == asked:
+                a, b = _object_span(tagged)
+                before = " ".join(words[:a])
+                answer = " ".join(words[a:b])
+                start = offset + len(before) + (1 if before else 0)
+            text = " ".join(words)
+            parts.append(text)
+            offset += len(text) + len(" . ")
+        examples.append(
+            {
+                "id": f"{split}-{i}",
+                "context": " . ".join(parts),
+                "question": _question(world, clauses[asked], lang),
+                "answers": {"text": [answer], "answer_start": [start]},
+            }
+        )
+    return examples
+
+
+# ---- retrieval ----
+
+
+def _description(world: World, noun: int) -> Clause:
+    """The English "description" of a noun entity: one fixed clause about it, a function of the
+    world seed and the noun only."""
+    rng = np.random.default_rng([world.config.seed, _stable_int("entity"), noun])
+    clause = world.sample_clause(rng, p_adj=1.0, p_pp=1.0)
+    return replace(clause, subj=noun, negated=False)
+
+
+def _entity(
+    world: World, task: Task, rng: np.random.Generator, lang: str, n: int, *, split: str = "test"
+) -> list[Example]:
+    """Mewsli-X-like: a sentence in `lang` whose subject is the entity; the candidates are one
+    English description per noun (`_entity_pool`). Train: {"query", "positive"}; dev and test:
+    {"query", "gold": [entity id]}."""
+    examples = []
+    for _ in range(n):
+        clause = world.sample_clause(rng)
+        query = _text(world, clause, lang)
+        if split == "train":
+            examples.append(
+                {"query": query, "positive": _text(world, _description(world, clause.subj), "en")}
+            )
+        else:
+            examples.append({"query": query, "gold": [f"Q{clause.subj}"]})
+    return examples
+
+
+def _entity_pool(
+    world: World, task: Task, split: str, languages: tuple[str, ...], n: int | None = None
+) -> list[dict]:
+    """Every noun entity with its English description, the same for every split."""
+    return [
+        {"id": f"Q{noun}", "text": _text(world, _description(world, noun), "en")}
+        for noun in range(world.sizes["noun"])
+    ]
+
+
+# answer sentences per language in a LAReQA pool: the split's queries' distinct concepts, capped
+# (XQuAD-R has about 1,190 per language); the pool holds this many times the pool languages
+ANSWER_POOL_CAP = 500
+
+
+def answer_pool_size(world: World, n: int | None) -> int:
+    """Distinct answer sentences (concepts) of a split of `n` queries: n, capped by
+    `ANSWER_POOL_CAP` and by half the (subject, verb) pairs so distinct heads stay easy to draw."""
+    pairs = world.sizes["noun"] * world.sizes["verb"]
+    return max(1, min(ANSWER_POOL_CAP if n is None else n, ANSWER_POOL_CAP, pairs // 2))
+
+
+def _answer_sentence(
+    world: World, task: Task, rng: np.random.Generator, lang: str, n: int, *, split: str = "test"
+) -> list[Example]:
+    """LAReQA-like. Train: an English question (a clause with "?" for its object) and its
+    English answer sentence (the clause). Dev and test: query i asks about answer sentence
+    k = i mod K of the split's K distinct concepts (`answer_pool_size`); its gold is sentence k
+    in every world language (`task_data` keeps those in the pool), like XQuAD-R's parallel
+    answers."""
+    if split == "train":
+        clauses = [world.sample_clause(rng) for _ in range(n)]
+        return [
+            {"query": _question(world, c, lang), "positive": _text(world, c, "en")} for c in clauses
+        ]
+    answers = _distinct_heads(world, rng, answer_pool_size(world, n))
+    examples = []
+    for i in range(n):
+        k = i % len(answers)
+        examples.append(
+            {
+                "query": _question(world, answers[k], lang),
+                "gold": [f"{code}/{k}" for code in world.languages],
+            }
+        )
+    return examples
+
+
+def _answer_pool(
+    world: World, task: Task, split: str, languages: tuple[str, ...], n: int | None = None
+) -> list[dict]:
+    """The split's answer sentences in every language of `languages` (English alone when none
+    is given), ids "<lang>/<k>". `n` is the split's query count, as `task_data` passes it."""
+    answers = _distinct_heads(world, _split_rng(world, task, split), answer_pool_size(world, n))
+    codes = [code for code in world.languages if code in languages] or ["en"]
+    return [
+        {"id": f"{code}/{k}", "text": _text(world, clause, code)}
+        for code in codes
+        for k, clause in enumerate(answers)
+    ]
+
+
+def _parallel(
+    world: World, task: Task, clause: Clause, rng: np.random.Generator, lang: str
+) -> Example:
+    """Tatoeba-like: the clause in `lang` and in English."""
+    return {"source": _text(world, clause, lang), "target": _text(world, clause, "en")}
+
+
 GENERATORS: dict[str, SplitGenerator] = {
     "topic": per_clause(_topic),
     "nli": per_clause(_nli),
     "pos": per_clause(_pos),
+    "upos": per_clause(_upos),
+    "ner": per_clause(_ner),
+    "copa": _copa,
+    "social": _social,
+    "qa": _qa,
+    "entity": _entity,
+    "answer_sentence": _answer_sentence,
+    "parallel": per_clause(_parallel),
 }
 
-# retrieval pools: (world, task, split, languages) -> [{"id", "text"}], shared by a split's queries
-PoolGenerator = Callable[[World, Task, str, tuple[str, ...]], list[dict]]
-POOLS: dict[str, PoolGenerator] = {}
+
+class PoolGenerator(Protocol):
+    """(world, task, split, languages, n=None) -> [{"id", "text"}], shared by a split's queries;
+    `n` is the split's query count (pools sized by it fall back to their cap without it)."""
+
+    def __call__(
+        self, world: World, task: Task, split: str, languages: tuple[str, ...], n: int | None = None
+    ) -> list[dict]: ...
+
+
+POOLS: dict[str, PoolGenerator] = {
+    "entity": _entity_pool,
+    "answer_sentence": _answer_pool,
+}
 
 
 def _split_rng(world: World, task: Task, split: str) -> np.random.Generator:
@@ -83,7 +466,8 @@ def synthetic_split(world: World, task: Task, split: str, lang: str, n: int) -> 
     """
     if not task.synthetic:
         raise ValueError(f"task {task.name!r} has no synthetic version; use data.source: hub")
-    examples = GENERATORS[task.synthetic](world, task, _split_rng(world, task, split), lang, n)
+    rng = _split_rng(world, task, split)
+    examples = GENERATORS[task.synthetic](world, task, rng, lang, n, split=split)
     if task.noise > 0 and split in ("train", "dev"):
         noise_rng = np.random.default_rng([world.config.seed, _stable_int(task.name), 7])
         for example in examples:
@@ -96,7 +480,8 @@ def task_data(
     world: World, task: Task, sizes: SplitSizes, languages: tuple[str, ...]
 ) -> dict[str, dict]:
     """{split: {lang: examples}}: English train and dev; each evaluated language's test; and
-    {"pools": {split: pool}} for retrieval generators that have a candidate pool."""
+    {"pools": {split: pool}} for retrieval generators that have a candidate pool, where each
+    query's gold ids are narrowed to those in its split's pool."""
     data: dict[str, dict] = {
         "train": {"en": synthetic_split(world, task, "train", "en", sizes.train)},
         "dev": {"en": synthetic_split(world, task, "dev", "en", sizes.dev)},
@@ -108,7 +493,14 @@ def task_data(
             for lang in task.evaluates(languages)
         }
     if task.synthetic in POOLS:
+        pool_of = POOLS[task.synthetic]
         data["pools"] = {
-            split: POOLS[task.synthetic](world, task, split, languages) for split in ("dev", "test")
+            split: pool_of(world, task, split, languages, n)
+            for split, n in (("dev", sizes.dev), ("test", sizes.test))
         }
+        for split in ("dev", "test"):
+            ids = {c["id"] for c in data["pools"][split]}
+            for examples in data[split].values():
+                for example in examples:
+                    example["gold"] = [g for g in example["gold"] if g in ids]
     return data

@@ -79,15 +79,15 @@ LANGUAGES = {
     "xcopa": "et ht id it qu sw ta th tr vi zh",
     "udpos": "af ar bg de el en es et eu fa fi fr he hi hu id it ja kk ko mr nl pt ru ta te th tl "
     "tr ur vi yo zh lt pl uk wo ro",
-    "panx": "ar he vi id jv ms tl eu ml ta te af nl en de el bn hi mr ur fa fr it pt es bg ru ja ka "
-    "ko th sw yo my zh kk tr et fi hu qu pl uk az lt pa gu ro",
+    "panx": "ar he vi id jv ms tl eu ml ta te af nl en de el bn hi mr ur fa fr it pt es bg ru ja "
+    "ka ko th sw yo my zh kk tr et fi hu qu pl uk az lt pa gu ro",
     "xquad": "en es de el ru tr ar vi th zh hi ro",
     "mlqa": "en es de ar hi vi zh",
     "tydiqa": "en ar bn fi id ko ru sw te",
     "mewslix": "ar de en es fa ja pl ro ta tr uk",
     "lareqa": "ar de el en es hi ru th tr vi zh",
-    "tatoeba": "ar he vi id jv tl eu ml ta te af nl de el bn hi mr ur fa fr it pt es bg ru ja ka ko "
-    "th sw zh kk tr et fi hu az lt pl uk ro",
+    "tatoeba": "ar he vi id jv tl eu ml ta te af nl de el bn hi mr ur fa fr it pt es bg ru ja ka "
+    "ko th sw zh kk tr et fi hu az lt pl uk ro",
 }
 XTREME_R_LANGUAGES = tuple(sorted({lang for langs in LANGUAGES.values() for lang in langs.split()}))
 

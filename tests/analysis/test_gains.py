@@ -28,6 +28,7 @@ def row(**values):
         "trial_key": "k",
         "encoder_sha": "s",
         "seconds": 1.0,
+        "shared_training_data": False,
     }
     base.update(values)
     return base

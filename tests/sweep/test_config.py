@@ -41,7 +41,7 @@ def test_demo_config_is_valid_and_frozen(root):
         ),
         (
             {"targets": ["xnl"]},
-            "t.yaml: targets: unknown target task 'xnl'; did you mean 'nli'? (got ['xnl'])",
+            "t.yaml: targets: unknown target task 'xnl'; did you mean 'xnli'? (got ['xnl'])",
         ),
         ({"languages": ["en", "ov8"]}, "languages: unknown language 'ov8'; did you mean 'ov80'?"),
         ({"name": "../escape"}, "t.yaml: name: String should match pattern"),

@@ -53,10 +53,11 @@ def test_fake_english_shares_no_subword_with_english(encoder):
 
 
 def test_first_subword_labels(encoder, pos_data):
-    from trainers.heads import encode
+    from trainers.heads import get_format
 
     tok = load_tokenizer(encoder)
-    rows = encode(get_task("pos"), tok, pos_data["test"]["en"][:5], 48)
+    task = get_task("pos")
+    rows = get_format(task.format).train_features(task, tok, pos_data["test"]["en"][:5], 48)
     for row, example in zip(rows, pos_data["test"]["en"][:5], strict=True):
         labelled = [x for x in row["labels"] if x != -100]
         assert labelled == example["tags"]  # one label per word, on its first subword

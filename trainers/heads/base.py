@@ -98,10 +98,54 @@ class Format:
         """(gold, predicted) in the shape the task's metric family takes."""
         raise NotImplementedError
 
+    def gold_log2_probs(
+        self, task: Task, model: Any, data: EvalSet, batch_size: int, device: Any
+    ) -> list[float]:
+        """log2 p(gold | input) per example, for pointwise V-information (label formats only)."""
+        raise NotImplementedError(f"{self.name}: no per-example label probability")
+
+    def blank(self, example: Example) -> Example:
+        """The example with its input emptied and its label kept: the null model's data."""
+        raise NotImplementedError(f"{self.name}: inputs cannot be blanked")
+
     def majority(self, task: Task, train: list[Example], data: EvalSet) -> tuple[list, list] | None:
         """(gold, predicted) of always answering the most frequent English training label; None
         where no such baseline exists (span QA, retrieval)."""
         return None
+
+
+def text_of(example: Example) -> str:
+    """Every input text of an example joined (labels, ids and answers left out): what a task's
+    text embedding (task similarity, Vu et al. 2020) averages over."""
+    parts = []
+    for key, value in example.items():
+        if key in ("id", "label", "tags", "gold", "answers"):
+            continue
+        if isinstance(value, str):
+            parts.append(value)
+        elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            parts.append(" ".join(value))
+    return " ".join(parts)
+
+
+def labelled_logits(
+    model: Any, data: EvalSet, batch_size: int, device: Any, lengths: Sequence[int]
+) -> Iterator[tuple[Any, Any]]:
+    """(logits, labels) of length-sorted batches of a labelled evaluation set."""
+    order = sorted(range(len(data.features)), key=lambda i: lengths[i])
+    for start in range(0, len(order), batch_size):
+        batch = data.collate([data.features[i] for i in order[start : start + batch_size]])
+        labels = batch.pop("labels")
+        yield model(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu(), labels
+
+
+def log2_prob_of(logits: Any, labels: Any) -> list[float]:
+    import math
+
+    import torch
+
+    log_probs = torch.log_softmax(logits, dim=-1).gather(-1, labels[:, None])[:, 0]
+    return (log_probs / math.log(2)).tolist()
 
 
 def by_length(features: Sequence[dict], batch_size: int, key: str = "input_ids") -> Iterator[list]:

@@ -6,7 +6,16 @@ from typing import Any
 
 import torch
 
-from trainers.heads.base import EvalSet, Format, by_length, empty_text, label_problem, most_frequent
+from trainers.heads.base import (
+    EvalSet,
+    Format,
+    by_length,
+    empty_text,
+    label_problem,
+    labelled_logits,
+    log2_prob_of,
+    most_frequent,
+)
 
 
 class Classification(Format):
@@ -23,7 +32,8 @@ class Classification(Format):
         }
 
     def check(self, task: Any, example: dict) -> str | None:
-        return empty_text(example, ("text", "text_pair")) or label_problem(task, example.get("label"))
+        problem = empty_text(example, ("text", "text_pair"))
+        return problem or label_problem(task, example.get("label"))
 
     def train_features(self, task: Any, tokenizer: Any, examples: list, max_length: int) -> list:
         pairs = [e.get("text_pair") for e in examples]
@@ -38,12 +48,16 @@ class Classification(Format):
             for ids, e in zip(enc["input_ids"], examples, strict=True)
         ]
 
-    def eval_set(self, task: Any, tokenizer: Any, examples: list, max_length: int, pool=None):
+    def eval_set(
+        self, task: Any, tokenizer: Any, examples: list, max_length: int, pool: list | None = None
+    ) -> EvalSet:
         features = self.train_features(task, tokenizer, examples, max_length)
         return EvalSet(features, examples, self.collator(task, tokenizer))
 
     @torch.no_grad()
-    def predict(self, task: Any, model: Any, data: EvalSet, batch_size: int, device: Any):
+    def predict(
+        self, task: Any, model: Any, data: EvalSet, batch_size: int, device: Any
+    ) -> tuple[list, list]:
         gold, pred = [], []
         for idx in by_length(data.features, batch_size):
             batch = data.collate([data.features[i] for i in idx])
@@ -53,8 +67,20 @@ class Classification(Format):
             pred += logits.argmax(-1).cpu().tolist()
         return gold, pred
 
-    def majority(self, task: Any, train: list, data: EvalSet):
+    def blank(self, example: dict) -> dict:
+        return {**example, "text": ""} | ({"text_pair": ""} if "text_pair" in example else {})
+
+    @torch.no_grad()
+    def gold_log2_probs(
+        self, task: Any, model: Any, data: EvalSet, batch_size: int, device: Any
+    ) -> list[float]:
+        lengths = [len(f["input_ids"]) for f in data.features]
+        out: list[float] = []
+        for logits, labels in labelled_logits(model, data, batch_size, device, lengths):
+            out += log2_prob_of(logits, labels)
+        return out
+
+    def majority(self, task: Any, train: list, data: EvalSet) -> tuple[list, list]:
         top = most_frequent([e["label"] for e in train])
         gold = [e["label"] for e in data.examples]
         return gold, [top] * len(gold)
-

@@ -56,12 +56,16 @@ class Tagging(Format):
 
         return DataCollatorForTokenClassification(tokenizer)
 
-    def eval_set(self, task: Any, tokenizer: Any, examples: list, max_length: int, pool=None):
+    def eval_set(
+        self, task: Any, tokenizer: Any, examples: list, max_length: int, pool: list | None = None
+    ) -> EvalSet:
         features = self.train_features(task, tokenizer, examples, max_length)
         return EvalSet(features, examples, self.collator(task, tokenizer))
 
     @torch.no_grad()
-    def predict(self, task: Any, model: Any, data: EvalSet, batch_size: int, device: Any):
+    def predict(
+        self, task: Any, model: Any, data: EvalSet, batch_size: int, device: Any
+    ) -> tuple[list, list]:
         gold, pred = [], []
         for idx in by_length(data.features, batch_size):
             batch = data.collate([data.features[i] for i in idx])
@@ -82,7 +86,7 @@ class Tagging(Format):
             pred_seqs.append([task.labels[p] for _, p in keep])
         return gold_seqs, pred_seqs
 
-    def majority(self, task: Any, train: list, data: EvalSet):
+    def majority(self, task: Any, train: list, data: EvalSet) -> tuple[list, list]:
         top = task.labels[most_frequent([t for e in train for t in e["tags"]])]
         gold = [[task.labels[x] for x in f["labels"] if x != -100] for f in data.features]
         return gold, [[top] * len(g) for g in gold]

@@ -1,0 +1,832 @@
+"""Real data of every task with a `source`: the entries of trainers/sources.yaml, loaded through
+`datasets.load_dataset` and converted to the example shapes of each format, in the layout of
+`trainers.synthetic.task_data`.
+
+An entry says where a source lives (hub id, config, revision, data files), which split plays each
+role (train, dev, test; pool: retrieval candidates) and which converter turns one hub row into
+examples (one small function per hub schema, in CONVERTERS). A user's `data.sources.<name>`
+(`overrides[name]` here) merges over the entry, so a mirror or local files replace a hub copy
+that is gone or unreachable; docs/data.md lists every entry and the schema it assumes.
+
+Zero-shot protocol: training and model-selection data are English only; a target's test split
+is loaded for each requested language it has. Dataset scripts are never run (no
+`trust_remote_code`): repositories that still ship one are read from their parquet conversion.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from trainers.tasks import Example, Task, get_task
+
+log = logging.getLogger(__name__)
+
+SOURCES_FILE = Path(__file__).with_name("sources.yaml")
+ROLES = ("train", "dev", "test", "pool")
+LOCATION = ("path", "name", "revision", "data_files")  # a user's `path` replaces all four
+ENTRY_ONLY = (*ROLES, "langs", "parts")  # keys that are not settings of one split
+POOL_LANG = "all"  # the language shown for a retrieval candidate pool (it has none)
+
+# English names, as google/xtreme spells its udpos configs ({language} in a template)
+LANGUAGE_NAMES = {
+    "af": "Afrikaans", "ar": "Arabic", "az": "Azerbaijani", "bg": "Bulgarian", "bn": "Bengali",
+    "de": "German", "el": "Greek", "en": "English", "es": "Spanish", "et": "Estonian",
+    "eu": "Basque", "fa": "Persian", "fi": "Finnish", "fr": "French", "gu": "Gujarati",
+    "he": "Hebrew", "hi": "Hindi", "ht": "Haitian", "hu": "Hungarian", "id": "Indonesian",
+    "it": "Italian", "ja": "Japanese", "jv": "Javanese", "ka": "Georgian", "kk": "Kazakh",
+    "ko": "Korean", "lt": "Lithuanian", "ml": "Malayalam", "mr": "Marathi", "ms": "Malay",
+    "my": "Burmese", "nl": "Dutch", "pa": "Punjabi", "pl": "Polish", "pt": "Portuguese",
+    "qu": "Quechua", "ro": "Romanian", "ru": "Russian", "sw": "Swahili", "ta": "Tamil",
+    "te": "Telugu", "th": "Thai", "tl": "Tagalog", "tr": "Turkish", "uk": "Ukrainian",
+    "ur": "Urdu", "vi": "Vietnamese", "wo": "Wolof", "yo": "Yoruba", "zh": "Chinese",
+}  # fmt: skip
+
+
+class DataUnavailable(ValueError):
+    """A source could not be loaded or read; the message is one line that names the task, the
+    source, the role and language, what was tried, why it failed and how to provide it."""
+
+
+# ---------------------------------------------------------------------------------------------
+# entries
+
+
+@functools.cache
+def _yaml_entries() -> dict[str, dict]:
+    with SOURCES_FILE.open(encoding="utf-8") as f:
+        return yaml.safe_load(f) or {}
+
+
+def source_entries() -> dict[str, dict]:
+    """Every entry of trainers/sources.yaml (a copy: callers may change it)."""
+    return json.loads(json.dumps(_yaml_entries()))
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One split to load: an entry resolved for a role and a language, templates filled."""
+
+    source: str  # the entry's name
+    key: str  # where a user overrides it: "xnli", or "anli_plus.parts.snli"
+    role: str  # train, dev, test or pool
+    lang: str
+    path: str | None
+    name: str | None
+    split: str
+    revision: str | None
+    data_files: Any  # one file, a glob or a list of them; None: the repository's own
+    converter: str
+    where: tuple[tuple[str, str], ...]
+    prefix: tuple[tuple[str, str], ...]
+    tag_names: tuple[str, ...]
+    cache_dir: str | None
+
+    def describe(self) -> str:
+        """What was tried, e.g. "facebook/xnli config 'ar' split 'test'"."""
+        text = str(self.path)
+        if self.name:
+            text += f" config {self.name!r}"
+        if self.revision:
+            text += f" revision {self.revision!r}"
+        if self.data_files is not None:
+            text += f" files {self.data_files}"
+        return f"{text} split {self.split!r}"
+
+    def load_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"path": self.path, "name": self.name, "split": self.split}
+        if self.revision:
+            kwargs["revision"] = self.revision
+        if self.data_files is not None:
+            kwargs["data_files"] = {self.split: self.data_files}
+        if self.cache_dir:
+            kwargs["cache_dir"] = self.cache_dir
+        return kwargs
+
+
+def _layer(entry: dict, role: str, lang: str) -> dict:
+    """An entry's settings for one role and language: top level, then the role's, then the
+    language's (`langs.<lang>`)."""
+    top = {k: v for k, v in entry.items() if k not in ENTRY_ONLY}
+    return {**top, **(entry.get(role) or {}), **((entry.get("langs") or {}).get(lang) or {})}
+
+
+def _fill(value: Any, fields: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        return value.format_map(fields)
+    if isinstance(value, list | tuple):
+        return [_fill(v, fields) for v in value]
+    if isinstance(value, dict):
+        return {k: _fill(v, fields) for k, v in value.items()}
+    return value
+
+
+class Source:
+    """A task's entry and the user's override of it, resolved into Specs on demand."""
+
+    def __init__(self, task: Task, overrides: dict | None = None) -> None:
+        entries = _yaml_entries()
+        if task.source not in entries:
+            raise ValueError(f"task {task.name!r}: no entry {task.source!r} in {SOURCES_FILE}")
+        self.task = task
+        self.name = task.source
+        self.entry = entries[task.source]
+        self.user = dict((overrides or {}).get(task.source) or {})
+
+    def _parts(self) -> list[tuple[str, dict, dict]]:
+        """(override key, entry, user override) per concatenated part; one for most sources."""
+        if "parts" not in self.entry:
+            return [(self.name, self.entry, self.user)]
+        top = {k: v for k, v in self.entry.items() if k != "parts"}
+        mine = {k: v for k, v in self.user.items() if k != "parts"}
+        user_parts = self.user.get("parts") or {}
+        return [
+            (f"{self.name}.parts.{part}", {**top, **entry}, {**mine, **(user_parts.get(part) or {})})
+            for part, entry in self.entry["parts"].items()
+        ]
+
+    def specs(self, role: str, lang: str) -> list[Spec]:
+        """One Spec per part that has `role`; [] where the source has no such split (Tatoeba
+        has no training data, intermediates have no test split)."""
+        return [
+            self._spec(key, entry, user, role, lang)
+            for key, entry, user in self._parts()
+            if role in entry or role in user
+        ]
+
+    def _spec(self, key: str, entry: dict, user: dict, role: str, lang: str) -> Spec:
+        base, mine = _layer(entry, role, lang), _layer(user, role, lang)
+        if "path" in mine:  # a mirror or local files: the entry's location means nothing there
+            base = {k: v for k, v in base.items() if k not in LOCATION}
+        merged = {**base, **mine}
+        fields = {
+            "lang": lang,
+            "language": LANGUAGE_NAMES.get(lang, lang),
+            "code": str((merged.get("codes") or {}).get(lang, lang)),
+        }
+        data_files = merged.get("data_files")
+        if isinstance(data_files, dict):  # keyed by role
+            data_files = data_files.get(role, _MISSING)
+        spec = Spec(
+            source=self.name,
+            key=key,
+            role=role,
+            lang=lang,
+            path=merged.get("path"),
+            name=_fill(merged.get("name"), fields),
+            split=str(merged.get("split") or role),
+            revision=merged.get("revision"),
+            data_files=_fill(data_files, fields) if data_files is not _MISSING else _MISSING,
+            converter=str(merged.get("converter") or ""),
+            where=tuple((k, str(v)) for k, v in _fill(merged.get("where") or {}, fields).items()),
+            prefix=tuple((k, str(v)) for k, v in _fill(merged.get("prefix") or {}, fields).items()),
+            tag_names=tuple(merged.get("tag_names") or ()),
+            cache_dir=str(merged["cache_dir"]) if merged.get("cache_dir") else None,
+        )
+        if spec.converter not in CONVERTERS:
+            raise ValueError(
+                f"source {key!r}: unknown converter {spec.converter!r}; known: "
+                f"{', '.join(sorted(CONVERTERS))}"
+            )
+        return spec
+
+
+_MISSING = "<no data_files for this role>"
+
+
+# ---------------------------------------------------------------------------------------------
+# loading
+
+
+def _unavailable(task: Task, spec: Spec, reason: str) -> DataUnavailable:
+    reason = " ".join(str(reason).split())
+    if len(reason) > 240:
+        reason = reason[:237] + "..."
+    return DataUnavailable(
+        f"task {task.name!r}: source {spec.key!r} ({spec.role}, lang {spec.lang}) could not be "
+        f"loaded from {spec.describe()}: {reason}; provide it locally with data.sources."
+        f"{spec.key}: {{path: json, data_files: {{{spec.role}: /path/to/{spec.role}.{{lang}}.jsonl}}}}"
+        f" (see docs/data.md)"
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _load_cached(kwargs_json: str) -> Any:
+    import datasets  # heavy; only real-data runs pay for it
+
+    return datasets.load_dataset(**json.loads(kwargs_json))
+
+
+def _load(task: Task, spec: Spec) -> Any:
+    """The split as a `datasets.Dataset` (memory-mapped Arrow), or DataUnavailable."""
+    if not spec.path:
+        raise _unavailable(task, spec, "no public hub copy; local files are required")
+    if spec.data_files is _MISSING:
+        raise _unavailable(task, spec, f"data_files has no {spec.role!r} entry")
+    try:
+        return _load_cached(json.dumps(spec.load_kwargs(), sort_keys=True))
+    except Exception as err:  # offline, missing file, unknown config, script-only repository ...
+        raise _unavailable(task, spec, f"{type(err).__name__}: {err}") from err
+
+
+@dataclass
+class Context:
+    """What a converter may read besides the row: the task, the split, the dataset's ClassLabel
+    names per column, and the retrieval pool it adds candidates to (id -> text)."""
+
+    task: Task
+    spec: Spec
+    names: dict[str, list[str]]
+    pool: dict[str, str]
+
+
+@dataclass
+class _Split:
+    spec: Spec
+    rows: Any  # datasets.Dataset
+    ctx: Context
+
+
+def _class_names(features: Any) -> dict[str, list[str]]:
+    """ClassLabel names of each column (also of a list-of-ClassLabel column such as pos_tags)."""
+    from datasets import ClassLabel
+
+    names = {}
+    for column, feature in (features or {}).items():
+        inner = getattr(feature, "feature", None)
+        if isinstance(feature, ClassLabel):
+            names[column] = list(feature.names)
+        elif isinstance(inner, ClassLabel):
+            names[column] = list(inner.names)
+    return names
+
+
+def _open(task: Task, specs: list[Spec], pool: dict[str, str]) -> list[_Split]:
+    splits = []
+    for spec in specs:
+        rows = _load(task, spec)
+        splits.append(_Split(spec, rows, Context(task, spec, _class_names(rows.features), pool)))
+    return splits
+
+
+def _get(row: dict, dotted: str) -> Any:
+    value: Any = row
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _keep(row: dict, spec: Spec) -> bool:
+    for column, want in spec.where:
+        if str(_get(row, column)) != want:
+            return False
+    return all(str(_get(row, c)).lower().startswith(want.lower()) for c, want in spec.prefix)
+
+
+def _convert(split: _Split, row: dict) -> list[Example]:
+    if not _keep(row, split.spec):
+        return []
+    try:
+        return CONVERTERS[split.spec.converter](row, split.ctx)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as err:
+        raise _unavailable(
+            split.ctx.task,
+            split.spec,
+            f"a row does not match the {split.spec.converter!r} schema "
+            f"({type(err).__name__}: {err})",
+        ) from err
+
+
+def _in_order(splits: list[_Split], limit: int | None = None) -> list[Example]:
+    """Examples of the splits concatenated in order; the first `limit` when given."""
+    out: list[Example] = []
+    for split in splits:
+        for row in split.rows:
+            out += _convert(split, row)
+            if limit is not None and len(out) >= limit:
+                return out[:limit]
+    return out
+
+
+def _sampled(task: Task, splits: list[_Split], n: int, seed: int) -> list[Example]:
+    """Exactly `n` distinct examples drawn without replacement (rows in a seeded permutation of
+    all parts together, so parts are mixed in proportion to their size), in source order."""
+    sizes = [len(s.rows) for s in splits]
+    offsets = np.cumsum([0, *sizes])
+    order = np.random.default_rng(seed).permutation(int(offsets[-1]))
+    picked: list[tuple[int, Example]] = []
+    chunk = max(2 * n, 1024)
+    for start in range(0, len(order), chunk):
+        block = order[start : start + chunk]
+        which = np.searchsorted(offsets, block, side="right") - 1
+        rows: dict[int, tuple[_Split, dict]] = {}
+        for part in np.unique(which):
+            local = (block[which == part] - offsets[part]).tolist()
+            split = splits[int(part)]
+            for i, row in zip(local, split.rows.select(local), strict=True):
+                rows[int(offsets[part]) + i] = (split, row)
+        for g in block.tolist():
+            split, row = rows[g]
+            picked += [(g, ex) for ex in _convert(split, row)]
+        if len(picked) >= n:
+            break
+    if len(picked) < n:
+        raise ValueError(
+            f"task {task.name!r}: train_size={n} requested but only {len(picked)} English "
+            f"training examples exist"
+        )
+    picked = sorted(picked[:n], key=lambda p: p[0])  # the training loop shuffles anyway
+    return [ex for _, ex in picked]
+
+
+def _target_langs(task: Task, languages: Iterable[str]) -> list[str]:
+    """Requested languages the task has, in request order; others are skipped, not errors."""
+    if task.role != "target":
+        return []
+    return list(dict.fromkeys(lang for lang in languages if lang in task.languages))
+
+
+def load_task_data(
+    task: Task,
+    languages: Iterable[str],
+    train_size: int | None,
+    seed: int,
+    overrides: dict | None = None,
+    dev_size: int | None = None,
+    test_size: int | None = None,
+) -> tuple[Task, dict]:
+    """(task, {split: {lang: examples}}) from the task's real source, shaped like
+    `trainers.synthetic.task_data`: English train and dev, each evaluated language's test, and
+    {"pools": {split: [{"id", "text"}]}} for dual-encoder retrieval.
+
+    `train_size` draws exactly that many distinct English training examples with
+    `numpy.random.default_rng(seed)` (size-matched intermediates); fewer available is an error.
+    `dev_size` and `test_size` keep the first N (deterministic). The returned task differs from
+    the given one only where the data decides its labels (CCG: the sorted training tags).
+    Raises DataUnavailable (one line) when a split cannot be loaded.
+    """
+    source = Source(task, overrides)
+    pools: dict[str, dict[str, str]] = {"dev": {}, "test": {}}
+    data: dict[str, dict] = {"train": {"en": []}, "dev": {"en": []}, "test": {}}
+
+    train_splits = _open(task, source.specs("train", "en"), {})
+    if train_splits and train_size is not None:
+        data["train"]["en"] = _sampled(task, train_splits, train_size, seed)
+    elif train_splits:
+        data["train"]["en"] = _in_order(train_splits)
+    data["dev"]["en"] = _in_order(_open(task, source.specs("dev", "en"), pools["dev"]), dev_size)
+    _require(task, source, "train", "en", train_splits, data["train"]["en"])
+    _require(task, source, "dev", "en", None, data["dev"]["en"])
+
+    for lang in _target_langs(task, languages):
+        test_splits = _open(task, source.specs("test", lang), pools["test"])
+        data["test"][lang] = _in_order(test_splits, test_size)
+        _require(task, source, "test", lang, test_splits, data["test"][lang])
+    if data["test"] and task.format == "dual_encoder":
+        _in_order(_open(task, source.specs("pool", POOL_LANG), pools["test"]))
+        if source.entry.get("parallel_gold"):
+            _share_gold(data["test"])
+
+    task = _with_labels(task, source, train_splits, data)
+    for split in ("train", "dev", "test"):
+        for examples in data[split].values():
+            for example in examples:
+                for key in [k for k in example if k.startswith("_")]:
+                    del example[key]  # converter bookkeeping (parallel ids)
+    if task.format == "dual_encoder":
+        data["pools"] = {
+            split: [{"id": i, "text": text} for i, text in pool.items()]
+            for split, pool in pools.items()
+        }
+    return task, data
+
+
+def _require(
+    task: Task,
+    source: Source,
+    role: str,
+    lang: str,
+    splits: list[_Split] | None,
+    examples: list[Example],
+) -> None:
+    """A split the source has must yield examples: an empty one means wrong files or filters."""
+    specs = source.specs(role, lang)
+    if specs and not examples and (splits is None or any(len(s.rows) for s in splits) or True):
+        raise _unavailable(task, specs[0], "no usable rows (wrong files, config or filters?)")
+
+
+def _share_gold(test: dict[str, list[Example]]) -> None:
+    """Parallel evaluation sets (XQuAD-R): a query's gold is every loaded language's answer to
+    the example with the same id, so retrieval runs over one multilingual pool."""
+    gold: dict[str, set[str]] = {}
+    for examples in test.values():
+        for example in examples:
+            gold.setdefault(example["_key"], set()).update(example["gold"])
+    for examples in test.values():
+        for example in examples:
+            example["gold"] = sorted(gold[example["_key"]])
+
+
+def _with_labels(task: Task, source: Source, train_splits: list[_Split], data: dict) -> Task:
+    """Tagging converters give tag names; map them to ids into the task's labels, deriving the
+    labels first where neither the task nor the entry has any (CCG supertags)."""
+    if task.format != "tagging":
+        return task
+    labels = tuple(task.labels or source.entry.get("labels") or ())
+    derived = not labels
+    if derived:
+        everything = data["train"]["en"]
+        if len(everything) < sum(len(s.rows) for s in train_splits):  # subsampled: read all
+            everything = _in_order(train_splits)
+        labels = tuple(sorted({tag for ex in everything for tag in ex["tags"]}))
+        task = dataclasses.replace(task, labels=labels)
+    index = {tag: i for i, tag in enumerate(labels)}
+    for split in ("train", "dev", "test"):
+        for lang, examples in data[split].items():
+            kept = []
+            for example in examples:
+                unknown = [t for t in example["tags"] if t not in index]
+                if unknown and derived and split != "train":
+                    continue  # a supertag never seen in training cannot be predicted
+                if unknown:
+                    spec = source.specs(split, lang)[0]
+                    raise _unavailable(
+                        task, spec, f"tag {unknown[0]!r} is not one of the task's labels"
+                    )
+                kept.append({**example, "tags": [index[t] for t in example["tags"]]})
+            if len(kept) < len(examples):
+                log.warning(
+                    "%s %s/%s: dropped %d sentences with tags unseen in training",
+                    task.name, split, lang, len(examples) - len(kept),
+                )  # fmt: skip
+            data[split][lang] = kept
+    return task
+
+
+def check_available(
+    tasks: Iterable[Task | str],
+    languages: Iterable[str],
+    overrides: dict | None = None,
+    *,
+    raise_error: bool = True,
+) -> DataUnavailable | None:
+    """Preflight before training: try every (task, role, language) a run needs, including
+    stages trained before a target (XCOPA: SIQA), reading one example of each. The first
+    problem is raised, or returned with raise_error=False; None when everything loads."""
+    languages = tuple(languages)
+    seen: set[str] = set()
+    queue = [get_task(t) if isinstance(t, str) else t for t in tasks]
+    while queue:
+        task = queue.pop(0)
+        if task.name in seen or not task.source:
+            continue
+        seen.add(task.name)
+        queue += [get_task(name) for name in task.before]
+        source = Source(task, overrides)
+        needs = [("train", "en"), ("dev", "en")]
+        needs += [("test", lang) for lang in _target_langs(task, languages)]
+        if task.format == "dual_encoder" and len(needs) > 2:
+            needs.append(("pool", POOL_LANG))
+        try:
+            for role, lang in needs:
+                for spec in source.specs(role, lang):
+                    split = _open(task, [spec], {})
+                    if role != "pool" and not _in_order(split, 1):
+                        raise _unavailable(task, spec, "no usable rows (wrong files or filters?)")
+        except DataUnavailable as err:
+            if raise_error:
+                raise
+            return err
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# converters: one per hub schema; each turns one row into zero or more examples
+
+Converter = Callable[[dict, Context], list[Example]]
+CONVERTERS: dict[str, Converter] = {}
+
+
+def converter(name: str) -> Callable[[Converter], Converter]:
+    def register(fn: Converter) -> Converter:
+        CONVERTERS[name] = fn
+        return fn
+
+    return register
+
+
+def _label(ctx: Context, value: Any, column: str = "label") -> int | None:
+    """A class index into the task's labels from a ClassLabel id (mapped by name when the
+    dataset carries names), a bool, a label name or a digit string; None for an unlabelled row
+    (-1, "", "-": GLUE test sets, SNLI pairs without gold label)."""
+    labels = ctx.task.labels
+    if value is None:
+        return None
+    if isinstance(value, bool | np.bool_):
+        return int(value)
+    if isinstance(value, int | np.integer):
+        value = int(value)
+        if value < 0:
+            return None
+        names = ctx.names.get(column)
+        if names and value < len(names) and names[value] in labels:
+            return labels.index(names[value])
+        if value >= len(labels):
+            raise ValueError(f"label {value} outside the task's {len(labels)} labels")
+        return value
+    text = str(value).strip()
+    if text in ("", "-"):
+        return None
+    lowered = [name.lower() for name in labels]
+    if text.lower() in lowered:
+        return lowered.index(text.lower())
+    if re.fullmatch(r"-?\d+", text):
+        return _label(ctx, int(text), column)
+    raise ValueError(f"unknown label {value!r}; the task's labels are {labels}")
+
+
+def _first(row: dict, *columns: str) -> Any:
+    for column in columns:
+        if column in row:
+            return row[column]
+    raise KeyError(" or ".join(columns))
+
+
+def _classification(text: str, pair: str | None, label: int | None) -> list[Example]:
+    if label is None:
+        return []
+    example: Example = {"text": text, "label": label}
+    if pair is not None:
+        example["text_pair"] = pair
+    return [example]
+
+
+@converter("nli")
+def nli(row: dict, ctx: Context) -> list[Example]:
+    """facebook/xnli, nyu-mll/multi_nli, facebook/anli, stanfordnlp/snli: premise, hypothesis,
+    label (ClassLabel entailment/neutral/contradiction; -1 unlabelled); google/xtreme XNLI:
+    sentence1, sentence2, gold_label (a string)."""
+    column = "label" if "label" in row else "gold_label"
+    return _classification(
+        _first(row, "premise", "sentence1"),
+        _first(row, "hypothesis", "sentence2"),
+        _label(ctx, row[column], column),
+    )
+
+
+@converter("glue_pair")
+def glue_pair(row: dict, ctx: Context) -> list[Example]:
+    """nyu-mll/glue qqp (question1, question2) and rte (sentence1, sentence2); label ClassLabel,
+    -1 on the test split."""
+    return _classification(
+        _first(row, "sentence1", "question1"),
+        _first(row, "sentence2", "question2"),
+        _label(ctx, row["label"]),
+    )
+
+
+@converter("glue_single")
+def glue_single(row: dict, ctx: Context) -> list[Example]:
+    """nyu-mll/glue sst2: sentence, label (negative, positive)."""
+    return _classification(row["sentence"], None, _label(ctx, row["label"]))
+
+
+@converter("boolq")
+def boolq(row: dict, ctx: Context) -> list[Example]:
+    """google/boolq: question, passage, answer (bool); SuperGLUE's copy has label (0/1)."""
+    value = row["answer"] if "answer" in row else row["label"]
+    return _classification(row["question"], row["passage"], _label(ctx, value, "label"))
+
+
+def _choice(context: str, question: str, choices: list[str], label: int | None, ctx: Context):
+    if label is None:
+        return []
+    if len(choices) != len(ctx.task.labels):
+        raise ValueError(f"{len(choices)} choices, the task has {len(ctx.task.labels)}")
+    if not 0 <= label < len(choices):
+        raise ValueError(f"answer {label} outside {len(choices)} choices")
+    return [{"context": context, "question": question, "choices": list(choices), "label": label}]
+
+
+COPA_QUESTIONS = {"cause": "What was the cause?", "effect": "What happened as a result?"}
+
+
+@converter("copa")
+def copa(row: dict, ctx: Context) -> list[Example]:
+    """SuperGLUE COPA and cambridgeltl/xcopa: premise, choice1, choice2, question ("cause" or
+    "effect", English in every language), label 0/1."""
+    question = COPA_QUESTIONS.get(str(row["question"]).strip().lower(), str(row["question"]))
+    label = _label(ctx, row["label"])
+    return _choice(row["premise"], question, [row["choice1"], row["choice2"]], label, ctx)
+
+
+@converter("siqa")
+def siqa(row: dict, ctx: Context) -> list[Example]:
+    """allenai/social_i_qa: context, question, answerA-C, label "1".."3" (a string)."""
+    text = str(row["label"]).strip()
+    label = int(text) - 1 if text else None
+    choices = [row["answerA"], row["answerB"], row["answerC"]]
+    return _choice(row["context"], row["question"], choices, label, ctx)
+
+
+@converter("hellaswag")
+def hellaswag(row: dict, ctx: Context) -> list[Example]:
+    """Rowan/hellaswag: ctx_a, ctx_b (the start of the sentence each ending completes), endings
+    (4), label "0".."3" (a string; "" on the test split)."""
+    text = str(row["label"]).strip()
+    label = int(text) if text else None
+    return _choice(row["ctx_a"], row["ctx_b"], list(row["endings"]), label, ctx)
+
+
+@converter("cosmosqa")
+def cosmosqa(row: dict, ctx: Context) -> list[Example]:
+    """allenai/cosmos_qa: context, question, answer0-3, label (int; -1 on the test split)."""
+    choices = [row[f"answer{i}"] for i in range(4)]
+    return _choice(row["context"], row["question"], choices, _label(ctx, row["label"]), ctx)
+
+
+@converter("commonsenseqa")
+def commonsenseqa(row: dict, ctx: Context) -> list[Example]:
+    """tau/commonsense_qa: question, choices {label: [A..E], text: [...]}, answerKey (a letter;
+    "" on the test split). The question is the context: there is no passage."""
+    keys = [str(k) for k in row["choices"]["label"]]
+    answer = str(row["answerKey"]).strip()
+    label = keys.index(answer) if answer else None
+    return _choice(row["question"], "", list(row["choices"]["text"]), label, ctx)
+
+
+def _tags(ctx: Context, values: list, column: str) -> list[str]:
+    """Tag names from ClassLabel ids (named by the dataset, else by the entry's tag_names,
+    else by the task's labels) or from strings."""
+    names = ctx.names.get(column) or ctx.spec.tag_names or ctx.task.labels
+    return [names[int(v)] if isinstance(v, int | np.integer) else str(v) for v in values]
+
+
+def _tagged(words: list[str], tags: list[str]) -> list[Example]:
+    if len(words) != len(tags):
+        raise ValueError(f"{len(words)} words but {len(tags)} tags")
+    pairs = [(w, t) for w, t in zip(words, tags, strict=True) if t != "_"]  # UD multiword lines
+    if not pairs:
+        return []
+    return [{"words": [w for w, _ in pairs], "tags": [t for _, t in pairs]}]
+
+
+@converter("udpos")
+def udpos(row: dict, ctx: Context) -> list[Example]:
+    """google/xtreme udpos.<Language>: tokens, pos_tags (ClassLabel ids in UPOS order ADJ ...
+    X, or strings); tags are mapped to the task's labels by name afterwards."""
+    column = "pos_tags" if "pos_tags" in row else "upos"
+    return _tagged(list(row["tokens"]), _tags(ctx, list(row[column]), column))
+
+
+@converter("panx")
+def panx(row: dict, ctx: Context) -> list[Example]:
+    """google/xtreme PAN-X.<lang> and unimelb-nlp/wikiann: tokens, ner_tags (ClassLabel ids in
+    the order O, B-PER, I-PER, B-ORG, I-ORG, B-LOC, I-LOC, or strings), langs."""
+    return _tagged(list(row["tokens"]), _tags(ctx, list(row["ner_tags"]), "ner_tags"))
+
+
+@converter("ccg")
+def ccg(row: dict, ctx: Context) -> list[Example]:
+    """Local CCGbank supertags: words (or tokens) and tags (or ccg_tags) as lists, or jiant's
+    preprocessed lines with space-separated "text" and "tags" strings."""
+    words = _first(row, "words", "tokens", "text")
+    tags = _first(row, "tags", "ccg_tags")
+    words = words.split() if isinstance(words, str) else list(words)
+    tags = tags.split() if isinstance(tags, str) else list(tags)
+    return _tagged(words, [str(t) for t in tags])
+
+
+def _answers(row: dict) -> dict[str, list]:
+    answers = row["answers"]
+    return {
+        "text": [str(t) for t in answers["text"]],
+        "answer_start": [int(s) for s in answers["answer_start"]],
+    }
+
+
+@converter("squad")
+def squad(row: dict, ctx: Context) -> list[Example]:
+    """rajpurkar/squad, rajpurkar/squad_v2 (empty answers: unanswerable), google/xtreme XQuAD,
+    MLQA and tydiqa, google/xquad: id, context, question, answers {text, answer_start}."""
+    example = {"id": str(row["id"]), "context": row["context"], "question": row["question"]}
+    return [{**example, "answers": _answers(row)}]
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])")
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each sentence: a break after . ! ? and whitespace, or after 。！？.
+    An approximation where no sentence breaks are shipped (XQuAD-R on the hub, SQuAD)."""
+    spans, start = [], 0
+    for match in _SENTENCE_END.finditer(text):
+        if text[start : match.start()].strip():
+            spans.append((start, match.start()))
+        start = match.end()
+    if text[start:].strip():
+        spans.append((start, len(text)))
+    return spans
+
+
+def _sentence_of(spans: list[tuple[int, int]], offset: int) -> int:
+    for k, (start, end) in enumerate(spans):
+        if offset < end:
+            return k if offset >= start or k == 0 else k
+    return len(spans) - 1
+
+
+@converter("squad_sentences")
+def squad_sentences(row: dict, ctx: Context) -> list[Example]:
+    """LAReQA from a SQuAD-schema row (rajpurkar/squad, google-research-datasets/xquad_r):
+    the question retrieves the sentence of the context that holds the answer. Training gives
+    {query, positive}; dev and test give {query, gold} and add every sentence of the context to
+    the split's pool, with ids "<lang>:<context hash>:<sentence index>"."""
+    context = row["context"]
+    spans = sentence_spans(context)
+    starts = _answers(row)["answer_start"]
+    if not spans or not starts:
+        return []
+    key = f"{ctx.spec.lang}:{hashlib.sha1(context.encode()).hexdigest()[:12]}"
+    ids = [f"{key}:{k}" for k in range(len(spans))]
+    hits = sorted({_sentence_of(spans, s) for s in starts})
+    if ctx.spec.role == "train":
+        start, end = spans[hits[0]]
+        return [{"query": row["question"], "positive": context[start:end].strip()}]
+    for sentence_id, (start, end) in zip(ids, spans, strict=True):
+        ctx.pool.setdefault(sentence_id, context[start:end].strip())
+    return [{"query": row["question"], "gold": [ids[k] for k in hits], "_key": str(row["id"])}]
+
+
+def _span(value: Any) -> tuple[int, int]:
+    if isinstance(value, dict):
+        return int(value["start"]), int(value["end"])
+    start, end = value
+    return int(start), int(end)
+
+
+def _mention_query(context: dict, mention: dict) -> str:
+    """The sentence holding the mention, the mention in [brackets]; the bare mention text when
+    the article text is missing (the released *_no_text files)."""
+    span = mention["mention_span"]
+    surface = str(span["text"])
+    text = context.get("text") or ""
+    if not text:
+        return surface
+    start, end = _span(span)
+    left, right = 0, len(text)
+    for s, e in (_span(v) for v in context.get("sentence_spans") or []):
+        if s <= start < e:
+            left, right = s, max(e, end)
+            break
+    return f"{text[left:start]}[{text[start:end]}]{text[end:right]}".strip()
+
+
+@converter("mewslix_pair")
+def mewslix_pair(row: dict, ctx: Context) -> list[Example]:
+    """Mewsli-X wikipedia_pairs-{train,dev}.jsonl: contextual_mention {context {text,
+    sentence_spans, ...}, mention {entity_id, mention_span {text, start, end}}}, entity
+    {entity_id, description, ...}. Dev adds each gold entity to the dev pool."""
+    mention = row["contextual_mention"]
+    entity = row["entity"]
+    query = _mention_query(mention["context"], mention["mention"])
+    if ctx.spec.role == "train":
+        return [{"query": query, "positive": entity["description"]}]
+    ctx.pool.setdefault(str(entity["entity_id"]), entity["description"])
+    return [{"query": query, "gold": [str(mention["mention"]["entity_id"]).strip()]}]
+
+
+@converter("mewslix_mention")
+def mewslix_mention(row: dict, ctx: Context) -> list[Example]:
+    """Mewsli-X wikinews_mentions-{dev,test}.jsonl: one article (context {language, text,
+    sentence_spans, ...}) and its mentions [{example_id, entity_id, mention_span}]; one query
+    per mention."""
+    return [
+        {"query": _mention_query(row["context"], m), "gold": [str(m["entity_id"]).strip()]}
+        for m in row["mentions"]
+    ]
+
+
+@converter("mewslix_entity")
+def mewslix_entity(row: dict, ctx: Context) -> list[Example]:
+    """Mewsli-X candidate_set_entities.jsonl: entity_id, description, ...: the test pool."""
+    ctx.pool.setdefault(str(row["entity_id"]), row["description"])
+    return []
+
+
+@converter("tatoeba")
+def tatoeba(row: dict, ctx: Context) -> list[Example]:
+    """google/xtreme tatoeba.<code>: source_sentence (the language's), target_sentence
+    (English), source_lang, target_lang."""
+    return [{"source": row["source_sentence"], "target": row["target_sentence"]}]
