@@ -84,6 +84,14 @@ class TaskOptions(BaseModel):
     layer: int | None = Field(None, ge=0, le=64)  # Tatoeba: pooled hidden layer
     before: tuple[str, ...] | None = None  # train these tasks first (Tatoeba: [xquad], as XTREME-R)
     noise: float | None = Field(None, ge=0, le=1)  # synthetic label noise
+    max_length: int | None = Field(None, ge=8, le=4096)  # tokens per example for this task
+    train: dict[str, Any] = Field(default_factory=dict)  # TrainConfig keys, e.g. {lr: 3.0e-5}
+
+    @field_validator("train")
+    @classmethod
+    def _train_keys(cls, train: dict[str, Any]) -> dict[str, Any]:
+        TrainConfig.model_validate(train)  # a bad key or value fails here, on its own line
+        return train
 
 
 class DifficultyConfig(BaseModel):
@@ -292,8 +300,22 @@ class Experiment(BaseModel):
         options = self.tasks.get(name)
         if options is None:
             return task
-        changes = {k: v for k, v in options.model_dump().items() if v is not None}
+        fields = ("layer", "before", "noise")
+        changes = {
+            k: v for k, v in options.model_dump(include=set(fields)).items() if v is not None
+        }
         return dataclasses.replace(task, **changes)
+
+    def train_for(self, name: str) -> TrainConfig:
+        """Fine-tuning settings of one task: the shared ones with the task's overrides."""
+        options = self.tasks.get(name)
+        if options is None or not options.train:
+            return self.train
+        return TrainConfig.model_validate({**self.train.model_dump(), **options.train})
+
+    def max_length_for(self, name: str) -> int:
+        options = self.tasks.get(name)
+        return options.max_length if options and options.max_length else self.model.max_length
 
     def languages_of(self, task: Task) -> tuple[str, ...]:
         """The languages a target is evaluated on in this study."""

@@ -51,8 +51,14 @@ def _task_settings(exp: Experiment, name: str) -> list:
     """What of a task's definition a trial key depends on (options, mixtures, stages)."""
     task = exp.task(name)
     mixture = exp.mixtures.get(name)
-    stages = [repr(exp.task(stage)) for stage in task.before]
-    return [repr(task), mixture.model_dump() if mixture else None, stages]
+    stages = [_task_settings(exp, stage) for stage in task.before]
+    options = exp.tasks.get(name)
+    return [
+        repr(task),
+        mixture.model_dump() if mixture else None,
+        options.model_dump() if options else None,
+        stages,
+    ]
 
 
 def build_plan(exp: Experiment) -> list[TrialSpec]:
@@ -127,6 +133,8 @@ def summarize_plan(exp: Experiment, trials: list[TrialSpec]) -> dict[str, object
         * len(exp.seeds)
         * len(exp.targets),
         "dag_depth": max(depth.values()) + 1,
-        "optimizer_steps": (exp.pretrain.steps if exp.encoder is None else 0) + finetune_steps,
+        "optimizer_steps": (exp.pretrain.steps if exp.encoder is None else 0) + finetune_steps
+        if exp.data.train is not None
+        else "unknown (full training sets; set data.train to size-match)",
         "languages": len({lang for t in exp.targets for lang in exp.languages_of(exp.task(t))}),
     }

@@ -215,7 +215,13 @@ def _initial_model(
     if type(init_model).__name__ == (fmt.head_class or "XLMRobertaModel"):
         return init_model  # same head: the earlier stage's head is trained further
     model = fmt.build_model(task, encoder_dir, random_init=True)
-    heads.encoder_of(model).load_state_dict(heads.encoder_of(init_model).state_dict())
+    missing, unexpected = heads.encoder_of(model).load_state_dict(
+        heads.encoder_of(init_model).state_dict(), strict=False
+    )
+    # some heads carry XLM-R's pooler layer and some do not; every other weight must carry over
+    stray = [k for k in (*missing, *unexpected) if not k.startswith("pooler.")]
+    if stray:
+        raise ValueError(f"{task.name}: earlier stage's encoder does not fit: {stray[:3]}")
     return model
 
 

@@ -123,8 +123,14 @@ def _layer(entry: dict, role: str, lang: str) -> dict:
 
 
 def _fill(value: Any, fields: dict[str, str]) -> Any:
+    """Templates filled: {lang}, {language} and {code} in strings, lists and mappings."""
     if isinstance(value, str):
-        return value.format_map(fields)
+        try:
+            return value.format_map(fields)
+        except (KeyError, ValueError, IndexError) as err:
+            raise ValueError(
+                f"bad template {value!r} ({err}); fields are {{lang}}, {{language}}, {{code}}"
+            ) from None
     if isinstance(value, list | tuple):
         return [_fill(v, fields) for v in value]
     if isinstance(value, dict):
@@ -386,19 +392,19 @@ def load_task_data(
     elif train_splits:
         data["train"]["en"] = _in_order(train_splits)
     data["dev"]["en"] = _in_order(_open(task, source.specs("dev", "en"), pools["dev"]), dev_size)
-    _require(task, source, "train", "en", train_splits, data["train"]["en"])
-    _require(task, source, "dev", "en", None, data["dev"]["en"])
+    _require(task, source, "train", "en", data["train"]["en"])
+    _require(task, source, "dev", "en", data["dev"]["en"])
 
     for lang in _target_langs(task, languages):
         test_splits = _open(task, source.specs("test", lang), pools["test"])
         data["test"][lang] = _in_order(test_splits, test_size)
-        _require(task, source, "test", lang, test_splits, data["test"][lang])
+        _require(task, source, "test", lang, data["test"][lang])
     if data["test"] and task.format == "dual_encoder":
         _in_order(_open(task, source.specs("pool", POOL_LANG), pools["test"]))
         if source.entry.get("parallel_gold"):
             _share_gold(data["test"])
 
-    task = _with_labels(task, source, train_splits, data)
+    task = _with_labels(task, source, train_splits, data, sampled=train_size is not None)
     for split in ("train", "dev", "test"):
         for examples in data[split].values():
             for example in examples:
@@ -412,17 +418,10 @@ def load_task_data(
     return task, data
 
 
-def _require(
-    task: Task,
-    source: Source,
-    role: str,
-    lang: str,
-    splits: list[_Split] | None,
-    examples: list[Example],
-) -> None:
+def _require(task: Task, source: Source, role: str, lang: str, examples: list[Example]) -> None:
     """A split the source has must yield examples: an empty one means wrong files or filters."""
     specs = source.specs(role, lang)
-    if specs and not examples and (splits is None or any(len(s.rows) for s in splits) or True):
+    if specs and not examples:
         raise _unavailable(task, specs[0], "no usable rows (wrong files, config or filters?)")
 
 
@@ -438,7 +437,9 @@ def _share_gold(test: dict[str, list[Example]]) -> None:
             example["gold"] = sorted(gold[example["_key"]])
 
 
-def _with_labels(task: Task, source: Source, train_splits: list[_Split], data: dict) -> Task:
+def _with_labels(
+    task: Task, source: Source, train_splits: list[_Split], data: dict, sampled: bool
+) -> Task:
     """Tagging converters give tag names; map them to ids into the task's labels, deriving the
     labels first where neither the task nor the entry has any (CCG supertags)."""
     if task.format != "tagging":
@@ -446,9 +447,8 @@ def _with_labels(task: Task, source: Source, train_splits: list[_Split], data: d
     labels = tuple(task.labels or source.entry.get("labels") or ())
     derived = not labels
     if derived:
-        everything = data["train"]["en"]
-        if len(everything) < sum(len(s.rows) for s in train_splits):  # subsampled: read all
-            everything = _in_order(train_splits)
+        # from the whole training set, so that a subsample never changes the label set
+        everything = _in_order(train_splits) if sampled else data["train"]["en"]
         labels = tuple(sorted({tag for ex in everything for tag in ex["tags"]}))
         task = dataclasses.replace(task, labels=labels)
     index = {tag: i for i, tag in enumerate(labels)}
@@ -741,10 +741,8 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
 
 
 def _sentence_of(spans: list[tuple[int, int]], offset: int) -> int:
-    for k, (start, end) in enumerate(spans):
-        if offset < end:
-            return k if offset >= start or k == 0 else k
-    return len(spans) - 1
+    """The sentence holding a character offset (one between sentences goes to the next)."""
+    return next((k for k, (_, end) in enumerate(spans) if offset < end), len(spans) - 1)
 
 
 @converter("squad_sentences")

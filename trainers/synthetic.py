@@ -297,7 +297,7 @@ def _qa(
     that clause's object noun phrase (determiner included) where it stands in the context."""
     examples = []
     for i in range(n):
-        m = int(rng.integers(QA_CLAUSES[0], QA_CLAUSES[1] + 1)) + (lang == "fake")
+        m = int(rng.integers(QA_CLAUSES[0], QA_CLAUSES[1] + 1))
         clauses = _distinct_heads(world, rng, m, **QA_SAMPLING)
         asked = int(rng.integers(m))
         parts, offset, answer, start = [], 0, "", -1

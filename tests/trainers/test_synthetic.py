@@ -173,6 +173,9 @@ def test_choice_tasks_are_decided_by_premise_and_question_not_length(world, engl
         assert not set(varied) & {subj, obj}  # never a premise noun: no string match
         matches = [j for j, v in enumerate(varied) if cat[v] == cat[asked]]
         assert len(matches) == 1  # exactly one choice shares the asked participant's category
+        other = subj if asked == obj else obj
+        if cat[other] != cat[asked]:  # the other participant's category is a distractor
+            assert cat[other] in {cat[v] for v in varied}
         oracle += matches[0] == e["label"]
         ignore_question += cat[varied[e["label"]]] == cat[guess_without_question]
         longest += int(np.argmax([len(c) for c in e["choices"]])) == e["label"]
