@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -18,20 +19,39 @@ log = logging.getLogger(__name__)
 PAIR_KEYS = ["seed", "target_task", "language"]
 
 
-def difficulty_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """Per (intermediate, seed): English dev score, chance, difficulty and train size.
+DIFFICULTY_COLUMNS = [
+    "intermediate",
+    "seed",
+    "metric",
+    "score",
+    "chance",
+    "difficulty",
+    "train_size",
+    "v_information",
+    "log_train_size",
+    "external",
+]
+V_INFORMATION = "v_information"  # the metric name of the V-usable information rows
+
+
+def difficulty_table(rows: pd.DataFrame, manifest: dict | None = None) -> pd.DataFrame:
+    """Per (intermediate, seed): English dev score, chance, difficulty, train size and the other
+    difficulty measures.
 
     `difficulty = 1 - (score - chance) / (1 - chance)`: 0 when the task is solved, 1 at chance.
     Where chance is undefined (NaN, e.g. an f1 primary metric) it is taken as 0, so difficulty is
     `1 - score`. The baseline and the control have no intermediate task and are left out.
+    `v_information` is the dev set's V-usable information in bits (higher = easier; NaN where the
+    trial recorded none), `log_train_size` the natural log of the examples trained on, and
+    `external` the a-priori value of `manifest` config difficulty.external (NaN when absent).
     """
-    columns = ["intermediate", "seed", "metric", "score", "chance", "difficulty", "train_size"]
-    picked = rows[
+    columns = DIFFICULTY_COLUMNS
+    intermediate_dev = rows[
         (rows["kind"] == "intermediate")
         & (rows["split"] == "dev")
-        & rows["primary"].astype(bool)
         & ~rows["intermediate"].isin([BASELINE, CONTROL])
     ]
+    picked = intermediate_dev[intermediate_dev["primary"].astype(bool)]
     if picked.empty:
         return pd.DataFrame({c: pd.Series(dtype=_dtype(c)) for c in columns})
     table = (
@@ -46,7 +66,60 @@ def difficulty_table(rows: pd.DataFrame) -> pd.DataFrame:
     )
     chance = table["chance"].fillna(0.0)
     table["difficulty"] = 1 - (table["score"] - chance) / (1 - chance)
+    v_info = (
+        intermediate_dev[intermediate_dev["metric"] == V_INFORMATION]
+        .groupby(["intermediate", "seed"], as_index=False)["value"]
+        .mean()
+        .rename(columns={"value": V_INFORMATION})
+    )
+    table = table.merge(v_info, on=["intermediate", "seed"], how="left", validate="one_to_one")
+    sizes = table["train_size"].astype(float)
+    table["log_train_size"] = np.log(sizes.where(sizes > 0))  # no log of 0 examples: NaN
+    external = external_difficulty(manifest or {})
+    table["external"] = table["intermediate"].map(external).astype(float)
     return table[columns]
+
+
+def external_difficulty(manifest: dict) -> dict[str, float]:
+    """The a-priori difficulty of each intermediate given in the config (difficulty.external)."""
+    config = manifest.get("config") or {}
+    values = (config.get("difficulty") or {}).get("external") or {}
+    out = {}
+    for name, value in values.items():
+        try:
+            out[str(name)] = float(value)
+        except (TypeError, ValueError):  # a null or a string in a hand-edited manifest
+            out[str(name)] = math.nan
+    return out
+
+
+def similarity_table(
+    embeddings: dict[str, Sequence[float]],
+    intermediates: Iterable[str],
+    targets: Iterable[str],
+) -> pd.DataFrame:
+    """Cosine of each intermediate's and each target's task embedding (TextEmb), long format.
+
+    One row per (intermediate, target_task) whose two vectors exist, have the same length and
+    are non-zero; empty (with the columns) when the store has no embeddings.
+    """
+    columns = ["intermediate", "target_task", "similarity"]
+    vectors = {name: np.asarray(v, dtype=float) for name, v in (embeddings or {}).items()}
+    out = []
+    for name in dict.fromkeys(intermediates):
+        for target in dict.fromkeys(targets):
+            a, b = vectors.get(name), vectors.get(target)
+            if a is None or b is None:
+                continue
+            if a.shape != b.shape:
+                log.warning("task embeddings of %s and %s differ in length; skipped", name, target)
+                continue
+            norm = float(np.linalg.norm(a) * np.linalg.norm(b))
+            if norm > 0:
+                out.append((name, target, float(a @ b) / norm))
+    if not out:
+        return pd.DataFrame({c: pd.Series(dtype=_dtype(c)) for c in columns})
+    return pd.DataFrame(out, columns=columns)
 
 
 def _select_metric(rows: pd.DataFrame, metric: str) -> pd.Series:
@@ -61,6 +134,8 @@ def gain_table(rows: pd.DataFrame, metric: str = "primary") -> pd.DataFrame:
     `metric` is "primary" (each task's official metric) or a metric name such as
     "token_accuracy". A row whose seed has no baseline result keeps NaN baseline and gain; a row
     whose (intermediate, seed) has no intermediate result keeps NaN difficulty. Models drop both.
+    `shared_training_data` is True where the target's English training data is also the
+    intermediate's (a confound: such a gain is more training on the target's own data).
     """
     columns = [
         "intermediate",
@@ -72,6 +147,7 @@ def gain_table(rows: pd.DataFrame, metric: str = "primary") -> pd.DataFrame:
         "baseline",
         "gain",
         "difficulty",
+        "shared_training_data",
     ]
     target = rows[
         (rows["kind"] == "target") & (rows["split"] == "test") & _select_metric(rows, metric)
@@ -86,7 +162,10 @@ def gain_table(rows: pd.DataFrame, metric: str = "primary") -> pd.DataFrame:
         .rename(columns={"value": "baseline"})
     )
     # The pairing is within seed: seed-level luck in fine-tuning the target cancels in the gain.
-    table = treated[["intermediate", *PAIR_KEYS, "metric", "value"]].merge(
+    # absent in rows built without the column (it came later): older stores mean False
+    shared = treated.get("shared_training_data", pd.Series(False, index=treated.index))
+    treated = treated.assign(shared_training_data=shared.fillna(False).astype(bool))
+    table = treated[["intermediate", *PAIR_KEYS, "metric", "value", "shared_training_data"]].merge(
         base, on=[*PAIR_KEYS, "metric"], how="left", validate="many_to_one"
     )
     unpaired = int(table["baseline"].isna().sum())
@@ -128,9 +207,23 @@ def baseline_table(rows: pd.DataFrame) -> pd.DataFrame:
 def _dtype(column: str) -> str:
     if column in ("seed", "train_size"):
         return "int64"
+    if column == "shared_training_data":
+        return "bool"
     if column in ("intermediate", "target_task", "language", "metric"):
         return "object"
     return "float64"
+
+
+def shared_pairs(gains: pd.DataFrame) -> pd.DataFrame:
+    """(intermediate, target_task) pairs whose target trains on the intermediate's English data."""
+    if "shared_training_data" not in gains:
+        return pd.DataFrame({"intermediate": [], "target_task": []}, dtype=object)
+    flagged = gains[gains["shared_training_data"].astype(bool)]
+    return (
+        flagged[["intermediate", "target_task"]]
+        .drop_duplicates()
+        .sort_values(["intermediate", "target_task"], ignore_index=True)
+    )
 
 
 def cell_means(gains: pd.DataFrame) -> pd.DataFrame:

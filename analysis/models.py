@@ -24,25 +24,29 @@ N_DRAWS = 10_000
 NEEDS_THREE = "needs at least 3 intermediates"
 
 
-def _usable(gains: pd.DataFrame) -> pd.DataFrame:
-    return gains.dropna(subset=["gain", "difficulty"])
+def _usable(gains: pd.DataFrame, covariate: str = "difficulty") -> pd.DataFrame:
+    return gains.dropna(subset=["gain", covariate])
 
 
-def intermediate_means(gains: pd.DataFrame) -> pd.DataFrame:
-    """Per intermediate: mean difficulty over seeds, mean gain over all its rows, counts."""
-    usable = _usable(gains)
+def intermediate_means(gains: pd.DataFrame, covariate: str = "difficulty") -> pd.DataFrame:
+    """Per intermediate: mean difficulty over seeds, mean gain over all its rows, counts.
+
+    `covariate` names another column to average in difficulty's place (e.g. "similarity": the
+    mean over the intermediate's rows, per seed and then over seeds); the column keeps its name.
+    """
+    usable = _usable(gains, covariate)
     if usable.empty:
         return pd.DataFrame(
-            {"intermediate": [], "difficulty": [], "gain": [], "n_seeds": [], "n": []}
+            {"intermediate": [], covariate: [], "gain": [], "n_seeds": [], "n": []}
         ).astype({"n_seeds": np.int64, "n": np.int64})
-    per_seed = usable.groupby(["intermediate", "seed"], as_index=False)["difficulty"].mean()
+    per_seed = usable.groupby(["intermediate", "seed"], as_index=False)[covariate].mean()
     difficulty = per_seed.groupby("intermediate").agg(
-        difficulty=("difficulty", "mean"), n_seeds=("seed", "nunique")
+        **{covariate: (covariate, "mean")}, n_seeds=("seed", "nunique")
     )
     gain = usable.groupby("intermediate").agg(gain=("gain", "mean"), n=("gain", "size"))
     table = difficulty.join(gain).reset_index()
-    return table.sort_values(["difficulty", "intermediate"], ignore_index=True)[
-        ["intermediate", "difficulty", "gain", "n_seeds", "n"]
+    return table.sort_values([covariate, "intermediate"], ignore_index=True)[
+        ["intermediate", covariate, "gain", "n_seeds", "n"]
     ]
 
 
@@ -110,14 +114,17 @@ def permutation_p(
     return (1 + hits) / (1 + n_draws), n_draws, False
 
 
-def two_stage(gains: pd.DataFrame, n_draws: int = N_DRAWS, seed: int = 0) -> TwoStage:
+def two_stage(
+    gains: pd.DataFrame, n_draws: int = N_DRAWS, seed: int = 0, covariate: str = "difficulty"
+) -> TwoStage:
     """The headline test: mean gain per intermediate regressed on mean difficulty.
 
     Rows with NaN gain or difficulty are dropped. With fewer than 3 intermediates the slope (if
-    any) is returned with NaN SE and p-values and `note` says why.
+    any) is returned with NaN SE and p-values and `note` says why. `covariate` regresses on
+    another per-row column instead (a competing explanation, e.g. "similarity").
     """
-    means = intermediate_means(gains)
-    x, y = means["difficulty"].to_numpy(float), means["gain"].to_numpy(float)
+    means = intermediate_means(gains, covariate)
+    x, y = means[covariate].to_numpy(float), means["gain"].to_numpy(float)
     n = len(means)
     slope, intercept, se, df = _ols(x, y) if n >= 2 else (math.nan, math.nan, math.nan, n - 2)
     result = TwoStage(
@@ -139,7 +146,7 @@ def two_stage(gains: pd.DataFrame, n_draws: int = N_DRAWS, seed: int = 0) -> Two
         result.note = f"{NEEDS_THREE} (found {n})"
         return result
     if math.isnan(slope):
-        result.note = "difficulty does not vary across intermediates"
+        result.note = f"{covariate} does not vary across intermediates"
         return result
     result.se = se
     if se > 0:
@@ -154,11 +161,13 @@ def two_stage(gains: pd.DataFrame, n_draws: int = N_DRAWS, seed: int = 0) -> Two
     return result
 
 
-def two_stage_by_target(gains: pd.DataFrame, n_draws: int = N_DRAWS, seed: int = 0) -> pd.DataFrame:
+def two_stage_by_target(
+    gains: pd.DataFrame, n_draws: int = N_DRAWS, seed: int = 0, covariate: str = "difficulty"
+) -> pd.DataFrame:
     """The headline test within each target task: one row per target (NaN where untestable)."""
     rows = []
     for target, part in gains.groupby("target_task", sort=True):
-        ts = two_stage(part, n_draws, seed)
+        ts = two_stage(part, n_draws, seed, covariate)
         rows.append(
             {
                 "target_task": target,
@@ -256,3 +265,22 @@ def correlations(gains: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> Corr
         result.spearman_ci = (float(lo[0]), float(hi[0]))
         result.kendall_ci = (float(lo[1]), float(hi[1]))
     return result
+
+
+def measure_correlations(means: pd.DataFrame, measures: list[str]) -> pd.DataFrame:
+    """Spearman rho between each pair of `measures` (columns of one row per intermediate),
+    over the intermediates where both are known; NaN with a note below 3 or without variation.
+    """
+    rows = []
+    for a, b in itertools.combinations(measures, 2):
+        both = means[[a, b]].dropna().to_numpy(float)
+        n = len(both)
+        rho, note = math.nan, ""
+        if n < 3:
+            note = f"{NEEDS_THREE} with both (found {n})"
+        elif np.ptp(both[:, 0]) == 0 or np.ptp(both[:, 1]) == 0:
+            note = "no variation across intermediates"
+        else:
+            rho = float(_rank_corr(both[:, :1], both[:, 1:])[0][0])
+        rows.append({"measure": a, "versus": b, "intermediates": n, "spearman": rho, "note": note})
+    return pd.DataFrame(rows, columns=["measure", "versus", "intermediates", "spearman", "note"])

@@ -26,6 +26,8 @@ from analysis.gains import (
     language_overlap,
     missing_cells,
     seed_means,
+    shared_pairs,
+    similarity_table,
     xtreme_table,
 )
 from analysis.mixed import MAIN, NULL, OPTIMIZERS, OVERLAP, SLOPES, LmmFit, compare, fit_lmm
@@ -34,6 +36,7 @@ from analysis.models import (
     Correlations,
     TwoStage,
     correlations,
+    measure_correlations,
     two_stage,
     two_stage_by_target,
 )
@@ -74,6 +77,15 @@ class Analysis:
     fits: dict[str, LmmFit]  # the main model first, then its variants
     xtreme: pd.DataFrame
     missing: pd.DataFrame
+    # the rows every test uses: zero-shot languages, confounded pairs out unless kept
+    tested: pd.DataFrame = field(default_factory=pd.DataFrame)
+    shared: pd.DataFrame = field(default_factory=pd.DataFrame)  # pairs sharing training data
+    confounded: str = "exclude"
+    measures: pd.DataFrame = field(default_factory=pd.DataFrame)  # per intermediate, over seeds
+    measure_corr: pd.DataFrame = field(default_factory=pd.DataFrame)
+    similarity: pd.DataFrame = field(default_factory=pd.DataFrame)  # long: cosine per pair
+    similarity_two_stage: TwoStage | None = None  # the competing explanation, same machinery
+    similarity_by_target: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def mixed(self) -> LmmFit:
@@ -81,22 +93,36 @@ class Analysis:
 
 
 SOURCE_LANGUAGE = "en"  # every target is fine-tuned on English; the rest is zero-shot
+CONFOUNDED = ("exclude", "keep")
+# per-intermediate difficulty measures, in the order the report shows them
+MEASURES = ["score", "difficulty", "v_information", "log_train_size", "external"]
 
 
-def analyse(run: Run, backend: str | None = None) -> Analysis:
+def analyse(run: Run, backend: str | None = None, confounded: str = "exclude") -> Analysis:
     """Tables and models of a loaded run (primary metrics).
 
     `backend` is the mixed model's ("statsmodels" or "lme4"); by default the manifest's
-    config.analysis.backend, else statsmodels.
+    config.analysis.backend, else statsmodels. `confounded` says what the tests do with
+    (intermediate, target) pairs whose target trains on the intermediate's English data:
+    "exclude" them (default; they stay in the gains table, flagged) or "keep" them.
     """
+    if confounded not in CONFOUNDED:
+        raise ValueError(f"confounded must be one of {', '.join(CONFOUNDED)}, not {confounded!r}")
     config = run.manifest.get("config") or {}
     backend = backend or (config.get("analysis") or {}).get("backend") or "statsmodels"
     gains = gain_table(run.rows)
     overlap = language_overlap(run.manifest)
     gains["overlap"] = gains["language"].map(overlap).astype(float)
-    sizes = difficulty_table(run.rows)[["intermediate", "seed", "train_size"]]
+    difficulty = difficulty_table(run.rows, run.manifest)
+    sizes = difficulty[["intermediate", "seed", "train_size"]]
     gains = gains.merge(sizes, on=["intermediate", "seed"], how="left")
+    intermediates = [*config.get("intermediates", []), *sorted(set(gains["intermediate"]))]
+    targets = [*config.get("targets", []), *sorted(set(gains["target_task"]))]
+    similarity = similarity_table(run.embeddings, intermediates, targets)
+    gains = gains.merge(similarity, on=["intermediate", "target_task"], how="left")
     zero_shot = gains[gains["language"] != SOURCE_LANGUAGE]  # transfer, not English fine-tuning
+    if confounded == "exclude":
+        zero_shot = zero_shot[~zero_shot["shared_training_data"].astype(bool)]
     specs = [MAIN, NULL, SLOPES]
     if zero_shot["overlap"].nunique() > 1:
         specs.append(OVERLAP)
@@ -115,9 +141,14 @@ def analyse(run: Run, backend: str | None = None) -> Analysis:
         fits[MAIN.name].warnings.append(
             "lexical overlap unknown (no languages in the manifest): overlap model not fitted"
         )
+    measures = (
+        difficulty.groupby("intermediate", as_index=False)[MEASURES].mean()
+        if not difficulty.empty
+        else pd.DataFrame(columns=["intermediate", *MEASURES])
+    )
     return Analysis(
         run=run,
-        difficulty=difficulty_table(run.rows),
+        difficulty=difficulty,
         gains=gains,
         baselines=baseline_table(run.rows),
         two_stage=two_stage(zero_shot),
@@ -126,21 +157,36 @@ def analyse(run: Run, backend: str | None = None) -> Analysis:
         fits=fits,
         xtreme=xtreme_table(run.rows, exclude=SOURCE_LANGUAGE),
         missing=missing_cells(run.rows, run.manifest),
+        tested=zero_shot,
+        shared=shared_pairs(gains),
+        confounded=confounded,
+        measures=measures,
+        measure_corr=measure_correlations(measures, MEASURES),
+        similarity=similarity,
+        similarity_two_stage=two_stage(zero_shot, covariate="similarity"),
+        similarity_by_target=two_stage_by_target(zero_shot, covariate="similarity"),
     )
 
 
-def write_report(run: str, backend: str | None = None) -> dict[str, str]:
-    """Build the report of `run` and write it into the run folder (`backend` as in analyse).
+def write_report(
+    run: str, backend: str | None = None, confounded: str = "exclude"
+) -> dict[str, str]:
+    """Build the report of `run` and write it into the run folder (`backend` and `confounded`
+    as in analyse).
 
     Returns {name relative to the run folder: where it was written}, e.g. "report.html".
     """
-    analysis = analyse(load_run(run), backend)
+    analysis = analyse(load_run(run), backend, confounded)
     blocks = build_blocks(analysis)
     title = _title(analysis.run)
     files: dict[str, bytes] = {
         "tables/gains.csv": _csv(analysis.gains),
         "tables/baselines.csv": _csv(analysis.baselines),
         "tables/difficulty.csv": _csv(analysis.difficulty),
+        "tables/difficulty_measures.csv": _csv(analysis.measures),
+        "tables/difficulty_measure_correlations.csv": _csv(analysis.measure_corr),
+        "tables/similarity.csv": _csv(analysis.similarity),
+        "tables/similarity_two_stage_by_target.csv": _csv(analysis.similarity_by_target),
         "tables/intermediates.csv": _csv(analysis.two_stage.means),
         "tables/two_stage_by_target.csv": _csv(analysis.by_target),
         "tables/xtreme.csv": _csv(analysis.xtreme),
@@ -170,22 +216,28 @@ def write_report(run: str, backend: str | None = None) -> dict[str, str]:
 def build_blocks(analysis: Analysis) -> list[Block]:
     """The report, answer first."""
     a = analysis
-    blocks = [Block("h1", _title(a.run)), Block("h2", "Answer"), *answer(a)]
+    blocks = [Block("h1", _title(a.run)), Block("h2", "Answer"), *answer(a), *confound_note(a)]
     blocks += [Block("h2", "Design"), *design(a)]
     blocks += [
         Block("h2", "Gain by target and language"),
         Block(
             "p",
             "Mean gain over seeds in points of the primary metric (accuracy, or f1 for "
-            "tagging), against the same seed's `none` baseline. Rows are sorted by difficulty.",
+            "tagging), against the same seed's `none` baseline. Rows are sorted by difficulty."
+            + (
+                " `*` marks (intermediate, target) pairs whose target trains on the "
+                "intermediate's English data."
+                if len(a.shared)
+                else ""
+            ),
         ),
         Block("figure", "Gain heatmap", name="gain_heatmap.png", png=heatmap_png(a)),
         Block("h2", "Difficulty and gain"),
         Block(
             "p",
             "One point per intermediate and seed: its measured difficulty and its mean gain "
-            "over targets and languages. Crosses are the per-intermediate means the two-stage "
-            "test uses; the line is its fit.",
+            "over targets and zero-shot languages (the rows the tests use). Crosses are the "
+            "per-intermediate means the two-stage test uses; the line is its fit.",
         ),
         Block("figure", "Difficulty vs gain", name="difficulty_vs_gain.png", png=scatter_png(a)),
     ]
@@ -194,6 +246,8 @@ def build_blocks(analysis: Analysis) -> list[Block]:
     blocks += [Block("h2", "Gain and lexical overlap"), *overlap_section(a)]
     blocks += [Block("h2", "Baselines and controls"), *baseline_section(a)]
     blocks += [Block("h2", "Difficulty of the intermediate tasks"), *difficulty_section(a)]
+    blocks += [Block("h2", "Difficulty measures"), *measures_section(a)]
+    blocks += [Block("h2", "Task similarity"), *similarity_section(a)]
     blocks += [Block("h2", "Mixed model"), *mixed_section(a)]
     blocks += [Block("h2", "Provenance"), *provenance(a.run)]
     return blocks
@@ -207,7 +261,7 @@ def answer(a: Analysis) -> list[Block]:
     """The effect of difficulty in one paragraph, or why it cannot be tested."""
     ts, corr = a.two_stage, a.correlations
     n = ts.n_intermediates
-    usable = a.gains[a.gains["language"] != SOURCE_LANGUAGE].dropna(subset=["gain", "difficulty"])
+    usable = a.tested.dropna(subset=["gain", "difficulty"])
     scope = (
         f"Gains are in points of each target's primary metric against the same seed's "
         f"no-intermediate (`none`) baseline, averaged over {usable['seed'].nunique()} seeds, "
@@ -289,18 +343,47 @@ def answer(a: Analysis) -> list[Block]:
     return [Block("p", text), Block("p", scope)]
 
 
+def confound_note(a: Analysis) -> list[Block]:
+    """One sentence on the (intermediate, target) pairs that share English training data."""
+    n = len(a.shared)
+    if not n:
+        return []
+    pairs = ", ".join(f"{r.intermediate} with {r.target_task}" for r in a.shared.itertuples())
+    plural = n != 1
+    if a.confounded == "exclude":
+        text = (
+            f"{n} (intermediate, target) pair{'s' if plural else ''} ({pairs}) "
+            f"{'were' if plural else 'was'} excluded from every test because the target's "
+            f"English training data is also the intermediate's, so "
+            f"{'their gains measure' if plural else 'its gain measures'} more training on the "
+            f"target's own data rather than transfer; the gains table and heatmap still show "
+            f"{'them' if plural else 'it'}, marked `*`."
+        )
+    else:
+        text = (
+            f"{n} (intermediate, target) pair{'s' if plural else ''} ({pairs}) "
+            f"{'share' if plural else 'shares'} English training data (the target's is also "
+            f"the intermediate's) and {'are' if plural else 'is'} kept in the tests "
+            f"(confounded='keep'), so {'their gains mix' if plural else 'its gain mixes'} "
+            f"transfer with more training on the target's own data."
+        )
+    return [Block("p", text)]
+
+
 def design(a: Analysis) -> list[Block]:
     """Counts of what the store holds and what is missing, then every recorded problem."""
     rows = a.run.rows
     target = rows[rows["kind"] == "target"]
     intermediates = sorted(set(rows["intermediate"].dropna()) - {BASELINE, CONTROL}, key=str)
     counts = trial_counts(a.run)
-    usable = a.gains[a.gains["language"] != SOURCE_LANGUAGE].dropna(subset=["gain", "difficulty"])
+    usable = a.tested.dropna(subset=["gain", "difficulty"])
     unused = (
-        " (the rest lack a same-seed baseline or a difficulty)"
+        " (the rest are English rows, lack a same-seed baseline or a difficulty"
+        f"{', or share training data' if len(a.shared) and a.confounded == 'exclude' else ''})"
         if len(usable) < len(a.gains)
         else ""
     )
+    shared_use = "excluded from" if a.confounded == "exclude" else "kept in"
     items = [
         ("intermediate tasks", f"{len(intermediates)} ({', '.join(intermediates) or 'none'})"),
         ("seeds", _listing(sorted(target["seed"].unique()))),
@@ -309,6 +392,10 @@ def design(a: Analysis) -> list[Block]:
         ("`none` baseline scores (seed x target x language)", str(_scores(target, BASELINE))),
         ("`scratch` control scores (seed x target x language)", str(_scores(target, CONTROL))),
         ("gain rows used by the models", f"{len(usable)} of {len(a.gains)}{unused}"),
+        (
+            f"(intermediate, target) pairs sharing English training data ({shared_use} the tests)",
+            str(len(a.shared)),
+        ),
         ("trials planned (excluding pretraining)", str(counts["planned"])),
         ("trials finished", str(counts["finished"])),
         ("trials errored", str(counts["errored"])),
@@ -435,8 +522,179 @@ def difficulty_section(a: Analysis) -> list[Block]:
             "English dev score on the primary metric; difficulty = 1 - (score - chance) / "
             "(1 - chance).",
         ),
-        Block("table", table=_format(table, {"score": 3, "chance": 3, "difficulty": 3})),
+        Block(
+            "table",
+            table=_format(
+                table,
+                {
+                    "score": 3,
+                    "chance": 3,
+                    "difficulty": 3,
+                    "v_information": 3,
+                    "log_train_size": 2,
+                    "external": 3,
+                },
+            ),
+        ),
     ]
+
+
+MEASURE_LABELS = {
+    "score": "score",
+    "difficulty": "difficulty",
+    "v_information": "V-information (bits)",
+    "log_train_size": "log train size",
+    "external": "external",
+}
+
+
+def measures_section(a: Analysis) -> list[Block]:
+    """Per-intermediate means of every difficulty measure and their rank correlations."""
+    if a.measures.empty:
+        return [Block("p", "No intermediate results.")]
+    table = a.measures.rename(columns=MEASURE_LABELS)
+    absent = [MEASURE_LABELS[m] for m in MEASURES if a.measures[m].isna().all()]
+    blocks = [
+        Block(
+            "p",
+            "Each intermediate's difficulty measures, means over seeds: English dev score and "
+            "normalized difficulty (0 solved, 1 chance); V-usable information of the English "
+            "dev set (mean pointwise V-information in bits, Ethayarajh et al. 2022; higher is "
+            "easier, blank for formats without label probabilities); the natural log of the "
+            "training examples used; `external`, an a-priori value from the config "
+            "(difficulty.external)."
+            + (f" Not recorded in this run: {', '.join(absent)}." if absent else ""),
+        ),
+        Block(
+            "table",
+            table=_format(table, {**dict.fromkeys(table.columns[1:], 3), "log train size": 2}),
+        ),
+    ]
+    n = len(a.measures)
+    if n < 3:
+        blocks.append(
+            Block(
+                "p",
+                f"Rank correlations between the measures: not computed, {NEEDS_THREE} (found {n}).",
+            )
+        )
+        return blocks
+    corr = a.measure_corr
+    shown = corr[corr["intermediates"] > 0].copy()
+    shown["measure"] = shown["measure"].map(MEASURE_LABELS)
+    shown["versus"] = shown["versus"].map(MEASURE_LABELS)
+    blocks += [
+        Block(
+            "p",
+            "Spearman correlations between the measures across intermediates (over the "
+            "intermediates where both are known). Do they agree on which tasks are hard? "
+            "Difficulty and V-information should correlate negatively if they do.",
+        ),
+        Block("table", table=_format(shown, {"spearman": 2})),
+    ]
+    return blocks
+
+
+def similarity_matrix(a: Analysis) -> pd.DataFrame:
+    """Intermediates x targets cosine, 3 decimals; `*` marks pairs sharing training data."""
+    sim = a.similarity
+    grid = sim.pivot_table(
+        index="intermediate", columns="target_task", values="similarity", aggfunc="mean"
+    )
+    shared = set(a.shared.itertuples(index=False, name=None))
+    out = pd.DataFrame(
+        [
+            [
+                "" if pd.isna(v) else f"{v:.3f}{'*' if (name, target) in shared else ''}"
+                for target, v in row.items()
+            ]
+            for name, row in grid.iterrows()
+        ],
+        columns=list(grid.columns),
+    )
+    out.insert(0, "intermediate", list(grid.index))
+    return out
+
+
+def similarity_section(a: Analysis) -> list[Block]:
+    """Task similarity (TextEmb cosine) and, as a competing explanation, its two-stage slope."""
+    if a.similarity.empty:
+        return [
+            Block(
+                "p",
+                "No task embeddings in this store (difficulty.similarity off, or no `none` "
+                "trial wrote one): task similarity, a competing explanation of transfer, was "
+                "not measured.",
+            )
+        ]
+    blocks = [
+        Block(
+            "p",
+            "Cosine between the task embeddings (TextEmb, Vu et al. 2020: mean-pooled inputs "
+            "under the pretrained encoder) of each intermediate and each target. An "
+            "intermediate may help a target because their inputs are alike, whatever its "
+            "difficulty: a competing explanation of the gains."
+            + (" `*` marks pairs sharing English training data." if len(a.shared) else ""),
+        ),
+        Block("table", table=similarity_matrix(a)),
+    ]
+    ts = a.similarity_two_stage
+    if ts is None:
+        return blocks
+    rows = [
+        ("slope (points per unit cosine)", _num(ts.estimate, 3)),
+        ("standard error", _num(ts.se, 3)),
+        ("95% CI", f"{_num(ts.ci_low, 3)} to {_num(ts.ci_high, 3)}"),
+        ("t (df)", f"{_num(ts.t, 3)} ({ts.df})"),
+        ("p (t-test)", _p(ts.p_t)),
+        (
+            "p (permutation of similarity)",
+            f"{_p(ts.p_perm)} ({'exact, ' if ts.exact else ''}{ts.n_perm:,} orderings)",
+        ),
+        ("intermediates", str(ts.n_intermediates)),
+    ]
+    blocks += [
+        Block(
+            "p",
+            "Competing explanation, the headline's machinery with similarity in place of "
+            "difficulty: mean gain per intermediate regressed on its mean similarity to the "
+            "targets (over the same zero-shot rows the tests use, so targets weigh by their "
+            "languages). Exploratory, not the pre-specified test, and not corrected for it.",
+        ),
+        Block("table", table=pd.DataFrame(rows, columns=["", "value"])),
+    ]
+    if ts.note:
+        blocks.append(Block("list", items=[ts.note]))
+    means = a.two_stage.means[["intermediate", "difficulty"]].merge(
+        ts.means[["intermediate", "similarity"]], on="intermediate"
+    )
+    corr = measure_correlations(means, ["difficulty", "similarity"]).iloc[0]
+    blocks.append(
+        Block(
+            "p",
+            f"Spearman of mean difficulty with mean similarity across intermediates: "
+            f"{_num(corr['spearman'], 2)}"
+            + (f" ({corr['note']})" if corr["note"] else "")
+            + "; where the two go together, these data cannot tell their effects apart.",
+        )
+    )
+    by_target = a.similarity_by_target
+    if not by_target.empty:
+        blocks += [
+            Block(
+                "p",
+                "Within each target, where similarity varies between intermediates: gain "
+                "points per unit cosine; p-values per target, uncorrected.",
+            ),
+            Block(
+                "table",
+                table=_format(
+                    by_target,
+                    {"slope": 2, "se": 2, "ci_low": 2, "ci_high": 2, "p_t": 3, "p_perm": 3},
+                ),
+            ),
+        ]
+    return blocks
 
 
 def _fixed_all(a: Analysis) -> pd.DataFrame:
@@ -637,14 +895,24 @@ def heatmap_png(a: Analysis) -> bytes:
     image = ax.imshow(values, cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
     ax.set_xticks(range(n_cols), list(grid.columns), rotation=45, ha="right")
     ax.set_yticks(range(n_rows), labels)
-    if values.size <= MAX_ANNOTATED_CELLS:
+    # pairs whose target trains on the intermediate's English data: always marked with a *
+    shared = set(a.shared.itertuples(index=False, name=None))
+    marked = np.array(
+        [
+            [(name, str(cell).split("/", 1)[0]) in shared for cell in grid.columns]
+            for name in grid.index
+        ]
+    ).reshape(values.shape)
+    annotate = values.size <= MAX_ANNOTATED_CELLS
+    if annotate or marked.any():
         for (i, j), value in np.ndenumerate(values):
-            if np.isfinite(value):
+            if np.isfinite(value) and (annotate or marked[i, j]):
                 dark = abs(value) > 0.6 * limit
+                number = f"{value:.1f}" if annotate else ""
                 ax.text(
                     j,
                     i,
-                    f"{value:.1f}",
+                    number + ("*" if marked[i, j] else ""),
                     ha="center",
                     va="center",
                     fontsize=8,
@@ -656,8 +924,9 @@ def heatmap_png(a: Analysis) -> bytes:
 
 
 def scatter_png(a: Analysis) -> bytes:
-    """One point per intermediate x seed, per-intermediate means, and the two-stage line."""
-    points = seed_means(a.gains)
+    """One point per intermediate x seed, per-intermediate means, and the two-stage line, all
+    from the rows the test uses."""
+    points = seed_means(a.tested if len(a.tested.columns) else a.gains)
     if points.empty:
         return _empty(Figure(figsize=(5, 2)), "no gains with a difficulty")
     fig = Figure(figsize=(6.5, 4.2))

@@ -19,6 +19,8 @@ import pyarrow.parquet as pq
 from analysis.results import BASELINE, CONTROL, ROW_DTYPES, open_run
 
 INTERMEDIATE_LABELS = 4  # intermediate tasks are 4-way classification: chance 0.25
+V_INFO_MAX = 2.0  # bits of V-information of a solved 4-way task (log2 4)
+V_INFO_NOISE = 0.05  # seed-to-seed noise of the V-information estimate, in bits
 TARGET_LABELS = 3  # classification targets are 3-way (NLI-like)
 TAGS = 17  # tagging targets: UD-like tag set
 # The demo world's languages (configs/demo.yaml), written into simulated manifests.
@@ -49,6 +51,7 @@ def simulate_rows(
     sd_residual: float = 1.0,
     tagging: Collection[str] = ("pos",),
     scratch: bool = True,
+    v_information: bool = True,
 ) -> pd.DataFrame:
     """Intermediate, baseline, control and target rows in the store schema.
 
@@ -57,7 +60,10 @@ def simulate_rows(
     difficulty of intermediate i is `difficulties[i]` (default evenly spread over 0.1..0.8);
     each seed measures it with `difficulty_noise`. Targets in `tagging` report f1 (primary,
     chance NaN) and token_accuracy; others report accuracy. Baselines differ by seed, so
-    pairing with the wrong seed's baseline adds visible noise.
+    pairing with the wrong seed's baseline adds visible noise. With `v_information`, each
+    intermediate trial also reports its dev set's V-information in bits, decreasing in the true
+    difficulty (V_INFO_MAX * (1 - difficulty) + noise), drawn last so the other rows are the
+    same with or without it. No pair shares training data.
     """
     names = [f"task{i:02d}" for i in range(n_intermediate)]
     true_difficulty = np.asarray(
@@ -179,8 +185,35 @@ def simulate_rows(
                             chance=1 / TARGET_LABELS,
                             majority=0.34,
                         )
+    if v_information:
+        for name, difficulty in zip(names, true_difficulty, strict=True):
+            for seed in seeds:
+                bits = V_INFO_MAX * (1 - difficulty) + rng.normal(0, V_INFO_NOISE)
+                add(
+                    kind="intermediate",
+                    intermediate=name,
+                    seed=seed,
+                    target_task=None,
+                    language="en",
+                    split="dev",
+                    metric="v_information",
+                    value=float(bits),
+                    primary=False,
+                    chance=np.nan,
+                    majority=np.nan,
+                    trial_key=f"intermediate-{name}-s{seed}",
+                )
     frame = pd.DataFrame.from_records(records)
     return frame[list(ROW_DTYPES)].astype(ROW_DTYPES)
+
+
+def simulate_embeddings(
+    rng: np.random.Generator, tasks: Sequence[str], dim: int = 16
+) -> dict[str, list[float]]:
+    """A TextEmb-like vector per task: a shared component plus a task's own, so cosines are
+    mostly positive and differ between pairs, as mean-pooled embeddings of one encoder do."""
+    common = rng.normal(0, 1, dim)
+    return {t: (common + rng.normal(0, 1, dim)).tolist() for t in tasks}
 
 
 def write_run(
@@ -190,11 +223,15 @@ def write_run(
     name: str = "simulated",
     status: dict[str, dict[str, str]] | None = None,
     extra_trials: Sequence[dict[str, Any]] = (),
+    embeddings: dict[str, list[float]] | None = None,
+    config: dict[str, Any] | None = None,
 ) -> list[str]:
-    """Write `rows` as a run folder (manifest.json, status.json, results/<trial>.parquet).
+    """Write `rows` as a run folder (manifest.json, status.json, results/<trial>.parquet, and
+    task_embeddings/<task>.json for each of `embeddings`).
 
     The manifest plans a pretrain trial, every trial in `rows` and `extra_trials` (planned but
-    without results). Returns the result file paths.
+    without results); `config` is merged into its config (e.g. a difficulty.external map).
+    Returns the result file paths.
     """
     fs, base = open_run(run)
     fs.create_dir(f"{base}/results", recursive=True)
@@ -230,7 +267,7 @@ def write_run(
     world = [{"code": c, **WORLD_LANGUAGES[c]} for c in codes if c in WORLD_LANGUAGES]
     manifest = {
         "name": name,
-        "config": {"simulated": True, "world": {"languages": world}},
+        "config": {"simulated": True, "world": {"languages": world}, **(config or {})},
         "versions": {},
         "git_commit": None,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -239,6 +276,11 @@ def write_run(
     _write_json(fs, f"{base}/manifest.json", manifest)
     if status is not None:
         _write_json(fs, f"{base}/status.json", status)
+    if embeddings:
+        fs.create_dir(f"{base}/task_embeddings", recursive=True)
+        for task, vector in embeddings.items():
+            payload = {"task": task, "n_texts": 256, "vector": list(vector)}
+            _write_json(fs, f"{base}/task_embeddings/{task}.json", payload)
     return written
 
 

@@ -19,10 +19,11 @@ from accelerate import Accelerator
 
 from sweep.config import load_config
 from trainers.encoder import load_tokenizer, pretrain
-from trainers.heads import build_model, collator, encode
+from trainers.heads import get_format
 from trainers.loop import LengthGroupedBatches, evaluate_languages
 from trainers.settings import PretrainConfig
-from trainers.tasks import SplitSizes, get_task, task_data
+from trainers.synthetic import task_data
+from trainers.tasks import SplitSizes, get_task
 from trainers.world import World
 
 
@@ -35,22 +36,22 @@ def main() -> None:
     for name in ("nli", "pos"):
         task = get_task(name)
         data = task_data(World(exp.world), task, SplitSizes(16, 16, exp.data.test), exp.languages)
+        fmt = get_format(task.format)
         sets = {
-            lang: encode(task, tok, ex, exp.model.max_length) for lang, ex in data["test"].items()
+            lang: fmt.eval_set(task, tok, ex, exp.model.max_length)
+            for lang, ex in data["test"].items()
         }
-        rows = [r for rs in sets.values() for r in rs]
-        model = build_model(task, encoder)
-        collate = collator(task, tok)
+        rows = [r for s in sets.values() for r in s.features]
+        model = fmt.build_model(task, encoder)
+        collate = fmt.collator(task, tok)
         accelerator = Accelerator(cpu=True)
         evals, trains = [], []
         for _ in range(3):
             start = time.perf_counter()
-            evaluate_languages(task, model, sets, collate, exp.train.eval_batch_size, accelerator)
+            evaluate_languages(task, model, sets, exp.train.eval_batch_size, accelerator)
             evals.append(time.perf_counter() - start)
             optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-            sampler = LengthGroupedBatches(
-                [len(r["input_ids"]) for r in rows], exp.train.batch_size, 0
-            )
+            sampler = LengthGroupedBatches([fmt.length(r) for r in rows], exp.train.batch_size, 0)
             model.train()
             start = time.perf_counter()
             for batch in torch.utils.data.DataLoader(

@@ -21,9 +21,11 @@ from pathlib import Path
 import torch
 
 from trainers.encoder import load_tokenizer, pretrain
+from trainers.heads import get_format
 from trainers.loop import train_and_evaluate
 from trainers.settings import ModelConfig, PretrainConfig, TrainConfig
-from trainers.tasks import SplitSizes, get_task, task_data
+from trainers.synthetic import task_data
+from trainers.tasks import SplitSizes, get_task
 from trainers.world import World, WorldConfig
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0, "A10": 125.0}
@@ -83,15 +85,9 @@ def main() -> None:
         checkpoint_every=10**9,
     )
     tok = load_tokenizer(encoder)
-    tokens = sum(
-        len(ids)
-        for ids in tok(
-            [e["text"] for e in data["train"]["en"]],
-            [e["text_pair"] for e in data["train"]["en"]],
-            truncation=True,
-            max_length=shape.max_length,
-        )["input_ids"]
-    )
+    fmt = get_format(task.format)
+    train = fmt.train_features(task, tok, data["train"]["en"], shape.max_length)
+    tokens = sum(fmt.length(f) for f in train)  # the real tokens the loop trains on
     if gpu:
         torch.cuda.synchronize()
     start = time.perf_counter()

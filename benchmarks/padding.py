@@ -14,9 +14,10 @@ import torch
 
 from sweep.config import load_config
 from trainers.encoder import cached_pretrained, load_tokenizer
-from trainers.heads import encode
+from trainers.heads import get_format
 from trainers.loop import LengthGroupedBatches
-from trainers.tasks import SplitSizes, get_task, task_data
+from trainers.synthetic import task_data
+from trainers.tasks import SplitSizes, get_task
 from trainers.world import World
 
 
@@ -50,9 +51,10 @@ def main() -> None:
     for name in ("nli", "pos"):
         task = get_task(name)
         data = task_data(world, task, SplitSizes(exp.data.train, 10, exp.data.test), ("en", "fake"))
-        train = [len(r["input_ids"]) for r in encode(task, tok, data["train"]["en"], 64)]
-        test = {
-            lang: [len(r["input_ids"]) for r in encode(task, tok, examples, 64)]
+        fmt = get_format(task.format)
+        train = [fmt.length(r) for r in fmt.train_features(task, tok, data["train"]["en"], 64)]
+        test = {  # the loop evaluates these sets' features, batched by input_ids length
+            lang: [len(r["input_ids"]) for r in fmt.eval_set(task, tok, examples, 64).features]
             for lang, examples in data["test"].items()
         }
         cases[f"demo {name}"] = (train, test, exp.train.batch_size, exp.train.eval_batch_size)

@@ -20,21 +20,23 @@ import torch
 
 from sweep.config import load_config
 from trainers.encoder import load_tokenizer, pretrain
-from trainers.heads import build_model, collator, encode
+from trainers.heads import get_format
 from trainers.loop import LengthGroupedBatches, train_and_evaluate
 from trainers.settings import PretrainConfig, TrainConfig
-from trainers.tasks import SplitSizes, Task, get_task, task_data
+from trainers.synthetic import task_data
+from trainers.tasks import SplitSizes, Task, get_task
 from trainers.world import World
 
 
 def plain_loop(task: Task, data: dict, encoder: Path, config: TrainConfig, seed: int) -> None:
     torch.manual_seed(seed)
-    model = build_model(task, encoder)
+    fmt = get_format(task.format)
+    model = fmt.build_model(task, encoder)
     tok = load_tokenizer(encoder)
-    rows = encode(task, tok, data["train"]["en"], MAX_LENGTH)  # each runner tokenizes, like itx
-    sampler = LengthGroupedBatches([len(r["input_ids"]) for r in rows], config.batch_size, seed)
+    rows = fmt.train_features(task, tok, data["train"]["en"], MAX_LENGTH)  # tokenizes, like itx
+    sampler = LengthGroupedBatches([fmt.length(r) for r in rows], config.batch_size, seed)
     loader = torch.utils.data.DataLoader(
-        rows, batch_sampler=sampler, collate_fn=collator(task, tok)
+        rows, batch_sampler=sampler, collate_fn=fmt.collator(task, tok)
     )
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
@@ -59,8 +61,9 @@ def hf_trainer(
 ) -> None:
     from transformers import Trainer, TrainingArguments
 
+    fmt = get_format(task.format)
     tok = load_tokenizer(encoder)
-    rows = encode(task, tok, data["train"]["en"], MAX_LENGTH)
+    rows = fmt.train_features(task, tok, data["train"]["en"], MAX_LENGTH)
     args = TrainingArguments(
         output_dir=str(out),
         per_device_train_batch_size=config.batch_size,
@@ -80,8 +83,9 @@ def hf_trainer(
         use_cpu=True,
         dataloader_num_workers=0,
     )
-    model = build_model(task, encoder)
-    Trainer(model=model, args=args, train_dataset=rows, data_collator=collator(task, tok)).train()
+    model = fmt.build_model(task, encoder)
+    collate = fmt.collator(task, tok)
+    Trainer(model=model, args=args, train_dataset=rows, data_collator=collate).train()
 
 
 MAX_LENGTH = 64  # the demo's model.max_length

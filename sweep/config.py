@@ -39,9 +39,9 @@ class DataSizes(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
     source: Literal["synthetic", "hub"] = "synthetic"  # built-in world, or `datasets` loaders
-    train: int | None = Field(2000, ge=10, validation_alias=AliasChoices("train", "train_size"))
-    dev: int | None = Field(500, ge=10)
-    test: int | None = Field(500, ge=10)
+    train: int | None = Field(2000, ge=1, validation_alias=AliasChoices("train", "train_size"))
+    dev: int | None = Field(500, ge=1)
+    test: int | None = Field(500, ge=1)
     max_malformed: float = Field(0.01, ge=0, le=1)  # share of a split dropped before fatal
     # per-source overrides of trainers/sources.yaml: a mirror, a revision or local files
     sources: dict[str, dict[str, Any]] = Field(default_factory=dict)

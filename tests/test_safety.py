@@ -20,7 +20,8 @@ def test_no_unsafe_loading_in_our_code():
 def test_training_state_and_encoders_are_safetensors(tmp_path, tiny_encoder):
     from trainers.loop import train_and_evaluate
     from trainers.settings import TrainConfig
-    from trainers.tasks import SplitSizes, get_task, task_data
+    from trainers.synthetic import task_data
+    from trainers.tasks import SplitSizes, get_task
     from trainers.world import World
 
     world, _, _ = tiny_settings()

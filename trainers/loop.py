@@ -95,6 +95,7 @@ def train_and_evaluate(
     from trainers.encoder import load_tokenizer
 
     hf_logging.set_verbosity_error()  # the expected "newly initialized head" load report
+    hf_logging.disable_progress_bar()  # "Loading weights" bars, one per model load
     started = time.perf_counter()
     fmt = heads.get_format(task.format)
     data, data_issues = quality.clean(task, data, max_malformed)  # before any model is built

@@ -389,7 +389,13 @@ LANGUAGE_DEPENDENT = frozenset({"qa_mlqa"})
 def score(
     fmt: str, gold: Sequence, pred: Sequence, language: str | None = None
 ) -> dict[str, float]:
-    """Every metric of the format's family; `language` is required by LANGUAGE_DEPENDENT ones."""
+    """Every metric of the format's family; `language` is required by LANGUAGE_DEPENDENT ones.
+
+    MLQA's normalization exists for its seven languages only; the synthetic world's languages
+    (English relexified, no articles of their own) are normalized as English.
+    """
+    if fmt in LANGUAGE_DEPENDENT and language is not None and language not in _MLQA_ARTICLES:
+        language = "en" if not _is_iso_code(language) else language
     if fmt not in METRICS:
         raise KeyError(f"no metric family {fmt!r}; known: {', '.join(sorted(METRICS))}")
     if fmt not in LANGUAGE_DEPENDENT:
@@ -397,6 +403,11 @@ def score(
     if language is None:
         raise ValueError(f"{fmt}: the language of the examples is needed")
     return {name: fn(gold, pred, language) for name, fn in METRICS[fmt].items()}
+
+
+def _is_iso_code(language: str) -> bool:
+    """Real languages come as two- or three-letter codes; the synthetic world's are longer."""
+    return language.isalpha() and len(language) in (2, 3)
 
 
 def primary_metric(fmt: str) -> str:

@@ -16,6 +16,7 @@ is loaded for each requested language it has. Dataset scripts are never run (no
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import hashlib
 import json
@@ -38,6 +39,11 @@ ROLES = ("train", "dev", "test", "pool")
 LOCATION = ("path", "name", "revision", "data_files")  # a user's `path` replaces all four
 ENTRY_ONLY = (*ROLES, "langs", "parts")  # keys that are not settings of one split
 POOL_LANG = "all"  # the language shown for a retrieval candidate pool (it has none)
+_MISSING = "<no data_files for this role>"  # a role-keyed data_files without this role
+SETTINGS = (
+    *LOCATION, "split", "converter", "codes", "where", "prefix", "tag_names", "labels",
+    "parallel_gold", "cache_dir",
+)  # fmt: skip
 
 # English names, as google/xtreme spells its udpos configs ({language} in a template)
 LANGUAGE_NAMES = {
@@ -115,6 +121,29 @@ class Spec:
         return kwargs
 
 
+def check_keys(where: str, entry: dict, nested: bool = True) -> None:
+    """A user's override has only keys an entry can have: a typo would be silently ignored.
+    Roles and languages hold settings; parts hold whole entries."""
+    for key, value in entry.items():
+        if key in SETTINGS:
+            continue
+        if nested and key in ENTRY_ONLY:
+            if not isinstance(value, dict):
+                raise ValueError(f"{where}.{key}: expected a mapping (got {value!r})")
+            if key in ROLES:
+                check_keys(f"{where}.{key}", value, nested=False)
+                continue
+            for name, inner in value.items():
+                if not isinstance(inner, dict):
+                    raise ValueError(f"{where}.{key}.{name}: expected a mapping (got {inner!r})")
+                check_keys(f"{where}.{key}.{name}", inner, nested=key == "parts")
+            continue
+        known = [*SETTINGS, *(ENTRY_ONLY if nested else ())]
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known)}"
+        raise ValueError(f"{where}: unknown key {key!r}{hint}")
+
+
 def _layer(entry: dict, role: str, lang: str) -> dict:
     """An entry's settings for one role and language: top level, then the role's, then the
     language's (`langs.<lang>`)."""
@@ -143,12 +172,15 @@ class Source:
 
     def __init__(self, task: Task, overrides: dict | None = None) -> None:
         entries = _yaml_entries()
+        if not task.source:
+            raise ValueError(f"task {task.name!r} has no real data source (synthetic only)")
         if task.source not in entries:
             raise ValueError(f"task {task.name!r}: no entry {task.source!r} in {SOURCES_FILE}")
         self.task = task
         self.name = task.source
         self.entry = entries[task.source]
         self.user = dict((overrides or {}).get(task.source) or {})
+        check_keys(f"data.sources.{self.name}", self.user)
 
     def _parts(self) -> list[tuple[str, dict, dict]]:
         """(override key, entry, user override) per concatenated part; one for most sources."""
@@ -158,7 +190,7 @@ class Source:
         mine = {k: v for k, v in self.user.items() if k != "parts"}
         user_parts = self.user.get("parts") or {}
         return [
-            (f"{self.name}.parts.{part}", {**top, **entry}, {**mine, **(user_parts.get(part) or {})})
+            (f"{self.name}.parts.{part}", {**top, **entry}, {**mine, **user_parts.get(part, {})})
             for part, entry in self.entry["parts"].items()
         ]
 
@@ -208,9 +240,6 @@ class Source:
         return spec
 
 
-_MISSING = "<no data_files for this role>"
-
-
 # ---------------------------------------------------------------------------------------------
 # loading
 
@@ -219,11 +248,11 @@ def _unavailable(task: Task, spec: Spec, reason: str) -> DataUnavailable:
     reason = " ".join(str(reason).split())
     if len(reason) > 240:
         reason = reason[:237] + "..."
+    example = f"{{path: json, data_files: {{{spec.role}: /path/to/{spec.role}.{{lang}}.jsonl}}}}"
     return DataUnavailable(
         f"task {task.name!r}: source {spec.key!r} ({spec.role}, lang {spec.lang}) could not be "
-        f"loaded from {spec.describe()}: {reason}; provide it locally with data.sources."
-        f"{spec.key}: {{path: json, data_files: {{{spec.role}: /path/to/{spec.role}.{{lang}}.jsonl}}}}"
-        f" (see docs/data.md)"
+        f"loaded from {spec.describe()}: {reason}; provide it locally with "
+        f"data.sources.{spec.key}: {example} (see docs/data.md)"
     )
 
 
@@ -240,6 +269,7 @@ def _load(task: Task, spec: Spec) -> Any:
         raise _unavailable(task, spec, "no public hub copy; local files are required")
     if spec.data_files is _MISSING:
         raise _unavailable(task, spec, f"data_files has no {spec.role!r} entry")
+    log.info("%s %s/%s: %s", task.name, spec.role, spec.lang, spec.describe())
     try:
         return _load_cached(json.dumps(spec.load_kwargs(), sort_keys=True))
     except Exception as err:  # offline, missing file, unknown config, script-only repository ...
@@ -382,6 +412,10 @@ def load_task_data(
     the given one only where the data decides its labels (CCG: the sorted training tags).
     Raises DataUnavailable (one line) when a split cannot be loaded.
     """
+    sizes = {"train_size": train_size, "dev_size": dev_size, "test_size": test_size}
+    for what, size in sizes.items():
+        if size is not None and size < 1:
+            raise ValueError(f"task {task.name!r}: {what} must be at least 1 (got {size})")
     source = Source(task, overrides)
     pools: dict[str, dict[str, str]] = {"dev": {}, "test": {}}
     data: dict[str, dict] = {"train": {"en": []}, "dev": {"en": []}, "test": {}}
@@ -609,7 +643,9 @@ def boolq(row: dict, ctx: Context) -> list[Example]:
     return _classification(row["question"], row["passage"], _label(ctx, value, "label"))
 
 
-def _choice(context: str, question: str, choices: list[str], label: int | None, ctx: Context):
+def _choice(
+    context: str, question: str, choices: list[str], label: int | None, ctx: Context
+) -> list[Example]:
     if label is None:
         return []
     if len(choices) != len(ctx.task.labels):

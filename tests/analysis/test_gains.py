@@ -6,7 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.gains import baseline_table, difficulty_table, gain_table
+from analysis.gains import (
+    baseline_table,
+    difficulty_table,
+    gain_table,
+    shared_pairs,
+    similarity_table,
+)
 from analysis.results import ROW_DTYPES
 
 
@@ -62,6 +68,60 @@ def test_difficulty_golden():
     table = difficulty_table(rows)
     assert table["difficulty"].tolist() == pytest.approx([0.4, 1.0, 0.2])
     assert table[["intermediate", "seed"]].values.tolist() == [["A", 0], ["A", 1], ["B", 0]]
+
+
+def test_difficulty_measures_golden():
+    rows = frame(
+        {**intermediate("A", 0, 0.7), "train_size": 1000},
+        {**intermediate("A", 0, 1.25), "metric": "v_information", "primary": False},
+        {**intermediate("A", 1, 0.25), "train_size": 1000},  # this seed recorded no V-info
+        {**intermediate("B", 0, 0.8, chance=np.nan), "metric": "f1", "train_size": 50},
+        {**intermediate("B", 0, 0.5), "metric": "v_information", "primary": False},
+    )
+    manifest = {"config": {"difficulty": {"external": {"A": 0.3, "Z": 0.9}}}}
+    table = difficulty_table(rows, manifest)
+    assert table[["intermediate", "seed"]].values.tolist() == [["A", 0], ["A", 1], ["B", 0]]
+    # the V-information row is not the primary metric: difficulty as before
+    assert table["difficulty"].tolist() == pytest.approx([0.4, 1.0, 0.2])
+    assert table["train_size"].tolist() == [1000, 1000, 50]
+    # ln 1000 = 6.907755, ln 50 = 3.912023
+    assert table["log_train_size"].tolist() == pytest.approx([6.907755, 6.907755, 3.912023])
+    assert table["v_information"].tolist() == pytest.approx([1.25, np.nan, 0.5], nan_ok=True)
+    assert table["external"].tolist() == pytest.approx([0.3, 0.3, np.nan], nan_ok=True)
+    without = difficulty_table(rows)  # old callers: no manifest, external unknown
+    assert without["external"].isna().all()
+    assert without["v_information"].tolist() == pytest.approx([1.25, np.nan, 0.5], nan_ok=True)
+
+
+def test_similarity_table_cosines_by_hand():
+    embeddings = {"A": [1.0, 0.0], "B": [0.0, 2.0], "x": [1.0, 1.0], "y": [-3.0, 0.0]}
+    table = similarity_table(embeddings, ["A", "B", "C"], ["x", "y"])
+    # cos(A, x) = 1 / sqrt(2) = 0.7071; cos(A, y) = -1; cos(B, x) = 2 / (2 sqrt 2); cos(B, y) = 0
+    assert table[["intermediate", "target_task"]].values.tolist() == [
+        ["A", "x"],
+        ["A", "y"],
+        ["B", "x"],
+        ["B", "y"],
+    ]  # C has no embedding: no rows, not NaN rows
+    assert table["similarity"].tolist() == pytest.approx([0.70710678, -1.0, 0.70710678, 0.0])
+    empty = similarity_table({}, ["A"], ["x"])
+    assert empty.empty
+    assert list(empty.columns) == ["intermediate", "target_task", "similarity"]
+
+
+def test_gain_table_flags_shared_training_data():
+    rows = frame(
+        row(intermediate="none", seed=0, value=0.5),
+        row(intermediate="none", seed=0, target_task="qa", value=0.4),
+        row(intermediate="A", seed=0, value=0.6),
+        row(intermediate="A", seed=0, target_task="qa", value=0.9, shared_training_data=True),
+    )
+    gains = gain_table(rows)
+    assert gains[["target_task", "shared_training_data"]].values.tolist() == [
+        ["nli", False],
+        ["qa", True],
+    ]
+    assert shared_pairs(gains).values.tolist() == [["A", "qa"]]
 
 
 def test_gain_pairs_with_the_same_seeds_baseline():

@@ -11,6 +11,7 @@ from analysis.models import (
     NEEDS_THREE,
     correlations,
     intermediate_means,
+    measure_correlations,
     permutation_p,
     two_stage,
 )
@@ -182,3 +183,32 @@ def test_two_stage_by_target_recovers_each_targets_own_slope():
     assert list(table.target_task) == ["a", "b"]
     assert table.slope.tolist() == pytest.approx([2.0, -1.0])
     assert table.intermediates.tolist() == [3, 3] and table.df.tolist() == [1, 1]
+
+
+def test_two_stage_on_another_covariate_is_the_same_machinery():
+    # GOLDEN with its difficulty renamed: the slope by hand above, 5, and the same t
+    ts = two_stage(GOLDEN.rename(columns={"difficulty": "similarity"}), covariate="similarity")
+    assert ts.estimate == pytest.approx(5.0)
+    assert ts.t == pytest.approx(math.sqrt(3))
+    assert ts.means["similarity"].tolist() == pytest.approx([0.2, 0.5, 0.8])
+
+
+def test_measure_correlations_by_hand():
+    means = pd.DataFrame(
+        {
+            "a": [1.0, 2.0, 3.0, 4.0],
+            "b": [4.0, 3.0, 2.0, 1.0],
+            "c": [1.0, 3.0, 2.0, 4.0],
+            "d": [np.nan, np.nan, 1.0, 2.0],
+            "e": [7.0, 7.0, 7.0, 7.0],
+        }
+    )
+    table = measure_correlations(means, ["a", "b", "c", "d", "e"]).set_index(["measure", "versus"])
+    assert table.loc[("a", "b"), "spearman"] == pytest.approx(-1.0)
+    # rank differences (0, 1, 1, 0): 1 - 6 * 2 / (4 * 15) = 0.8
+    assert table.loc[("a", "c"), "spearman"] == pytest.approx(0.8)
+    assert table.loc[("a", "d"), "intermediates"] == 2
+    assert math.isnan(table.loc[("a", "d"), "spearman"])
+    assert table.loc[("a", "d"), "note"].startswith(NEEDS_THREE)
+    assert math.isnan(table.loc[("a", "e"), "spearman"])
+    assert table.loc[("a", "e"), "note"] == "no variation across intermediates"

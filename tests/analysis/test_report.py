@@ -9,7 +9,7 @@ import pytest
 
 from analysis.gains import gain_table
 from analysis.models import NEEDS_THREE, two_stage
-from analysis.report import write_report
+from analysis.report import analyse, write_report
 from analysis.results import load_run
 from analysis.simulate import simulate_rows, write_run
 
@@ -69,6 +69,8 @@ def test_two_intermediates_cannot_be_tested(tmp_path):
     md = (tmp_path / "report.md").read_text()
     assert "cannot be tested" in md.split("## Design")[0]
     assert NEEDS_THREE in md
+    assert f"Rank correlations between the measures: not computed, {NEEDS_THREE}" in md
+    assert "No task embeddings in this store" in md  # no task_embeddings/ folder
 
 
 def test_damaged_partial_store_is_reported(tmp_path):
@@ -159,3 +161,90 @@ def test_report_opens_in_headless_chromium(simulated_run, reported, tmp_path):
     assert dom.stdout.count("<table>") >= 8
     for heading in ("XTREME-R table", "Mixed model", "Two-stage test", "Design"):
         assert f"<h2>{heading}</h2>" in dom.stdout
+
+
+def test_report_has_difficulty_measures_and_task_similarity(simulated_run, reported):
+    md = (simulated_run / "report.md").read_text()
+    measures = md.split("## Difficulty measures")[1].split("## Task similarity")[0]
+    assert "| intermediate | score | difficulty | V-information (bits) |" in measures
+    # simulated V-information falls with the planted difficulty: the ranks agree exactly
+    assert "| difficulty | V-information (bits) | 6 | -1.00 |" in measures
+    similarity = md.split("## Task similarity")[1].split("## Mixed model")[0]
+    assert "| intermediate | nli | pos |" in similarity
+    assert "slope (points per unit cosine)" in similarity
+    run = load_run(str(simulated_run))
+    a, x = np.array(run.embeddings["task00"]), np.array(run.embeddings["nli"])
+    cosine = a @ x / np.linalg.norm(a) / np.linalg.norm(x)
+    assert f"| task00 | {cosine:.3f} |" in similarity
+    table = pd.read_csv(simulated_run / "tables" / "similarity.csv")
+    assert len(table) == 12  # 6 intermediates x 2 targets
+    gains = pd.read_csv(simulated_run / "tables" / "gains.csv")
+    assert {"similarity", "shared_training_data"} <= set(gains.columns)
+    assert not gains["shared_training_data"].any()
+    assert "excluded from every test" not in md
+    assert "| (intermediate, target) pairs sharing English training data" in md
+    html = (simulated_run / "report.html").read_text()
+    assert "<h2>Difficulty measures</h2>" in html and "<h2>Task similarity</h2>" in html
+    assert (simulated_run / "tables" / "difficulty_measures.csv").is_file()
+
+
+SHARED = ("task00", "nli")  # the easiest intermediate trains the nli target's own data
+
+
+def _confounded_run(path, plant: float) -> str:
+    rows = simulate_rows(np.random.default_rng(7), 8.0, 4, 2, ("nli", "pos"), ("en", "ov50"))
+    pair = (
+        (rows["kind"] == "target")
+        & (rows["intermediate"] == SHARED[0])
+        & (rows["target_task"] == SHARED[1])
+    )
+    rows.loc[pair, "shared_training_data"] = True
+    rows.loc[pair, "value"] += plant  # a huge gain from training on the target's own data
+    write_run(str(path), rows)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def confounded(tmp_path_factory):
+    """(run with a +30 point gain planted on the shared pair, the same run without it)."""
+    base = tmp_path_factory.mktemp("confounded")
+    return _confounded_run(base / "planted", 0.30), _confounded_run(base / "clean", 0.0)
+
+
+def test_confounded_pairs_are_excluded_from_the_headline(confounded):
+    planted, clean = (load_run(run) for run in confounded)
+    excluded = analyse(planted)
+    kept = analyse(planted, confounded="keep")
+    reference = analyse(clean)
+    # excluded: the planted gain cannot move the headline, the by-target test or the mixed fit
+    assert excluded.two_stage.estimate == pytest.approx(reference.two_stage.estimate, abs=1e-9)
+    assert excluded.correlations.spearman == pytest.approx(reference.correlations.spearman)
+    assert excluded.by_target["slope"].tolist() == pytest.approx(
+        reference.by_target["slope"].tolist()
+    )
+    mixed = excluded.mixed.term("difficulty", "estimate")
+    assert mixed == pytest.approx(reference.mixed.term("difficulty", "estimate"), rel=1e-6)
+    # kept: +30 points on half of the easiest intermediate's rows, about +15 on its mean gain,
+    # pulls the slope down by about 15 * 0.35 / 0.27 = 19 points per unit of difficulty
+    assert kept.two_stage.estimate < excluded.two_stage.estimate - 10
+    assert (excluded.shared.values.tolist(), len(excluded.tested)) == ([list(SHARED)], 14)
+    # the gains table keeps the pair, flagged
+    flagged = excluded.gains[excluded.gains["shared_training_data"]]
+    assert set(zip(flagged["intermediate"], flagged["target_task"], strict=True)) == {SHARED}
+    with pytest.raises(ValueError, match="confounded"):
+        analyse(clean, confounded="drop")
+
+
+def test_report_says_how_many_pairs_were_excluded_and_why(confounded):
+    planted, _ = confounded
+    write_report(planted)
+    md = Path(planted, "report.md").read_text()
+    answer = md.split("## Design")[0]
+    assert (
+        "1 (intermediate, target) pair (task00 with nli) was excluded from every test because "
+        "the target's English training data is also the intermediate's" in answer
+    )
+    row = "| (intermediate, target) pairs sharing English training data (excluded from the tests) |"
+    assert f"{row} 1 |" in md
+    gains = pd.read_csv(Path(planted, "tables", "gains.csv"))
+    assert gains["shared_training_data"].sum() == 4  # 2 seeds x 2 languages, still in the table
