@@ -116,8 +116,8 @@ def analyse(run: Run, backend: str | None = None, confounded: str = "exclude") -
     difficulty = difficulty_table(run.rows, run.manifest)
     sizes = difficulty[["intermediate", "seed", "train_size"]]
     gains = gains.merge(sizes, on=["intermediate", "seed"], how="left")
-    intermediates = [*config.get("intermediates", []), *sorted(set(gains["intermediate"]))]
-    targets = [*config.get("targets", []), *sorted(set(gains["target_task"]))]
+    intermediates = [*(config.get("intermediates") or []), *sorted(set(gains["intermediate"]))]
+    targets = [*(config.get("targets") or []), *sorted(set(gains["target_task"]))]
     similarity = similarity_table(run.embeddings, intermediates, targets)
     gains = gains.merge(similarity, on=["intermediate", "target_task"], how="left")
     zero_shot = gains[gains["language"] != SOURCE_LANGUAGE]  # transfer, not English fine-tuning

@@ -46,6 +46,7 @@ def run(
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from sweep.runner import run_sweep
     from sweep.store import StorageError
+    from trainers.sources import DataUnavailable
 
     if address is None:  # a local Ray has this machine's CPUs: a bigger request never runs
         cores = exp.resources.num_cpus or os.cpu_count() or 1
@@ -60,7 +61,7 @@ def run(
     started = time.perf_counter()
     try:
         outcome = run_sweep(exp, address=address)
-    except StorageError as err:  # before any trial started: one line, like a config error
+    except (StorageError, DataUnavailable) as err:  # before any trial: one line, exit code 2
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(code=2) from None
     typer.echo(

@@ -243,6 +243,18 @@ class Experiment(BaseModel):
             )
 
     @model_validator(mode="after")
+    def _lengths_fit_the_encoder(self) -> Experiment:
+        # the synthetic encoder has position embeddings for model.max_length tokens only
+        limit = self.model.max_length if self.encoder is None else 512
+        for name, options in self.tasks.items():
+            if options.max_length and options.max_length > limit:
+                raise ValueError(
+                    f"tasks.{name}.max_length: {options.max_length} exceeds the encoder's "
+                    f"{limit} positions (model.max_length for the synthetic encoder)"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _encoder_matches_source(self) -> Experiment:
         if self.data.source == "hub" and self.encoder is None:
             raise ValueError(

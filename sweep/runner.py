@@ -84,6 +84,21 @@ def write_manifest(exp: Experiment, store: ResultsStore, trials: list[TrialSpec]
     )
 
 
+def check_data(exp: Experiment) -> None:
+    """Real data: try every (task, split, language) the sweep needs, stages before targets
+    included; the first unreachable one raises `DataUnavailable` (one line: data set, language,
+    how to provide it locally). Synthetic data is always there."""
+    if exp.data.source != "hub":
+        return
+    from trainers.sources import check_available
+
+    tasks = [exp.task(name) for name in (*exp.intermediates, *exp.targets)]
+    members = [exp.task(m) for name in exp.intermediates for m in exp.mixtures.get(name, ())]
+    tasks = [t for t in (*tasks, *members) if t.name not in exp.mixtures]
+    languages = {lang for t in tasks for lang in exp.languages_of(t)}
+    check_available(tasks, sorted(languages), exp.data.sources)
+
+
 def run_sweep(exp: Experiment, address: str | None = None, verbose: int = 1) -> SweepOutcome:
     """Run every unfinished trial of `exp`; finished ones (DONE markers) are reused, not rerun.
 
@@ -95,6 +110,7 @@ def run_sweep(exp: Experiment, address: str | None = None, verbose: int = 1) -> 
         exp = Experiment.model_validate({**exp.model_dump(), "storage": absolute})
     store = ResultsStore(exp.storage, exp.name)
     store.check_writable()  # before Ray starts: a typo'd bucket must not cost a cluster start
+    check_data(exp)  # likewise a data set that cannot be reached: before any training
     import ray
     from ray import tune
 

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from analysis.gains import gain_table
-from analysis.models import NEEDS_THREE, two_stage
-from analysis.report import analyse, write_report
+from analysis.models import NEEDS_THREE, correlations, two_stage, two_stage_by_target
+from analysis.report import analyse, build_blocks, render_markdown, write_report
 from analysis.results import load_run
 from analysis.simulate import simulate_rows, write_run
 
@@ -189,9 +189,10 @@ def test_report_has_difficulty_measures_and_task_similarity(simulated_run, repor
 
 
 SHARED = ("task00", "nli")  # the easiest intermediate trains the nli target's own data
+PLANT = 0.20  # +20 points: what training on the target's own English data might add
 
 
-def _confounded_run(path, plant: float) -> str:
+def _confounded_rows(plant: float) -> pd.DataFrame:
     rows = simulate_rows(np.random.default_rng(7), 8.0, 4, 2, ("nli", "pos"), ("en", "ov50"))
     pair = (
         (rows["kind"] == "target")
@@ -199,52 +200,51 @@ def _confounded_run(path, plant: float) -> str:
         & (rows["target_task"] == SHARED[1])
     )
     rows.loc[pair, "shared_training_data"] = True
-    rows.loc[pair, "value"] += plant  # a huge gain from training on the target's own data
-    write_run(str(path), rows)
-    return str(path)
+    rows.loc[pair, "value"] += plant
+    return rows
 
 
 @pytest.fixture(scope="module")
 def confounded(tmp_path_factory):
-    """(run with a +30 point gain planted on the shared pair, the same run without it)."""
-    base = tmp_path_factory.mktemp("confounded")
-    return _confounded_run(base / "planted", 0.30), _confounded_run(base / "clean", 0.0)
+    """Analyses of a run with a huge gain planted on the shared pair: (excluded, kept)."""
+    run = tmp_path_factory.mktemp("confounded") / "run"
+    write_run(str(run), _confounded_rows(PLANT))
+    loaded = load_run(str(run))
+    return analyse(loaded), analyse(loaded, confounded="keep")
 
 
 def test_confounded_pairs_are_excluded_from_the_headline(confounded):
-    planted, clean = (load_run(run) for run in confounded)
-    excluded = analyse(planted)
-    kept = analyse(planted, confounded="keep")
-    reference = analyse(clean)
-    # excluded: the planted gain cannot move the headline, the by-target test or the mixed fit
-    assert excluded.two_stage.estimate == pytest.approx(reference.two_stage.estimate, abs=1e-9)
-    assert excluded.correlations.spearman == pytest.approx(reference.correlations.spearman)
+    excluded, kept = confounded
+    # the same rows without the planted gain, the shared pair and English removed by hand
+    gains = gain_table(_confounded_rows(0.0))
+    clean = gains[(gains.language != "en") & ~gains.shared_training_data]
+    assert len(clean) == len(excluded.tested) == 14  # 4 x 2 seeds x 2 targets x 1, minus 2
+    # excluded: the planted gain moves neither the headline nor the by-target test
+    assert excluded.two_stage.estimate == pytest.approx(two_stage(clean).estimate, abs=1e-9)
     assert excluded.by_target["slope"].tolist() == pytest.approx(
-        reference.by_target["slope"].tolist()
+        two_stage_by_target(clean)["slope"].tolist()
     )
-    mixed = excluded.mixed.term("difficulty", "estimate")
-    assert mixed == pytest.approx(reference.mixed.term("difficulty", "estimate"), rel=1e-6)
-    # kept: +30 points on half of the easiest intermediate's rows, about +15 on its mean gain,
-    # pulls the slope down by about 15 * 0.35 / 0.27 = 19 points per unit of difficulty
-    assert kept.two_stage.estimate < excluded.two_stage.estimate - 10
-    assert (excluded.shared.values.tolist(), len(excluded.tested)) == ([list(SHARED)], 14)
+    assert excluded.correlations.spearman == pytest.approx(correlations(clean).spearman)
+    assert excluded.mixed.n_obs == 14 and kept.mixed.n_obs == 16  # the mixed fits too
+    # kept: +20 points on half of the easiest intermediate's rows, about +10 on its mean gain,
+    # pulls the slope down by about 10 * 0.35 / 0.27 = 13 points per unit of difficulty
+    assert kept.two_stage.estimate < excluded.two_stage.estimate - 6
+    assert excluded.shared.values.tolist() == [list(SHARED)]
     # the gains table keeps the pair, flagged
     flagged = excluded.gains[excluded.gains["shared_training_data"]]
     assert set(zip(flagged["intermediate"], flagged["target_task"], strict=True)) == {SHARED}
+    assert len(flagged) == 4  # 2 seeds x 2 languages
     with pytest.raises(ValueError, match="confounded"):
-        analyse(clean, confounded="drop")
+        analyse(excluded.run, confounded="drop")
 
 
 def test_report_says_how_many_pairs_were_excluded_and_why(confounded):
-    planted, _ = confounded
-    write_report(planted)
-    md = Path(planted, "report.md").read_text()
-    answer = md.split("## Design")[0]
+    excluded, kept = confounded
+    md = render_markdown(build_blocks(excluded))
     assert (
         "1 (intermediate, target) pair (task00 with nli) was excluded from every test because "
-        "the target's English training data is also the intermediate's" in answer
-    )
+        "the target's English training data is also the intermediate's"
+    ) in md.split("## Design")[0]
     row = "| (intermediate, target) pairs sharing English training data (excluded from the tests) |"
     assert f"{row} 1 |" in md
-    gains = pd.read_csv(Path(planted, "tables", "gains.csv"))
-    assert gains["shared_training_data"].sum() == 4  # 2 seeds x 2 languages, still in the table
+    assert "is kept in the tests (confounded='keep')" in render_markdown(build_blocks(kept))

@@ -110,3 +110,89 @@ def test_run_refuses_a_trial_bigger_than_this_machine(tmp_path):
     assert result.exit_code == 2
     assert "asks for 256 CPUs but this machine has" in result.output
     assert not (tmp_path / "store").exists()  # nothing started, nothing written
+
+
+HUB = {
+    "name": "real",
+    "encoder": {"name": "FacebookAI/xlm-roberta-base"},
+    "intermediates": ["mnli"],
+    "targets": ["xnli"],
+    "languages": ["all"],
+    "seeds": [0],
+    "data": {"source": "hub", "train": None, "dev": None, "test": None},
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"encoder": None}, "encoder: required with data.source: hub"),
+        ({"targets": ["nli"]}, "task 'nli' exists only in the synthetic world"),
+        ({"languages": ["xx"]}, "languages: unknown language 'xx'"),
+        ({"difficulty": {"external": {"qqp": 0.3}}}, "'qqp' is not an intermediate of this sweep"),
+        ({"tasks": {"xquad": {"max_length": 1024}}}, "exceeds the encoder's 512 positions"),
+        ({"tasks": {"xquad": {"train": {"lrr": 1}}}}, "lrr"),
+        (
+            {"mixtures": {"mix": {"tasks": ["mnli", "squad"]}}, "intermediates": ["mix"]},
+            "differ in format or labels",
+        ),
+    ],
+)
+def test_real_study_settings_are_checked_in_one_line(change, expected):
+    with pytest.raises(ConfigError) as err:
+        parse_config({**HUB, **change}, "r.yaml")
+    assert expected in str(err.value) and "\n" not in str(err.value)
+
+
+def test_synthetic_study_refuses_real_only_tasks_and_hub_encoders():
+    with pytest.raises(ConfigError, match="'mnli' has real data only"):
+        parse_config({**MINIMAL, "intermediates": ["mnli"]}, "t.yaml")
+    with pytest.raises(ConfigError, match="cannot read the synthetic world"):
+        parse_config({**MINIMAL, "encoder": {"name": "x"}}, "t.yaml")
+
+
+def test_task_options_and_mixtures_resolve():
+    exp = parse_config(
+        {
+            **HUB,
+            "intermediates": ["nli_mix"],
+            "mixtures": {"nli_mix": {"tasks": ["mnli", "anli_plus"], "temperature": 2}},
+            "tasks": {
+                "tatoeba": {"layer": 7, "before": ["xquad"]},
+                "xnli": {"train": {"lr": 3e-5}},
+            },
+            "targets": ["xnli", "tatoeba"],
+        }
+    )
+    assert exp.task("tatoeba").layer == 7 and exp.task("tatoeba").before == ("xquad",)
+    assert exp.train_for("xnli").lr == 3e-5 and exp.train_for("tatoeba").lr == exp.train.lr
+    mix = exp.task("nli_mix")
+    assert mix.format == "classification" and set(mix.train_data) == {"anli", "mnli", "snli"}
+    assert exp.languages_of(exp.task("xnli")) == exp.task("xnli").languages  # "all"
+
+
+def test_unreachable_data_stops_the_run_before_training_with_one_line(root, tmp_path):
+    from tests.trainers.test_sources import fixture_override
+
+    hub = root / "tests" / "fixtures" / "hub"
+    xnli = fixture_override(hub / "xnli")
+    xnli["data_files"]["test"] = str(tmp_path / "nowhere" / "test.{lang}.jsonl")  # gone
+    sources = {"mnli": fixture_override(hub / "mnli"), "xnli": xnli}
+    config = tmp_path / "real.yaml"
+    raw = {**HUB, "storage": str(tmp_path / "runs"), "languages": ["de"]}
+    config.write_text(yaml.safe_dump({**raw, "data": {**HUB["data"], "sources": sources}}))
+    result = CliRunner().invoke(app, ["run", str(config)])
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.output
+    assert "'xnli'" in errors[0] and "test" in errors[0] and "lang de" in errors[0]
+    assert "data.sources.xnli" in errors[0] and "docs/data.md" in errors[0]
+    assert not (tmp_path / "runs" / "real" / "results").exists()  # nothing trained
+
+
+def test_real_study_plans_offline(root):
+    result = CliRunner().invoke(app, ["plan", str(root / "configs" / "xtreme_r.yaml")])
+    assert result.exit_code == 0, result.output
+    assert "intermediate: 39" in result.output and "target: 420" in result.output
+    for name in ("anli_plus", "commonsenseqa", "siqa", "rte", "none"):
+        assert name in result.output
