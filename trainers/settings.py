@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from trainers.world import WorldConfig
 
-FORMAT_VERSION = 1  # bump when the world generator or pretraining code changes what it builds
+FORMAT_VERSION = 2  # bump when the world generator or pretraining code changes what it builds
 
 
 class ModelConfig(BaseModel):

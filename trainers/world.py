@@ -87,6 +87,13 @@ class World:
         english = _invent_words(rng, sum(sizes.values()), syllables=(2, 3))
         self.lexicons = {lang.code: self._lexicon(rng, lang, english) for lang in config.languages}
         self.orders = {lang.code: lang.order for lang in config.languages}
+        # selectional preference: each verb takes objects of two categories, so that a noun's
+        # category shows in its contexts and pretraining can learn it
+        n_categories = len(CATEGORIES)
+        self.verb_objects = [
+            (v % n_categories, (v * 3 + 1 + v // n_categories) % n_categories)
+            for v in range(config.verbs)
+        ]
 
     @property
     def languages(self) -> tuple[str, ...]:
@@ -113,10 +120,16 @@ class World:
     ) -> Clause:
         n_nouns = self.sizes["noun"]
         has_pp = rng.random() < p_pp
+        verb = int(rng.integers(self.sizes["verb"]))
+        per = self.config.nouns_per_category
+        category = self.verb_objects[verb][int(rng.integers(2))]
+        obj = int(category * per + rng.integers(per))
+        if rng.random() < 0.1:
+            obj = int(rng.integers(n_nouns))
         return Clause(
             subj=int(rng.integers(n_nouns)),
-            verb=int(rng.integers(self.sizes["verb"])),
-            obj=int(rng.integers(n_nouns)),
+            verb=verb,
+            obj=obj,
             subj_adj=int(rng.integers(self.sizes["adj"])) if rng.random() < p_adj else None,
             obj_adj=int(rng.integers(self.sizes["adj"])) if rng.random() < p_adj else None,
             negated=bool(rng.random() < 0.3),

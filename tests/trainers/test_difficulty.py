@@ -2,15 +2,14 @@
 
 import math
 
-import numpy as np
 import pytest
 import torch
 
-from tests.conftest import tiny_settings
+from sweep.config import load_config
 from trainers.difficulty import cosine, pointwise_v_information, v_information
+from trainers.encoder import cached_pretrained
 from trainers.heads import EvalSet, get_format
 from trainers.loop import train_and_evaluate
-from trainers.settings import TrainConfig
 from trainers.synthetic import task_data
 from trainers.tasks import SplitSizes, get_task
 from trainers.world import World
@@ -63,21 +62,22 @@ def test_cosine_by_hand():
 
 
 @pytest.mark.slow
-def test_measured_difficulty_orders_a_planted_family(tiny_encoder):
-    """topic_easy/mid/hard: same inputs and size, 0/25/50% label noise. Both the dev score and
-    the V-information must fall in that order."""
-    world_config, model, _ = tiny_settings()
-    world = World(world_config)
-    train = TrainConfig(epochs=3, batch_size=16, lr=3e-3)
+def test_measured_difficulty_orders_a_planted_family(root):
+    """topic_easy/mid/hard: same inputs and size, 0/25/50% label noise, on the demo's encoder
+    and settings. Both the dev score and the V-information must fall in that order."""
+    exp = load_config(root / "configs" / "demo.yaml")
+    # the transfer test builds the same encoder: one of the two pays, the other reads the cache
+    encoder = cached_pretrained(exp.world, exp.model, exp.pretrain, threads=1)
+    world = World(exp.world)
+    sizes = SplitSizes(exp.data.train, exp.data.dev, 10)
     measured = {}
     for name in ("topic_easy", "topic_mid", "topic_hard"):
         task = get_task(name)
-        data = task_data(world, task, SplitSizes(480, 240, 10), ())
+        data = task_data(world, task, sizes, ())
         fmt = get_format(task.format)
-        outcome = train_and_evaluate(task, data, tiny_encoder, train, 0, model.max_length)
-        null = train_and_evaluate(
-            task, data, tiny_encoder, train, 0, model.max_length, blank_inputs=True
-        )
+        run = {"seed": 0, "max_length": exp.model.max_length, "progress_bar": False}
+        outcome = train_and_evaluate(task, data, encoder, exp.train, **run)
+        null = train_and_evaluate(task, data, encoder, exp.train, blank_inputs=True, **run)
         v_info = v_information(
             fmt.gold_log2_probs(task, outcome.model, outcome.dev_set, 64, "cpu"),
             fmt.gold_log2_probs(task, null.model, null.dev_set, 64, "cpu"),
@@ -86,4 +86,4 @@ def test_measured_difficulty_orders_a_planted_family(tiny_encoder):
     scores, infos = zip(*measured.values(), strict=True)
     assert scores[0] > scores[1] > scores[2], measured
     assert infos[0] > infos[1] > infos[2], measured
-    assert np.isfinite(infos).all()
+    assert infos[0] > 0.5, measured  # the clean task carries real usable information (bits)
