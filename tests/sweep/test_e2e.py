@@ -89,3 +89,18 @@ def test_credentials_from_the_environment_reach_no_output_file(sweep):
     COUNTS["output files grepped for a planted secret"] += len(files)
     leaks = [p for p in files if SECRET.encode() in p.read_bytes()]
     assert leaks == []
+
+
+def test_difficulty_measures_are_recorded_per_intermediate_and_seed(sweep):
+    exp, storage, _ = sweep
+    rows = pd.concat(pd.read_parquet(p) for p in (storage / "tiny" / "results").glob("*.parquet"))
+    dev = rows[rows.kind == "intermediate"]
+    for name in ("topic_easy", "topic_hard"):
+        metrics = set(dev[dev.intermediate == name].metric)
+        assert metrics == {"accuracy", "v_information"}, metrics
+    assert set(dev.train_size) == {exp.data.train}  # size matched: the same N for both
+    assert not rows.shared_training_data.any()  # no synthetic pair shares training data
+    embedded = {p.stem for p in (storage / "tiny" / "task_embeddings").glob("*.json")}
+    assert embedded == {"topic_easy", "topic_hard", "nli", "pos"}
+    report = (storage / "tiny" / "report.md").read_text()
+    assert "Difficulty measures" in report and "Task similarity" in report

@@ -114,3 +114,15 @@ def test_a_stage_of_another_format_hands_on_its_encoder_only(world, tiny_encoder
     encoder = first.model.base_model.state_dict()
     for key, value in second.model.state_dict().items():
         assert (value == encoder[key]).all(), key
+
+
+def test_shared_training_data_flags_the_squad_confound():
+    from trainers.tasks import shares_training_data
+
+    squad = get_task("squad")
+    assert all(shares_training_data(squad, get_task(t)) for t in ("xquad", "mlqa", "lareqa"))
+    assert shares_training_data(get_task("squad_v2"), get_task("xquad"))  # v2 contains v1.1
+    assert shares_training_data(get_task("mnli"), get_task("xnli"))
+    assert shares_training_data(get_task("siqa"), get_task("xcopa"))  # XCOPA's first stage
+    assert not shares_training_data(squad, get_task("tydiqa"))
+    assert not shares_training_data(get_task("topic_easy"), get_task("xnli"))

@@ -75,3 +75,29 @@ def test_every_intermediate_of_a_sweep_sees_the_same_n_distinct_examples(overrid
     again = load_data(exp, exp.task("anli_plus"), 0, ())[1]["train"]["en"]
     other = load_data(exp, exp.task("anli_plus"), 1, ())[1]["train"]["en"]
     assert first == again and first != other  # fixed by seed, and the seed matters
+
+
+def test_a_mixture_samples_its_members_into_one_training_set(overrides):
+    exp = parse_config(
+        {
+            "name": "mixed",
+            "encoder": {"name": "FacebookAI/xlm-roberta-base"},
+            "intermediates": ["nli_mix"],
+            "mixtures": {"nli_mix": {"tasks": ["mnli", "anli_plus"], "temperature": 1}},
+            "targets": ["xnli"],
+            "languages": ["all"],
+            "seeds": [0],
+            "data": {"source": "hub", "train": 4, "dev": None, "test": None, "sources": overrides},
+        }
+    )
+    task, data = load_data(exp, exp.task("nli_mix"), 0, ())
+    mnli = load_data(exp, exp.task("mnli"), 0, ())[1]["train"]["en"]
+    train = data["train"]["en"]
+    assert task.name == "nli_mix" and len(train) == 4
+    assert len({repr(sorted(e.items())) for e in train}) == 4
+    # each member gives its size-matched N (4); equal sizes at temperature 1 draw 2 from each
+    # (ANLI+ contains MNLI rows too, so at least 2 are MNLI's)
+    assert sum(1 for e in train if e in mnli) >= 2
+    assert len(data["dev"]["en"]) == sum(
+        len(load_data(exp, exp.task(n), 0, ())[1]["dev"]["en"]) for n in ("mnli", "anli_plus")
+    )
