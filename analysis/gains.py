@@ -260,7 +260,7 @@ CATEGORIES = {
     "xquad": "question answering",
     "mlqa": "question answering",
     "tydiqa": "question answering",
-    "mewsli-x": "retrieval",
+    "mewslix": "retrieval",
     "lareqa": "retrieval",
     "tatoeba": "retrieval",
 }

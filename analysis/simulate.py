@@ -298,7 +298,7 @@ XTREME_R_LANGUAGES = {
     "xquad": 10,
     "mlqa": 6,
     "tydiqa": 8,
-    "mewsli-x": 10,
+    "mewslix": 10,
     "lareqa": 10,
     "tatoeba": 35,
 }

@@ -98,8 +98,8 @@ def test_config_errors_come_before_heavy_imports(tmp_path):
 def test_plan_prints_counts_per_stage(root):
     result = CliRunner().invoke(app, ["plan", str(root / "configs" / "demo.yaml")])
     assert result.exit_code == 0, result.output
-    # 2 intermediates x 2 seeds; (2 + none + scratch) x 2 seeds x 2 targets
-    for line in ("pretrain: 1", "intermediate: 4", "target: 16", "trials: 21", "dag_depth: 3"):
+    # 3 intermediates x 2 seeds; (3 + none + scratch) x 2 seeds x 2 targets
+    for line in ("pretrain: 1", "intermediate: 6", "target: 20", "trials: 27", "dag_depth: 3"):
         assert f"  {line}\n" in result.output
 
 

@@ -126,3 +126,12 @@ def test_shared_training_data_flags_the_squad_confound():
     assert shares_training_data(get_task("siqa"), get_task("xcopa"))  # XCOPA's first stage
     assert not shares_training_data(squad, get_task("tydiqa"))
     assert not shares_training_data(get_task("topic_easy"), get_task("xnli"))
+
+
+def test_synthetic_tasks_share_training_data_exactly_when_they_declare_it(world):
+    def split(name, which):
+        return task_data(world, get_task(name), SplitSizes(8, 8, 8), ("en",))[which]["en"]
+
+    assert split("xquad", "train") == split("mlqa", "train") == split("squad", "train")  # SQuAD
+    assert split("xquad", "train") != split("tydiqa", "train")  # TyDiQA trains on its own
+    assert split("xquad", "test") != split("mlqa", "test")  # each target its own test set
