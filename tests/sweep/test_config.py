@@ -19,7 +19,7 @@ MINIMAL = {
 
 def test_demo_config_is_valid_and_frozen(root):
     exp = load_config(root / "configs" / "demo.yaml")
-    assert exp.intermediates == ("topic_easy", "topic_hard")
+    assert exp.intermediates == ("topic_easy", "topic_mid", "topic_hard")
     assert len(exp.seeds) == 2 and len(exp.targets) == 2 and len(exp.languages) == 5
     with pytest.raises(Exception, match="frozen"):
         exp.name = "other"
