@@ -49,6 +49,7 @@ ROW_COLUMNS = (
     "trial_key",
     "encoder_sha",
     "seconds",
+    "shared_training_data",
 )
 
 
