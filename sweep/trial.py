@@ -57,7 +57,8 @@ def execute(
         return pd.DataFrame()
     rows = _fine_tune(spec, exp, store, info)
     store.write_rows(spec, rows)
-    store.delete_dir(store.scratch(spec))  # resume state is only needed until DONE
+    for part in (spec, *parts_of(spec, exp)):  # resume state is only needed until DONE
+        store.delete_dir(store.scratch(part))
     return rows
 
 
@@ -131,22 +132,29 @@ def _fine_tune(
         if state.resumed_from:
             log.info("trial %s resumes from step %d", spec.key, state.resumed_from)
         model = None
-        for i, name in enumerate(task.before):  # earlier stages (XCOPA: SIQA), own state folders
+        for i, name in enumerate(task.before):  # earlier stages (XCOPA: SIQA), own state
             stage, stage_data = load_data(exp, exp.task(name), spec.seed, ())
-            stage_dir = state.path / f"stage-{i}"
-            stage_dir.mkdir(parents=True, exist_ok=True)
-            stage_outcome = _train(
-                exp, stage, stage_data, encoder, stage_dir, spec.seed, scratch and i == 0, model
-            )
+            with TrainingState(part_of(spec, f"stage-{i}"), store, final_push=True) as stage_state:
+                stage_outcome = _train(
+                    exp,
+                    stage,
+                    stage_data,
+                    encoder,
+                    stage_state.path,
+                    spec.seed,
+                    scratch and i == 0,
+                    model,
+                )
             model = stage_outcome.model
         task, data = load_data(exp, task, spec.seed, languages)
         outcome = _train(
             exp, task, data, encoder, state.path, spec.seed, scratch and model is None, model
         )
         if spec.kind == "intermediate" and exp.difficulty.pvi and _has_log_probs(task):
-            extra["v_information"] = _v_information(
-                exp, task, data, encoder, state.path / "null", spec.seed, outcome
-            )
+            with TrainingState(part_of(spec, "null"), store, final_push=True) as null_state:
+                extra["v_information"] = _v_information(
+                    exp, task, data, encoder, null_state.path, spec.seed, outcome
+                )
     if outcome.data_issues:  # counted, never silently dropped: the report lists them
         store.write_json(
             f"data_issues/{spec.key}.json", {"trial": spec.label, "issues": outcome.data_issues}
@@ -202,6 +210,20 @@ def _train(
     )
 
 
+def part_of(spec: TrialSpec, part: str) -> TrialSpec:
+    """The resume identity of one part of a trial (an earlier stage, the V-information null
+    model): its own state folder, mirrored to object stores like the trial's own."""
+    return spec.model_copy(update={"key": f"{spec.key}-{part}"})
+
+
+def parts_of(spec: TrialSpec, exp: Experiment) -> list[TrialSpec]:
+    name = spec.intermediate if spec.kind == "intermediate" else spec.target_task
+    if spec.kind == "pretrain" or name is None:
+        return []
+    stages = [part_of(spec, f"stage-{i}") for i in range(len(exp.task(name).before))]
+    return [*stages, part_of(spec, "null")]
+
+
 def _has_log_probs(task: Task) -> bool:
     from trainers.heads import Format, get_format
 
@@ -222,7 +244,6 @@ def _v_information(
     from trainers.difficulty import model_log2_probs, v_information
     from trainers.heads import get_format
 
-    null_dir.mkdir(parents=True, exist_ok=True)
     null = _train(exp, task, data, encoder, null_dir, seed, False, None, blank_inputs=True)
     fmt = get_format(task.format)
     batch = exp.train.eval_batch_size
@@ -267,8 +288,15 @@ class TrainingState:
     between its writes is never uploaded).
     """
 
-    def __init__(self, spec: TrialSpec, store: ResultsStore, interval: float = 0.5) -> None:
+    def __init__(
+        self,
+        spec: TrialSpec,
+        store: ResultsStore,
+        interval: float = 0.5,
+        final_push: bool = False,
+    ) -> None:
         self.spec, self.store, self.interval = spec, store, interval
+        self.final_push = final_push  # parts (stages, null models) end long before the trial
         self.remote = not store.is_local
         self.path = (
             Path(tempfile.mkdtemp(prefix=f"itx-state-{spec.key}-"))
@@ -296,6 +324,11 @@ class TrainingState:
         if self._thread is not None:
             self._stop.set()
             self._thread.join()
+            if exc[0] is None and self.final_push:  # a finished part must not be retrained
+                try:
+                    self.push_if_new()
+                except OSError as err:  # costs only a retrain of this part after a failure
+                    log.warning("trial %s: final state upload failed: %s", self.spec.key, err)
             shutil.rmtree(self.path, ignore_errors=True)  # node-local copy; the store has it
 
     def _mirror(self) -> None:

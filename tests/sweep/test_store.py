@@ -133,6 +133,26 @@ def test_training_state_is_versioned_and_latest_always_complete(s3_endpoint, tin
         assert json.loads((again.path / "progress.json").read_text())["step"] == 8
 
 
+def test_a_finished_part_of_a_trial_is_uploaded_on_exit(s3_endpoint, tiny):
+    """An earlier stage or a null model ends long before its trial: its last save is uploaded
+    when it ends, so a retry on another node starts after it instead of retraining it."""
+    from sweep.trial import part_of, parts_of
+
+    exp = tiny.model_copy(update={"storage": f"{s3_endpoint}/parts"})
+    store = ResultsStore(exp.storage, exp.name)
+    spec = build_plan(exp)[1]
+    null = part_of(spec, "null")
+    assert null.key == f"{spec.key}-null" and parts_of(spec, exp) == [null]
+    with TrainingState(null, store, interval=3600, final_push=True) as state:  # no thread tick
+        save(state.path, step=5, weights=b"w5")
+    with TrainingState(null, store, interval=3600) as again:
+        assert again.resumed_from == 5
+    with TrainingState(part_of(spec, "other"), store, interval=3600) as unpushed:
+        save(unpushed.path, step=3, weights=b"w3")  # final_push off: only the ticks upload
+    with TrainingState(part_of(spec, "other"), store, interval=3600) as fresh:
+        assert fresh.resumed_from == 0
+
+
 def save(folder: Path, step: int, weights: bytes) -> None:
     """What trainers/loop.py does on a save: state/ by rename, then progress.json by rename."""
     (folder / "state.tmp").mkdir()
