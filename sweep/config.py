@@ -200,9 +200,7 @@ class Experiment(BaseModel):
         for name, mixture in self.mixtures.items():
             if name in TASKS:
                 raise ValueError(f"mixtures: {name!r} is a registered task; pick another name")
-            members = [
-                get_task(t) if t in TASKS else _registered(t, "intermediate") for t in mixture.tasks
-            ]
+            members = [_registered(t, "intermediate") for t in mixture.tasks]
             shapes = {(m.format, m.labels) for m in members}
             if len(shapes) > 1:
                 raise ValueError(

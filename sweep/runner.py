@@ -93,7 +93,12 @@ def check_data(exp: Experiment) -> None:
     from trainers.sources import check_available
 
     tasks = [exp.task(name) for name in (*exp.intermediates, *exp.targets)]
-    members = [exp.task(m) for name in exp.intermediates for m in exp.mixtures.get(name, ())]
+    members = [
+        exp.task(member)
+        for name in exp.intermediates
+        if name in exp.mixtures
+        for member in exp.mixtures[name].tasks
+    ]
     tasks = [t for t in (*tasks, *members) if t.name not in exp.mixtures]
     languages = {lang for t in tasks for lang in exp.languages_of(t)}
     check_available(tasks, sorted(languages), exp.data.sources)

@@ -161,7 +161,6 @@ def _fine_tune(
         )
     if exp.difficulty.similarity and parent_kind == "pretrain" and not scratch:
         _write_task_embedding(store, exp, task, data, encoder)
-    n_train = len(data.get("train", {}).get("en", []))
     if spec.kind == "intermediate":
         from trainers.encoder import load_tokenizer
 
@@ -172,12 +171,10 @@ def _fine_tune(
         store.upload_dir(out, store.artifact(spec))
         shutil.rmtree(out, ignore_errors=True)
         dev = {"en": {**outcome.dev, **extra}}
-        return _rows(spec, exp, task, dev, {}, outcome, written_sha, "dev", n_train)
+        return _rows(spec, exp, task, dev, {}, outcome, written_sha, "dev")
     # proves which encoder this trial read; the control reads none
     read_sha = "random" if scratch else file_sha(encoder / "model.safetensors")
-    return _rows(
-        spec, exp, task, outcome.test, outcome.majority, outcome, read_sha, "test", n_train
-    )
+    return _rows(spec, exp, task, outcome.test, outcome.majority, outcome, read_sha, "test")
 
 
 def _train(
@@ -217,11 +214,12 @@ def part_of(spec: TrialSpec, part: str) -> TrialSpec:
 
 
 def parts_of(spec: TrialSpec, exp: Experiment) -> list[TrialSpec]:
-    name = spec.intermediate if spec.kind == "intermediate" else spec.target_task
-    if spec.kind == "pretrain" or name is None:
+    """Every part `_fine_tune` may have trained for this trial: stages, then the null model."""
+    if spec.kind == "pretrain":
         return []
+    name = spec.intermediate if spec.kind == "intermediate" else spec.target_task
     stages = [part_of(spec, f"stage-{i}") for i in range(len(exp.task(name).before))]
-    return [*stages, part_of(spec, "null")]
+    return [*stages, part_of(spec, "null")] if spec.kind == "intermediate" else stages
 
 
 def _has_log_probs(task: Task) -> bool:
@@ -384,7 +382,6 @@ def _rows(
     outcome: object,
     sha: str,
     split: str,
-    n_train: int,
 ) -> pd.DataFrame:
     from trainers.metrics import primary_metric
     from trainers.tasks import shares_training_data
@@ -412,7 +409,7 @@ def _rows(
                     "primary": metric == primary,
                     "chance": task.chance if metric == "accuracy" else np.nan,
                     "majority": majority.get(lang, {}).get(metric, np.nan),
-                    "train_size": n_train,  # after size matching and dropped malformed rows
+                    "train_size": outcome.n_train,  # after size matching, malformed dropped
                     "trial_key": spec.key,
                     "encoder_sha": sha,
                     "seconds": outcome.seconds,

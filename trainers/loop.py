@@ -35,6 +35,7 @@ class Outcome:
     majority: dict[str, dict[str, float]] = field(default_factory=dict)  # same, most-frequent label
     n_test: dict[str, int] = field(default_factory=dict)
     n_dev: int = 0  # English dev examples after malformed ones were dropped
+    n_train: int = 0  # English training examples after malformed ones were dropped
     data_issues: dict[str, dict[str, int]] = field(default_factory=dict)  # "split/lang" -> counts
     model: Any = None
     dev_set: Any = None  # the encoded English dev set (V-information scores it again)
@@ -200,6 +201,7 @@ def train_and_evaluate(
         seconds=0.0,
         data_issues=data_issues,
         n_dev=len(dev_sets["en"]),
+        n_train=len(data["train"]["en"]),
         dev_set=dev_sets["en"],
     )
     _evaluate_test(task, fmt, data, tokenizer, model, config, max_length, accelerator, outcome)

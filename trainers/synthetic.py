@@ -192,73 +192,73 @@ def _ner(world: World, task: Task, clause: Clause, rng: np.random.Generator, lan
 # ---- multiple choice ----
 
 
-def _copa(
-    world: World, task: Task, rng: np.random.Generator, lang: str, n: int, *, split: str = "test"
+def _choice(
+    world: World,
+    task: Task,
+    rng: np.random.Generator,
+    lang: str,
+    n: int,
+    *,
+    slot: str,
+    object_draw: int,
+    question: Callable[[dict, int, int], str],
 ) -> list[Example]:
-    """XCOPA-like, one choice per task label (2). The question is a relation marker (the first
-    or second preposition of the language, then "?"): which participant of the premise, object
-    or subject, the answer is about. Both choices are one new clause differing only in its
-    object noun: the correct one's object shares the asked participant's category, the
-    distractor's has the other participant's category (another one where both coincide). Never
-    a premise noun, so the answer needs the nouns' categories and the question, not string match
-    or length."""
+    """One choice per task label. A premise clause; a draw picks which of its participants the
+    question is about (the object when it equals `object_draw`, else the subject). The choices
+    are one new clause differing only in `slot` ("obj" or "subj"): the correct one's noun shares
+    the asked participant's category, one distractor has the other participant's category
+    (another one where both coincide), the rest other categories. No choice repeats a premise
+    noun, so the answer needs the nouns' categories and the question, not string match or length.
+    `question(lexicon, draw, asked noun)` words the question."""
     examples = []
     k = len(task.labels)
     for _ in range(n):
         premise = world.sample_clause(rng)
-        relation = int(rng.integers(2))  # 0: about the object, 1: about the subject
-        asked, other = (premise.obj, premise.subj) if relation == 0 else (premise.subj, premise.obj)
+        draw = int(rng.integers(2))
+        about_object = draw == object_draw
+        asked, other = (premise.obj, premise.subj) if about_object else (premise.subj, premise.obj)
         base = world.sample_clause(rng)
         categories = _choice_categories(world, rng, asked, other, k)
         avoid = (premise.subj, premise.obj)
-        objects = [_noun_of(world, rng, c, avoid) for c in categories]
+        nouns = [_noun_of(world, rng, c, avoid) for c in categories]
         label = int(rng.integers(k))
         order = _place_correct(rng, label, k)
-        choices = [_text(world, replace(base, obj=objects[j]), lang) for j in order]
-        question = f"{world.lexicons[lang]['prep'][relation]} {MARK}"
+        choices = [_text(world, replace(base, **{slot: nouns[j]}), lang) for j in order]
         examples.append(
             {
                 "context": _text(world, premise, lang),
-                "question": question,
+                "question": question(world.lexicons[lang], draw, asked),
                 "choices": choices,
                 "label": label,
             }
         )
     return examples
+
+
+def _copa(
+    world: World, task: Task, rng: np.random.Generator, lang: str, n: int, *, split: str = "test"
+) -> list[Example]:
+    """XCOPA-like (2 choices differing in their object). The question is a relation marker: the
+    first or second preposition of the language, then "?" (about the object, or the subject)."""
+    return _choice(
+        world, task, rng, lang, n,
+        slot="obj",
+        object_draw=0,
+        question=lambda lex, draw, asked: f"{lex['prep'][draw]} {MARK}",
+    )  # fmt: skip
 
 
 def _social(
     world: World, task: Task, rng: np.random.Generator, lang: str, n: int, *, split: str = "test"
 ) -> list[Example]:
-    """SIQA-like, one choice per task label (3). The question names one participant of the
-    premise ("the <noun> ?": what does it do next?). The choices are one new clause differing
-    only in its subject: the correct subject shares the named participant's category, one
-    distractor has the other participant's category (another one where both coincide), the
-    rest other categories. No choice repeats a premise noun."""
-    examples = []
-    k = len(task.labels)
-    for _ in range(n):
-        premise = world.sample_clause(rng)
-        about_object = bool(rng.integers(2))
-        asked, other = (premise.obj, premise.subj) if about_object else (premise.subj, premise.obj)
-        base = world.sample_clause(rng)
-        categories = _choice_categories(world, rng, asked, other, k)
-        avoid = (premise.subj, premise.obj)
-        subjects = [_noun_of(world, rng, c, avoid) for c in categories]
-        label = int(rng.integers(k))
-        order = _place_correct(rng, label, k)
-        choices = [_text(world, replace(base, subj=subjects[j]), lang) for j in order]
-        lex = world.lexicons[lang]
-        question = f"{lex['det'][0]} {lex['noun'][asked]} {MARK}"
-        examples.append(
-            {
-                "context": _text(world, premise, lang),
-                "question": question,
-                "choices": choices,
-                "label": label,
-            }
-        )
-    return examples
+    """SIQA-like (3 choices differing in their subject). The question names the asked
+    participant ("the <noun> ?": what does it do next?)."""
+    return _choice(
+        world, task, rng, lang, n,
+        slot="subj",
+        object_draw=1,
+        question=lambda lex, draw, asked: f"{lex['det'][0]} {lex['noun'][asked]} {MARK}",
+    )  # fmt: skip
 
 
 def _choice_categories(

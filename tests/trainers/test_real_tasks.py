@@ -101,3 +101,33 @@ def test_a_mixture_samples_its_members_into_one_training_set(overrides):
     assert len(data["dev"]["en"]) == sum(
         len(load_data(exp, exp.task(n), 0, ())[1]["dev"]["en"]) for n in ("mnli", "anli_plus")
     )
+
+
+def test_the_preflight_tries_every_member_of_a_mixture(overrides, tmp_path):
+    from sweep.runner import check_data
+    from trainers.sources import DataUnavailable
+
+    def study(sources: dict):
+        return parse_config(
+            {
+                "name": "mixed",
+                "encoder": {"name": "FacebookAI/xlm-roberta-base"},
+                "intermediates": ["nli_mix"],
+                "mixtures": {"nli_mix": {"tasks": ["mnli", "anli_plus"]}},
+                "targets": ["xnli"],
+                "languages": ["de"],
+                "seeds": [0],
+                "data": {
+                    "source": "hub",
+                    "train": None,
+                    "dev": None,
+                    "test": None,
+                    "sources": sources,
+                },
+            }
+        )
+
+    check_data(study(overrides))  # every fixture is there: nothing raised
+    gone = {"path": "json", "data_files": {"train": str(tmp_path / "gone.jsonl")}}
+    with pytest.raises(DataUnavailable, match="'mnli'"):
+        check_data(study({**overrides, "mnli": gone}))

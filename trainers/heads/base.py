@@ -114,6 +114,69 @@ class Format:
         return None
 
 
+class Labelled(Format):
+    """Formats whose features carry their gold labels (classification, multiple choice, tagging):
+    evaluation encodes like training and scores the logits of length-sorted batches."""
+
+    def eval_set(
+        self,
+        task: Task,
+        tokenizer: Any,
+        examples: list[Example],
+        max_length: int,
+        pool: list[dict] | None = None,
+    ) -> EvalSet:
+        features = self.train_features(task, tokenizer, examples, max_length)
+        return EvalSet(features, examples, self.collator(task, tokenizer))
+
+    def logits(
+        self, model: Any, data: EvalSet, batch_size: int, device: Any
+    ) -> Iterator[tuple[Any, Any]]:
+        """(float32 CPU logits, labels) per length-sorted batch."""
+        import torch
+
+        lengths = [self.length(f) for f in data.features]
+        with torch.no_grad():
+            for idx in length_batches(lengths, batch_size):
+                batch = data.collate([data.features[i] for i in idx])
+                labels = batch.pop("labels")
+                out = model(**{k: v.to(device) for k, v in batch.items()}).logits
+                yield out.float().cpu(), labels
+
+    def predict(
+        self, task: Task, model: Any, data: EvalSet, batch_size: int, device: Any
+    ) -> tuple[list, list]:
+        gold: list = []
+        pred: list = []
+        for logits, labels in self.logits(model, data, batch_size, device):
+            g, p = self.decode(task, logits, labels)
+            gold += g
+            pred += p
+        return gold, pred
+
+    def decode(self, task: Task, logits: Any, labels: Any) -> tuple[list, list]:
+        """(gold, predicted) of one batch; here one label id per example."""
+        return labels.tolist(), logits.argmax(-1).tolist()
+
+
+class SingleLabel(Labelled):
+    """One label per example (classification, multiple choice): the label probability behind
+    V-information and a most-frequent-label baseline."""
+
+    def gold_log2_probs(
+        self, task: Task, model: Any, data: EvalSet, batch_size: int, device: Any
+    ) -> list[float]:
+        out: list[float] = []
+        for logits, labels in self.logits(model, data, batch_size, device):
+            out += log2_prob_of(logits, labels)
+        return out
+
+    def majority(self, task: Task, train: list[Example], data: EvalSet) -> tuple[list, list]:
+        top = most_frequent([e["label"] for e in train])
+        gold = [e["label"] for e in data.examples]
+        return gold, [top] * len(gold)
+
+
 def text_of(example: Example) -> str:
     """Every input text of an example joined (labels, ids and answers left out): what a task's
     text embedding (task similarity, Vu et al. 2020) averages over."""
@@ -128,17 +191,6 @@ def text_of(example: Example) -> str:
     return " ".join(parts)
 
 
-def labelled_logits(
-    model: Any, data: EvalSet, batch_size: int, device: Any, lengths: Sequence[int]
-) -> Iterator[tuple[Any, Any]]:
-    """(logits, labels) of length-sorted batches of a labelled evaluation set."""
-    order = sorted(range(len(data.features)), key=lambda i: lengths[i])
-    for start in range(0, len(order), batch_size):
-        batch = data.collate([data.features[i] for i in order[start : start + batch_size]])
-        labels = batch.pop("labels")
-        yield model(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu(), labels
-
-
 def log2_prob_of(logits: Any, labels: Any) -> list[float]:
     import math
 
@@ -148,11 +200,27 @@ def log2_prob_of(logits: Any, labels: Any) -> list[float]:
     return (log_probs / math.log(2)).tolist()
 
 
-def by_length(features: Sequence[dict], batch_size: int, key: str = "input_ids") -> Iterator[list]:
+def length_batches(lengths: Sequence[int], batch_size: int) -> Iterator[list[int]]:
     """Indices in length-sorted batches: evaluation pads little and each batch is one forward."""
-    order = sorted(range(len(features)), key=lambda i: len(features[i][key]))
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     for start in range(0, len(order), batch_size):
         yield order[start : start + batch_size]
+
+
+def by_length(features: Sequence[dict], batch_size: int, key: str = "input_ids") -> Iterator[list]:
+    """length_batches of features by the length of one of their fields."""
+    return length_batches([len(f[key]) for f in features], batch_size)
+
+
+def label_maps(task: Task) -> dict[str, Any]:
+    """num_labels and both label maps, for heads with one output per label (not multiple choice,
+    whose head scores each choice); always explicit, since an encoder's saved config may carry
+    another task's label count."""
+    return {
+        "num_labels": len(task.labels),
+        "id2label": dict(enumerate(task.labels)),
+        "label2id": {n: i for i, n in enumerate(task.labels)},
+    }
 
 
 def most_frequent(values: Sequence[Any]) -> Any:

@@ -7,19 +7,10 @@ from typing import Any
 
 import torch
 
-from trainers.heads.base import (
-    EvalSet,
-    Format,
-    by_length,
-    empty_text,
-    label_problem,
-    labelled_logits,
-    log2_prob_of,
-    most_frequent,
-)
+from trainers.heads.base import SingleLabel, empty_text, label_problem
 
 
-class MultipleChoice(Format):
+class MultipleChoice(SingleLabel):
     """Examples: {"context", "question"?, "choices": [...], "label"}; a task's `labels` name its
     choice positions, so every example of the task has that many choices. Gold and predicted are
     choice indices."""
@@ -70,41 +61,6 @@ class MultipleChoice(Format):
 
         return collate
 
-    def eval_set(
-        self, task: Any, tokenizer: Any, examples: list, max_length: int, pool: list | None = None
-    ) -> EvalSet:
-        features = self.train_features(task, tokenizer, examples, max_length)
-        return EvalSet(features, examples, self.collator(task, tokenizer))
-
-    @torch.no_grad()
-    def predict(
-        self, task: Any, model: Any, data: EvalSet, batch_size: int, device: Any
-    ) -> tuple[list, list]:
-        gold, pred = [], []
-        lengths = [{"n": [0] * self.length(f)} for f in data.features]
-        for idx in by_length(lengths, batch_size, key="n"):
-            batch = data.collate([data.features[i] for i in idx])
-            labels = batch.pop("labels")
-            logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
-            gold += labels.tolist()
-            pred += logits.argmax(-1).cpu().tolist()
-        return gold, pred
-
     def blank(self, example: dict) -> dict:
         """No context and no choice text: the null model can only learn the label prior."""
         return {**example, "context": "", "question": "", "choices": [""] * len(example["choices"])}
-
-    @torch.no_grad()
-    def gold_log2_probs(
-        self, task: Any, model: Any, data: EvalSet, batch_size: int, device: Any
-    ) -> list[float]:
-        lengths = [self.length(f) for f in data.features]
-        out: list[float] = []
-        for logits, labels in labelled_logits(model, data, batch_size, device, lengths):
-            out += log2_prob_of(logits, labels)
-        return out
-
-    def majority(self, task: Any, train: list, data: EvalSet) -> tuple[list, list]:
-        top = most_frequent([e["label"] for e in train])
-        gold = [e["label"] for e in data.examples]
-        return gold, [top] * len(gold)

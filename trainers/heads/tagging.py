@@ -6,10 +6,10 @@ from typing import Any
 
 import torch
 
-from trainers.heads.base import EvalSet, Format, by_length, label_problem, most_frequent
+from trainers.heads.base import EvalSet, Labelled, label_maps, label_problem, most_frequent
 
 
-class Tagging(Format):
+class Tagging(Labelled):
     """Examples: {"words", "tags"} (tag ids); gold and predicted are tag-name sequences, one per
     sentence, over the words whose first subword survived truncation."""
 
@@ -17,11 +17,7 @@ class Tagging(Format):
     head_class = "XLMRobertaForTokenClassification"
 
     def head_kwargs(self, task: Any) -> dict[str, Any]:
-        return {
-            "num_labels": len(task.labels),
-            "id2label": dict(enumerate(task.labels)),
-            "label2id": {n: i for i, n in enumerate(task.labels)},
-        }
+        return label_maps(task)
 
     def check(self, task: Any, example: dict) -> str | None:
         words, tags = example.get("words"), example.get("tags")
@@ -56,28 +52,7 @@ class Tagging(Format):
 
         return DataCollatorForTokenClassification(tokenizer)
 
-    def eval_set(
-        self, task: Any, tokenizer: Any, examples: list, max_length: int, pool: list | None = None
-    ) -> EvalSet:
-        features = self.train_features(task, tokenizer, examples, max_length)
-        return EvalSet(features, examples, self.collator(task, tokenizer))
-
-    @torch.no_grad()
-    def predict(
-        self, task: Any, model: Any, data: EvalSet, batch_size: int, device: Any
-    ) -> tuple[list, list]:
-        gold, pred = [], []
-        for idx in by_length(data.features, batch_size):
-            batch = data.collate([data.features[i] for i in idx])
-            labels = batch.pop("labels")
-            logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
-            g, p = self.decode(task, logits.float().cpu(), labels)
-            gold += g
-            pred += p
-        return gold, pred
-
-    @staticmethod
-    def decode(task: Any, logits: torch.Tensor, labels: torch.Tensor) -> tuple[list, list]:
+    def decode(self, task: Any, logits: torch.Tensor, labels: torch.Tensor) -> tuple[list, list]:
         """Tag-name sequences of the labelled (first-subword) positions."""
         gold_seqs, pred_seqs = [], []
         for gold_row, pred_row in zip(labels.tolist(), logits.argmax(-1).tolist(), strict=True):
