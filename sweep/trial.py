@@ -335,6 +335,8 @@ class TrainingState:
                 self.push_if_new()
             except OSError as err:  # a failed upload only costs progress; the next save retries
                 log.warning("trial %s: state upload failed: %s", self.spec.key, err)
+            except Exception:  # a dead mirror would silently stop every later upload
+                log.exception("trial %s: state mirror tick failed; retrying", self.spec.key)
 
     def push_if_new(self) -> bool:
         """Upload the local state if it is newer than the last upload and consistent.
@@ -355,8 +357,10 @@ class TrainingState:
             if best.exists():
                 shutil.copy2(best, snapshot / "best.safetensors")
             after = (progress.stat().st_mtime_ns, progress.read_bytes(), state.stat().st_ino)
-            newest = max(f.stat().st_mtime_ns for f in snapshot.rglob("*") if f.is_file())
-            if before != after or newest > before[0]:
+            newest = max(
+                (f.stat().st_mtime_ns for f in snapshot.rglob("*") if f.is_file()), default=None
+            )
+            if before != after or newest is None or newest > before[0]:
                 return False  # caught between two writes of one save; the next tick retries
             (snapshot / "progress.json").write_bytes(before[1])
             self.store.push_state(self.spec, snapshot, json.loads(before[1])["step"])

@@ -139,6 +139,8 @@ def train_and_evaluate(
 
     progress = _Progress.load(state_dir)
     if progress.step:
+        if not (state_dir / "state").exists():  # killed between the two renames of a save
+            (state_dir / "state.old").rename(state_dir / "state")
         accelerator.load_state(str(state_dir / "state"))
     best = (
         _load_best(state_dir, accelerator.unwrap_model(model)) if progress.best_epoch >= 0 else None
@@ -297,8 +299,14 @@ class _Progress:
         tmp = state_dir / "state.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         accelerator.save_state(str(tmp))
-        shutil.rmtree(state_dir / "state", ignore_errors=True)
-        tmp.rename(state_dir / "state")
+        # Two renames, never a delete in place: `state` is always a whole save or absent, so a
+        # mirror copying it sees one save (its inode check catches the swap).
+        old, current = state_dir / "state.old", state_dir / "state"
+        shutil.rmtree(old, ignore_errors=True)
+        if current.exists():
+            current.rename(old)
+        tmp.rename(current)
+        shutil.rmtree(old, ignore_errors=True)
         payload = json.dumps(
             {"step": self.step, "best_epoch": self.best_epoch, "best_dev": self.best_dev}
         )

@@ -123,6 +123,11 @@ def test_training_state_is_versioned_and_latest_always_complete(s3_endpoint, tin
         # caught mid-save: new weights, old progress.json -> not uploaded
         (state.path / "state" / "model.bin").write_bytes(b"w12")
         assert not state.push_if_new()
+        # caught with the state folder emptied under it: not uploaded, and no error either
+        # (an error here once killed the mirror thread for the rest of a trial)
+        (state.path / "state" / "model.bin").unlink()
+        (state.path / "progress.json").write_text(json.dumps({"step": 12}))
+        assert not state.push_if_new()
     assert not state.path.exists()  # the node-local copy is gone; the store has the state
     versions = sorted(p.rsplit("/", 1)[-1] for p in list_dir(store, store.state_root(spec)))
     assert versions == ["LATEST", "v00000008"]  # older versions dropped
@@ -153,16 +158,77 @@ def test_a_finished_part_of_a_trial_is_uploaded_on_exit(s3_endpoint, tiny):
         assert fresh.resumed_from == 0
 
 
-def save(folder: Path, step: int, weights: bytes) -> None:
-    """What trainers/loop.py does on a save: state/ by rename, then progress.json by rename."""
-    (folder / "state.tmp").mkdir()
-    (folder / "state.tmp" / "model.bin").write_bytes(weights)
-    if (folder / "state").exists():
-        (folder / "state" / "model.bin").unlink()
-        (folder / "state").rmdir()
-    (folder / "state.tmp").rename(folder / "state")
-    time.sleep(0.01)  # progress.json is strictly newer, as on any real save
-    (folder / "progress.json").write_text(json.dumps({"step": step, "best_epoch": -1}))
+class FakeAccelerator:
+    """Writes a few files holding `tag`, slowly, where Accelerate writes its state files."""
+
+    def __init__(self, tag: bytes, files: int = 1, pause: float = 0.0) -> None:
+        self.tag, self.files, self.pause = tag, files, pause
+
+    def save_state(self, folder: str) -> None:
+        Path(folder).mkdir(parents=True)
+        names = ["model.bin", *(f"part{i}.bin" for i in range(1, self.files))]
+        for name in names:
+            (Path(folder) / name).write_bytes(self.tag)
+            time.sleep(self.pause)
+
+
+def save(folder: Path, step: int, weights: bytes, files: int = 1, pause: float = 0.0) -> None:
+    """The loop's own save (trainers/loop.py) with a stand-in for Accelerate."""
+    from trainers.loop import _Progress
+
+    _Progress(step=step).save(FakeAccelerator(weights, files, pause), folder)
+    time.sleep(0.01)  # coarse file clocks: the next save's files are strictly newer
+
+
+class RecordingStore:
+    """Keeps every uploaded snapshot's files in memory: what a resume would read."""
+
+    is_local = False
+
+    def __init__(self) -> None:
+        self.uploads: list[tuple[int, dict[str, bytes]]] = []
+
+    def push_state(self, spec: object, snapshot: Path, step: int) -> None:
+        files = snapshot.rglob("*")
+        self.uploads.append(
+            (step, {str(f.relative_to(snapshot)): f.read_bytes() for f in files if f.is_file()})
+        )
+
+
+def test_an_upload_at_any_point_of_a_save_holds_one_whole_save(tmp_path, monkeypatch):
+    """The mirror thread may copy at any moment of the loop's save. Try every moment: before
+    each file deletion and rename the save makes, push; every upload must hold all of one save's
+    files under that save's step (a partial or mixed copy breaks resume), and nothing may raise."""
+    store, spec = RecordingStore(), type("Spec", (), {"key": "k"})()
+    state = TrainingState(spec, store)
+    state.path = tmp_path
+    busy = False
+
+    def push_first(real):
+        def op(*args, **kwargs):
+            nonlocal busy
+            if not busy:  # the push's own clean-up must not push again
+                busy = True
+                try:
+                    state.pushed = None  # as if no earlier moment's upload had happened
+                    state.push_if_new()
+                finally:
+                    busy = False
+            return real(*args, **kwargs)
+
+        return op
+
+    save(tmp_path, 1, b"w1", files=3)
+    for name in ("unlink", "rmdir", "rename", "replace"):
+        monkeypatch.setattr(os, name, push_first(getattr(os, name)))
+    for step in range(2, 5):
+        save(tmp_path, step, f"w{step}".encode(), files=3)
+    assert {step for step, _ in store.uploads} >= {1, 2, 3}  # the moments were tried
+    for step, files in store.uploads:
+        assert json.loads(files["progress.json"])["step"] == step
+        weights = {k: v for k, v in files.items() if k.startswith("state/")}
+        assert sorted(weights) == [f"state/{n}.bin" for n in ("model", "part1", "part2")], step
+        assert set(weights.values()) == {f"w{step}".encode()}, step
 
 
 def list_dir(store: ResultsStore, path: str) -> list[str]:

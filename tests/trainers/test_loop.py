@@ -65,9 +65,13 @@ def test_first_subword_labels(encoder, pos_data):
 
 # saves come at steps 3, 4 (end of epoch 0, after its dev evaluation), 6, 8 (end of epoch 1);
 # a kill right after save k leaves training state at these steps
-@pytest.mark.parametrize(("kill_after", "step"), [(1, 3), (2, 4), (3, 6)])
+# "mid-swap": the next save was killed between its two renames (state.old holds step 4's state,
+# state.tmp a half-written one, no `state`)
+@pytest.mark.parametrize(
+    ("kill_after", "step", "mid_swap"), [(1, 3, False), (2, 4, False), (3, 6, False), (2, 4, True)]
+)
 def test_resume_after_kill_ends_with_identical_weights(
-    encoder, pos_data, tmp_path, monkeypatch, kill_after, step
+    encoder, pos_data, tmp_path, monkeypatch, kill_after, step, mid_swap
 ):
     task = get_task("pos")
     whole = train_and_evaluate(task, pos_data, encoder, TRAIN, seed=3, max_length=48)
@@ -88,6 +92,10 @@ def test_resume_after_kill_ends_with_identical_weights(
         )
     monkeypatch.setattr(_Progress, "save", real_save)
     assert _Progress.load(tmp_path).step == step
+    if mid_swap:
+        (tmp_path / "state").rename(tmp_path / "state.old")
+        (tmp_path / "state.tmp").mkdir()
+        (tmp_path / "state.tmp" / "model.safetensors").write_bytes(b"half")
     resumed = train_and_evaluate(
         task, pos_data, encoder, TRAIN, seed=3, max_length=48, state_dir=tmp_path
     )
