@@ -373,8 +373,11 @@ class TrainingState:
 
 
 def _saved_step(state_dir: Path) -> int:
-    progress = state_dir / "progress.json"
-    return int(json.loads(progress.read_text())["step"]) if progress.exists() else 0
+    """The step a resume starts from (trainers.loop reads the same files, in the same order)."""
+    for progress in (state_dir / "state" / "progress.json", state_dir / "progress.json"):
+        if progress.exists():
+            return int(json.loads(progress.read_text())["step"])
+    return 0
 
 
 def _rows(

@@ -139,8 +139,6 @@ def train_and_evaluate(
 
     progress = _Progress.load(state_dir)
     if progress.step:
-        if not (state_dir / "state").exists():  # killed between the two renames of a save
-            (state_dir / "state.old").rename(state_dir / "state")
         accelerator.load_state(str(state_dir / "state"))
     best = (
         _load_best(state_dir, accelerator.unwrap_model(model)) if progress.best_epoch >= 0 else None
@@ -289,16 +287,28 @@ class _Progress:
 
     @classmethod
     def load(cls, state_dir: Path | None) -> _Progress:
-        path = state_dir / "progress.json" if state_dir else None
-        if path is None or not path.exists():
+        """The progress of the saved state: its own copy inside `state/` (the top-level
+        progress.json is written last, as the mirror's commit mark, and may lag by one save)."""
+        if state_dir is None:
             return cls()
-        return cls(**json.loads(path.read_text()))
+        state, old = state_dir / "state", state_dir / "state.old"
+        if not state.exists() and old.exists():  # killed between the two renames of a save
+            old.rename(state)
+        for path in (state / "progress.json", state_dir / "progress.json"):
+            if path.exists():
+                return cls(**json.loads(path.read_text()))
+        return cls()
 
     def save(self, accelerator: Any, state_dir: Path) -> None:
-        """Training state first, progress last: a kill in between resumes from the older state."""
+        """The state folder with its own progress.json, committed by renames; then the top-level
+        progress.json. A kill at any point resumes from one whole save, the old or the new."""
+        payload = json.dumps(
+            {"step": self.step, "best_epoch": self.best_epoch, "best_dev": self.best_dev}
+        )
         tmp = state_dir / "state.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         accelerator.save_state(str(tmp))
+        (tmp / "progress.json").write_text(payload)
         # Two renames, never a delete in place: `state` is always a whole save or absent, so a
         # mirror copying it sees one save (its inode check catches the swap).
         old, current = state_dir / "state.old", state_dir / "state"
@@ -307,9 +317,6 @@ class _Progress:
             current.rename(old)
         tmp.rename(current)
         shutil.rmtree(old, ignore_errors=True)
-        payload = json.dumps(
-            {"step": self.step, "best_epoch": self.best_epoch, "best_dev": self.best_dev}
-        )
         (state_dir / "progress.tmp").write_text(payload)
         (state_dir / "progress.tmp").replace(state_dir / "progress.json")
 

@@ -1,5 +1,7 @@
 """The Accelerate loop: selection on English dev, resume after a kill, encoder-only hand-off."""
 
+import json
+
 import pytest
 import torch
 
@@ -65,13 +67,15 @@ def test_first_subword_labels(encoder, pos_data):
 
 # saves come at steps 3, 4 (end of epoch 0, after its dev evaluation), 6, 8 (end of epoch 1);
 # a kill right after save k leaves training state at these steps
-# "mid-swap": the next save was killed between its two renames (state.old holds step 4's state,
-# state.tmp a half-written one, no `state`)
+# How the kill lands: "after" a whole save; "mid-swap", in the next save between its two renames
+# (state.old holds the saved state, state.tmp a half-written one, no `state`); "lagging", in the
+# next save after its state folder was committed but before the top-level progress.json was.
 @pytest.mark.parametrize(
-    ("kill_after", "step", "mid_swap"), [(1, 3, False), (2, 4, False), (3, 6, False), (2, 4, True)]
+    ("kill_after", "step", "how"),
+    [(1, 3, "after"), (2, 4, "after"), (3, 6, "after"), (2, 4, "mid-swap"), (2, 4, "lagging")],
 )
 def test_resume_after_kill_ends_with_identical_weights(
-    encoder, pos_data, tmp_path, monkeypatch, kill_after, step, mid_swap
+    encoder, pos_data, tmp_path, monkeypatch, kill_after, step, how
 ):
     task = get_task("pos")
     whole = train_and_evaluate(task, pos_data, encoder, TRAIN, seed=3, max_length=48)
@@ -80,9 +84,13 @@ def test_resume_after_kill_ends_with_identical_weights(
     calls = {"n": 0}
 
     def save_then_die(self, accelerator, state_dir):
+        top = state_dir / "progress.json"
+        before = top.read_bytes() if top.exists() else None
         real_save(self, accelerator, state_dir)
         calls["n"] += 1
         if calls["n"] == kill_after:
+            if how == "lagging":
+                top.write_bytes(before)  # the top-level mark one save behind its state folder
             raise KeyboardInterrupt
 
     monkeypatch.setattr(_Progress, "save", save_then_die)
@@ -91,8 +99,10 @@ def test_resume_after_kill_ends_with_identical_weights(
             task, pos_data, encoder, TRAIN, seed=3, max_length=48, state_dir=tmp_path
         )
     monkeypatch.setattr(_Progress, "save", real_save)
+    if how == "lagging":
+        assert json.loads((tmp_path / "progress.json").read_text())["step"] == 3
     assert _Progress.load(tmp_path).step == step
-    if mid_swap:
+    if how == "mid-swap":
         (tmp_path / "state").rename(tmp_path / "state.old")
         (tmp_path / "state.tmp").mkdir()
         (tmp_path / "state.tmp" / "model.safetensors").write_bytes(b"half")
