@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import Counter
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -101,25 +102,43 @@ def similarity_table(
     """Cosine of each intermediate's and each target's task embedding (TextEmb), long format.
 
     One row per (intermediate, target_task) whose two vectors exist, have the same length and
-    are non-zero; empty (with the columns) when the store has no embeddings.
+    are non-zero; empty (with the columns) when the store has no embeddings. `similarity` is the
+    published TextEmb cosine; `similarity_centred` the cosine after subtracting the mean embedding
+    of the study's tasks (those listed here), which removes the direction every mean-pooled state
+    shares (anisotropy) and leaves raw cosines of 0.9-1.0 comparable. NaN with fewer than two.
     """
-    columns = ["intermediate", "target_task", "similarity"]
-    vectors = {name: np.asarray(v, dtype=float) for name, v in (embeddings or {}).items()}
+    columns = ["intermediate", "target_task", "similarity", "similarity_centred"]
+    names = [*dict.fromkeys(intermediates), *dict.fromkeys(targets)]
+    vectors = {
+        name: np.asarray(embeddings[name], dtype=float)
+        for name in dict.fromkeys(names)
+        if name in (embeddings or {})
+    }
+    sizes = Counter(v.shape for v in vectors.values())
+    shape = sizes.most_common(1)[0][0] if sizes else None
+    for name in [n for n, v in vectors.items() if v.shape != shape]:
+        log.warning("task embedding of %s differs in length from the others; skipped", name)
+        del vectors[name]
+    centre = np.mean(list(vectors.values()), axis=0) if len(vectors) > 1 else None
     out = []
     for name in dict.fromkeys(intermediates):
         for target in dict.fromkeys(targets):
             a, b = vectors.get(name), vectors.get(target)
             if a is None or b is None:
                 continue
-            if a.shape != b.shape:
-                log.warning("task embeddings of %s and %s differ in length; skipped", name, target)
+            cosine = _cosine(a, b)
+            if np.isnan(cosine):
                 continue
-            norm = float(np.linalg.norm(a) * np.linalg.norm(b))
-            if norm > 0:
-                out.append((name, target, float(a @ b) / norm))
+            centred = np.nan if centre is None else _cosine(a - centre, b - centre)
+            out.append((name, target, cosine, centred))
     if not out:
         return pd.DataFrame({c: pd.Series(dtype=_dtype(c)) for c in columns})
     return pd.DataFrame(out, columns=columns)
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    norm = float(np.linalg.norm(a) * np.linalg.norm(b))
+    return float(a @ b) / norm if norm > 0 else np.nan
 
 
 def _select_metric(rows: pd.DataFrame, metric: str) -> pd.Series:

@@ -595,12 +595,10 @@ def measures_section(a: Analysis) -> list[Block]:
     return blocks
 
 
-def similarity_matrix(a: Analysis) -> pd.DataFrame:
+def similarity_matrix(a: Analysis, values: str = "similarity") -> pd.DataFrame:
     """Intermediates x targets cosine, 3 decimals; `*` marks pairs sharing training data."""
     sim = a.similarity
-    grid = sim.pivot_table(
-        index="intermediate", columns="target_task", values="similarity", aggfunc="mean"
-    )
+    grid = sim.pivot_table(index="intermediate", columns="target_task", values=values)
     shared = set(a.shared.itertuples(index=False, name=None))
     out = pd.DataFrame(
         [
@@ -638,6 +636,16 @@ def similarity_section(a: Analysis) -> list[Block]:
         ),
         Block("table", table=similarity_matrix(a)),
     ]
+    if a.similarity["similarity_centred"].notna().any():
+        blocks += [
+            Block(
+                "p",
+                "The same cosines after subtracting the mean task embedding of this study: "
+                "mean-pooled states share one direction (raw cosines crowd near 1), so the "
+                "centred cosines show which tasks are alike relative to the others.",
+            ),
+            Block("table", table=similarity_matrix(a, "similarity_centred")),
+        ]
     ts = a.similarity_two_stage
     if ts is None:
         return blocks

@@ -104,9 +104,24 @@ def test_similarity_table_cosines_by_hand():
         ["B", "y"],
     ]  # C has no embedding: no rows, not NaN rows
     assert table["similarity"].tolist() == pytest.approx([0.70710678, -1.0, 0.70710678, 0.0])
+    # centred on the mean of A, B, x, y = (-0.25, 0.75): A' = (1.25, -0.75), B' = (0.25, 1.25),
+    # x' = (1.25, 0.25), y' = (-2.75, -0.75); cos(A', x') = 1.375 / sqrt(2.125 * 1.625) = 0.73994,
+    # cos(A', y') = -2.875 / sqrt(2.125 * 8.125) = -0.6919, cos(B', x') = 0.625 / 1.625 = 0.3846,
+    # cos(B', y') = -1.625 / sqrt(1.625 * 8.125) = -1 / sqrt(5) = -0.4472
+    assert table["similarity_centred"].tolist() == pytest.approx(
+        [0.739940, -0.691905, 0.384615, -0.447214], abs=1e-6
+    )
     empty = similarity_table({}, ["A"], ["x"])
     assert empty.empty
-    assert list(empty.columns) == ["intermediate", "target_task", "similarity"]
+    assert list(empty.columns) == [
+        "intermediate",
+        "target_task",
+        "similarity",
+        "similarity_centred",
+    ]
+    alone = similarity_table({"A": [1.0, 0.0], "x": [1.0, 1.0], "z": [1.0]}, ["A"], ["x", "z"])
+    assert alone["target_task"].tolist() == ["x"]  # z has another length: dropped, not compared
+    assert alone["similarity_centred"].tolist() == pytest.approx([-1.0])  # A' = -x' about the mean
 
 
 def test_gain_table_flags_shared_training_data():

@@ -176,6 +176,11 @@ def test_report_has_difficulty_measures_and_task_similarity(simulated_run, repor
     a, x = np.array(run.embeddings["task00"]), np.array(run.embeddings["nli"])
     cosine = a @ x / np.linalg.norm(a) / np.linalg.norm(x)
     assert f"| task00 | {cosine:.3f} |" in similarity
+    names = [f"task{i:02d}" for i in range(6)] + ["nli", "pos"]
+    centre = np.mean([run.embeddings[n] for n in names], axis=0)
+    a, x = a - centre, x - centre
+    centred = a @ x / np.linalg.norm(a) / np.linalg.norm(x)
+    assert f"| task00 | {centred:.3f} |" in similarity.split("mean task embedding")[1]
     table = pd.read_csv(simulated_run / "tables" / "similarity.csv")
     assert len(table) == 12  # 6 intermediates x 2 targets
     gains = pd.read_csv(simulated_run / "tables" / "gains.csv")
