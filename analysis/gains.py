@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -267,22 +267,20 @@ def seed_means(gains: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-# Benchmark categories of XTREME-R, for its two averages; the synthetic targets by format.
-CATEGORIES = {
-    "xnli": "classification",
-    "xcopa": "classification",
-    "pawsx": "classification",
-    "nli": "classification",
-    "udpos": "structured prediction",
-    "panx": "structured prediction",
-    "pos": "structured prediction",
-    "xquad": "question answering",
-    "mlqa": "question answering",
-    "tydiqa": "question answering",
-    "mewslix": "retrieval",
-    "lareqa": "retrieval",
-    "tatoeba": "retrieval",
-}
+def task_categories(manifest: dict, tasks: Iterable[str]) -> dict[str, str]:
+    """Each target's XTREME-R category (its two averages group by it): from the manifest, which
+    records the registry's entry of every task of the run, else from the registry itself (stores
+    written before the manifest had tasks), else "other"."""
+    from trainers.tasks import TASKS
+
+    recorded = manifest.get("tasks") or {}
+    out = {}
+    for name in tasks:
+        category = (recorded.get(name) or {}).get("category")
+        if not category and name in TASKS:
+            category = TASKS[name].category
+        out[name] = category or "other"
+    return out
 
 
 def language_overlap(manifest: dict) -> dict[str, float]:
@@ -301,32 +299,42 @@ def language_overlap(manifest: dict) -> dict[str, float]:
     }
 
 
-def xtreme_table(rows: pd.DataFrame, exclude: str = "en") -> pd.DataFrame:
+def xtreme_table(
+    rows: pd.DataFrame, categories: Mapping[str, str] | None = None, exclude: str | None = "en"
+) -> pd.DataFrame:
     """XTREME-R layout: one row per encoder (`none`, `scratch`, intermediates), one column per
-    target (zero-shot mean over languages other than `exclude`, then over seeds, x100), then
-    the mean of category means and the plain mean over targets."""
+    target (mean over its test languages, English left out when `exclude` is "en", then over
+    seeds, x100), then both benchmark averages (`trainers.metrics.benchmark_averages`); a row
+    missing a target has neither. `categories` maps targets to categories ("other" if absent)."""
+    from trainers.metrics import benchmark_averages
+
     target = rows[
-        (rows["kind"] == "target")
-        & (rows["split"] == "test")
-        & rows["primary"].astype(bool)
-        & (rows["language"] != exclude)
+        (rows["kind"] == "target") & (rows["split"] == "test") & rows["primary"].astype(bool)
     ]
+    if exclude is not None:
+        target = target[target["language"] != exclude]
     if target.empty:
         return pd.DataFrame()
     per_seed = target.groupby(["intermediate", "target_task", "seed"])["value"].mean()
     table = per_seed.groupby(["intermediate", "target_task"]).mean().unstack() * 100
-    tasks = sorted(table.columns, key=lambda t: (CATEGORIES.get(t, "other"), t))
+    category = {t: (categories or {}).get(t, "other") for t in table.columns}
+    tasks = sorted(table.columns, key=lambda t: (category[t], t))
     table = table[tasks]
-    categories = pd.Series({t: CATEGORIES.get(t, "other") for t in tasks})
-    by_category = table.T.groupby(categories).mean().T
-    table["avg (mean of category means)"] = by_category.mean(axis=1, skipna=False)
-    table["avg (mean over tasks)"] = table[tasks].mean(axis=1, skipna=False)
+    averages = pd.DataFrame(
+        [
+            benchmark_averages(row.to_dict(), category)
+            if row.notna().all()
+            else {"xtreme_r_avg": np.nan, "plain_mean": np.nan}
+            for _, row in table.iterrows()
+        ],
+        index=table.index,
+    )
+    table["avg (mean of category means)"] = averages["xtreme_r_avg"]
+    table["avg (mean over tasks)"] = averages["plain_mean"]
     order = [n for n in (BASELINE, CONTROL) if n in table.index]
     order += sorted(n for n in table.index if n not in order)
     table = table.reindex(order)
-    table.columns = [
-        f"{t} ({CATEGORIES.get(t, 'other')})" if t in tasks else t for t in table.columns
-    ]
+    table.columns = [f"{t} ({category[t]})" if t in tasks else t for t in table.columns]
     table.index.name = "encoder"
     return table.reset_index()
 

@@ -80,8 +80,25 @@ def write_manifest(exp: Experiment, store: ResultsStore, trials: list[TrialSpec]
             "git_commit": git_commit(),
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "trials": [t.model_dump() for t in trials],
+            "tasks": _task_entries(exp),
         },
     )
+
+
+def _task_entries(exp: Experiment) -> dict[str, dict]:
+    """What the analysis needs of each task of the run, from the registry: the report reads the
+    store alone, and a task registered later than this code is still described."""
+    out = {}
+    for name in dict.fromkeys([*exp.intermediates, *exp.targets]):
+        task = exp.task(name)
+        out[name] = {
+            "role": "target" if name in exp.targets else "intermediate",
+            "category": task.category or None,
+            "format": task.format,
+            "metric": task.metric,
+            "languages": exp.languages_of(task),
+        }
+    return out
 
 
 def check_data(exp: Experiment) -> None:

@@ -319,21 +319,6 @@ def tatoeba_accuracy(gold: Sequence[int], pred: Sequence[int]) -> float:
 
 # --- averages ---
 
-# XTREME-R's four categories for the paper's Avg, by the official task ids (evaluate.py's own
-# groups differ: its retrieval group leaves out lareqa, and it also lists xcopa as multi_choice)
-XTREME_R_CATEGORIES: dict[str, str] = {
-    "xnli": "classification",
-    "xcopa": "classification",
-    "udpos": "structured_prediction",
-    "panx": "structured_prediction",
-    "xquad": "qa",
-    "mlqa": "qa",
-    "tydiqa": "qa",
-    "tatoeba": "retrieval",
-    "mewslix": "retrieval",
-    "lareqa": "retrieval",
-}
-
 
 def language_average(scores: Mapping[str, float], languages: Sequence[str]) -> float:
     """A task's score: the plain mean over the given languages (the caller decides on English)."""
@@ -351,8 +336,11 @@ def benchmark_averages(
     """Both benchmark averages of task scores (QA tasks already (F1 + EM) / 2).
 
     "xtreme_r_avg": the paper's headline Avg, the mean of the category means (classification,
-    structured prediction, QA, retrieval: see XTREME_R_CATEGORIES). "plain_mean": the plain mean
-    over tasks, evaluate.py's "all_task". Both average the tasks given; every one needs a category.
+    structured prediction, QA, retrieval: each target's `category` in trainers.tasks).
+    "plain_mean": the plain mean over tasks, evaluate.py's "all_task". Both average the tasks
+    given; every one needs a category.
+    (evaluate.py's own groups differ: its retrieval group leaves out lareqa, and it lists xcopa
+    as multi_choice; the paper's four categories are the registry's.)
     """
     if not task_scores:
         raise ValueError("benchmark averages: no task scores")

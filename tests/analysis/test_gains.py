@@ -12,6 +12,8 @@ from analysis.gains import (
     gain_table,
     shared_pairs,
     similarity_table,
+    task_categories,
+    xtreme_table,
 )
 from analysis.results import ROW_DTYPES
 
@@ -208,3 +210,49 @@ def test_empty_rows_give_empty_tables():
     assert difficulty_table(rows).empty
     assert gain_table(rows).empty
     assert baseline_table(rows).empty
+
+
+def test_xtreme_table_both_averages_by_hand_zero_shot_and_as_published():
+    """Five targets in four categories (`newtask` registered later: its category comes from the
+    manifest); `int` lacks newtask, so it has no averages."""
+    values = {  # (task, seed): {language: value}
+        ("xnli", 0): {"en": 0.9, "de": 0.7},
+        ("xnli", 1): {"en": 0.9, "de": 0.5},
+        ("xcopa", 0): {"en": 0.8, "de": 0.8},
+        ("udpos", 0): {"en": 0.8, "de": 0.8},
+        ("xquad", 0): {"en": 1.0, "de": 0.4},
+        ("newtask", 0): {"de": 0.2},  # no English test set, like Tatoeba
+    }
+    rows = [
+        row(target_task=task, seed=seed, language=lang, value=value)
+        for (task, seed), by_lang in values.items()
+        for lang, value in by_lang.items()
+    ]
+    rows += [row(intermediate="int", target_task="xnli", language="de", value=0.1)]
+    rows += [row(target_task="xnli", language="de", value=0.0, primary=False)]  # not primary
+    manifest = {"tasks": {"newtask": {"category": "retrieval"}}}
+    categories = task_categories(manifest, ["xnli", "xcopa", "udpos", "xquad", "newtask"])
+    assert categories == {
+        "xnli": "classification",  # from the registry: not in this manifest
+        "xcopa": "classification",
+        "udpos": "structured_prediction",
+        "xquad": "qa",
+        "newtask": "retrieval",
+    }
+    assert task_categories({}, ["newtask"]) == {"newtask": "other"}
+
+    zero_shot = xtreme_table(frame(*rows), categories).set_index("encoder")
+    # de only: xnli (0.7 + 0.5) / 2 = 60, xcopa 80, udpos 80, xquad 40, newtask 20
+    assert zero_shot.loc["none", "xnli (classification)"] == pytest.approx(60.0)
+    # category means 70, 80, 40, 20 -> 52.5; over tasks 280 / 5 = 56
+    assert zero_shot.loc["none", "avg (mean of category means)"] == pytest.approx(52.5)
+    assert zero_shot.loc["none", "avg (mean over tasks)"] == pytest.approx(56.0)
+    assert np.isnan(zero_shot.loc["int", "avg (mean of category means)"])
+    assert list(zero_shot.index) == ["none", "int"]
+
+    published = xtreme_table(frame(*rows), categories, exclude=None).set_index("encoder")
+    # en included: xnli (0.8 + 0.7) / 2 = 75, xcopa 80, udpos 80, xquad 70, newtask 20
+    assert published.loc["none", "xquad (qa)"] == pytest.approx(70.0)
+    # category means 77.5, 80, 70, 20 -> 61.875; over tasks 325 / 5 = 65
+    assert published.loc["none", "avg (mean of category means)"] == pytest.approx(61.875)
+    assert published.loc["none", "avg (mean over tasks)"] == pytest.approx(65.0)

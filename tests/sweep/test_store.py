@@ -242,6 +242,9 @@ def test_status_counts_nodes_eta_and_failures_from_the_store(tiny, tmp_path):
     store = ResultsStore(tiny.storage, tiny.name)
     plan = build_plan(tiny)
     write_manifest(tiny, store, plan)
+    tasks = store.read_json("manifest.json")["tasks"]
+    assert tasks["pos"]["category"] == "structured_prediction"  # what the report groups by
+    assert tasks["topic_easy"]["role"] == "intermediate" and tasks["nli"]["role"] == "target"
     by_label = {t.label: t for t in plan}
     pretrain, easy, hard = (
         by_label["pretrain"],
