@@ -341,10 +341,12 @@ class TrainingState:
     def push_if_new(self) -> bool:
         """Upload the local state if it is newer than the last upload and consistent.
 
-        The loop writes state/ first, progress.json last (each by rename), and best weights just
-        before a save. A copy is kept only if progress.json and the state folder did not change
-        while copying and no copied file is newer than progress.json: a copy taken between the
-        loop's writes would pair new weights with an old step and break bit-identical resume.
+        The loop writes state/ first (with its own progress.json), the top-level progress.json
+        last (each by rename), and best weights just before a save. A copy is kept only if
+        progress.json and the state folder did not change while copying, the state folder's
+        progress.json is the top-level one, and no copied file is newer than it: a copy taken
+        between the loop's writes would pair new weights with an old step and break bit-identical
+        resume.
         """
         progress, state = self.path / "progress.json", self.path / "state"
         snapshot = Path(tempfile.mkdtemp(prefix="itx-snap-"))
@@ -357,6 +359,9 @@ class TrainingState:
             if best.exists():
                 shutil.copy2(best, snapshot / "best.safetensors")
             after = (progress.stat().st_mtime_ns, progress.read_bytes(), state.stat().st_ino)
+            inner = snapshot / "state" / "progress.json"  # each save's own, written with it
+            if not inner.exists() or inner.read_bytes() != before[1]:
+                return False  # the state folder of another save than progress.json's
             newest = max(
                 (f.stat().st_mtime_ns for f in snapshot.rglob("*") if f.is_file()), default=None
             )

@@ -123,10 +123,14 @@ def test_training_state_is_versioned_and_latest_always_complete(s3_endpoint, tin
         # caught mid-save: new weights, old progress.json -> not uploaded
         (state.path / "state" / "model.bin").write_bytes(b"w12")
         assert not state.push_if_new()
+        (state.path / "state" / "model.bin").write_bytes(b"w8")
+        # progress.json of a newer save beside the state folder of step 8: not uploaded
+        (state.path / "progress.json").write_text(json.dumps({"step": 12}))
+        assert not state.push_if_new()
         # caught with the state folder emptied under it: not uploaded, and no error either
         # (an error here once killed the mirror thread for the rest of a trial)
-        (state.path / "state" / "model.bin").unlink()
-        (state.path / "progress.json").write_text(json.dumps({"step": 12}))
+        for file in (state.path / "state").iterdir():
+            file.unlink()
         assert not state.push_if_new()
     assert not state.path.exists()  # the node-local copy is gone; the store has the state
     versions = sorted(p.rsplit("/", 1)[-1] for p in list_dir(store, store.state_root(spec)))
@@ -226,7 +230,8 @@ def test_an_upload_at_any_point_of_a_save_holds_one_whole_save(tmp_path, monkeyp
     assert {step for step, _ in store.uploads} >= {1, 2, 3}  # the moments were tried
     for step, files in store.uploads:
         assert json.loads(files["progress.json"])["step"] == step
-        weights = {k: v for k, v in files.items() if k.startswith("state/")}
+        assert files["state/progress.json"] == files["progress.json"]
+        weights = {k: v for k, v in files.items() if k.endswith(".bin")}
         assert sorted(weights) == [f"state/{n}.bin" for n in ("model", "part1", "part2")], step
         assert set(weights.values()) == {f"w{step}".encode()}, step
 
