@@ -5,9 +5,7 @@ import math
 import pytest
 import torch
 
-from sweep.config import load_config
 from trainers.difficulty import cosine, pointwise_v_information, v_information
-from trainers.encoder import cached_pretrained
 from trainers.heads import EvalSet, get_format
 from trainers.loop import train_and_evaluate
 from trainers.synthetic import task_data
@@ -62,12 +60,11 @@ def test_cosine_by_hand():
 
 
 @pytest.mark.slow
-def test_measured_difficulty_orders_a_planted_family(root):
-    """topic_easy/mid/hard: same inputs and size, 0/25/50% label noise, on the demo's encoder
-    and settings. Both the dev score and the V-information must fall in that order."""
-    exp = load_config(root / "configs" / "demo.yaml")
-    # the transfer test builds the same encoder: one of the two pays, the other reads the cache
-    encoder = cached_pretrained(exp.world, exp.model, exp.pretrain, threads=1)
+def test_measured_difficulty_orders_a_planted_family(demo_setup):
+    """topic_easy/mid/hard: same inputs and size, 0/25/50% label noise, on the demo's settings
+    (half its pretraining, see tests/conftest.py). Both the dev score and the V-information must
+    fall in that order."""
+    exp, encoder = demo_setup  # the transfer test uses the same encoder: built once
     world = World(exp.world)
     sizes = SplitSizes(exp.data.train, exp.data.dev, 10)
     measured = {}

@@ -1,9 +1,8 @@
-"""The synthetic world teaches something: zero-shot transfer on the demo's own settings."""
+"""The synthetic world teaches something: zero-shot transfer on the demo's own settings (half
+its pretraining budget, see tests/conftest.py)."""
 
 import pytest
 
-from sweep.config import load_config
-from trainers.encoder import cached_pretrained
 from trainers.loop import train_and_evaluate
 from trainers.synthetic import task_data
 from trainers.tasks import SplitSizes, get_task
@@ -12,10 +11,8 @@ from trainers.world import World
 pytestmark = pytest.mark.slow
 
 
-def test_overlap_language_transfers_above_chance_and_above_no_overlap(root):
-    exp = load_config(root / "configs" / "demo.yaml")
-    # one thread: two threads on a core shared with anything else run 20-40x slower
-    encoder = cached_pretrained(exp.world, exp.model, exp.pretrain, threads=1)  # ~6 min, cached
+def test_overlap_language_transfers_above_chance_and_above_no_overlap(demo_setup):
+    exp, encoder = demo_setup  # the demo's settings, half its pretraining (tests/conftest.py)
     task = get_task("nli")
     data = task_data(
         World(exp.world),
