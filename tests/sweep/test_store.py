@@ -163,24 +163,22 @@ def test_a_finished_part_of_a_trial_is_uploaded_on_exit(s3_endpoint, tiny):
 
 
 class FakeAccelerator:
-    """Writes a few files holding `tag`, slowly, where Accelerate writes its state files."""
+    """Writes `files` files holding `tag` where Accelerate writes its state files."""
 
-    def __init__(self, tag: bytes, files: int = 1, pause: float = 0.0) -> None:
-        self.tag, self.files, self.pause = tag, files, pause
+    def __init__(self, tag: bytes, files: int = 1) -> None:
+        self.tag, self.files = tag, files
 
     def save_state(self, folder: str) -> None:
         Path(folder).mkdir(parents=True)
-        names = ["model.bin", *(f"part{i}.bin" for i in range(1, self.files))]
-        for name in names:
+        for name in ["model.bin", *(f"part{i}.bin" for i in range(1, self.files))]:
             (Path(folder) / name).write_bytes(self.tag)
-            time.sleep(self.pause)
 
 
-def save(folder: Path, step: int, weights: bytes, files: int = 1, pause: float = 0.0) -> None:
+def save(folder: Path, step: int, weights: bytes, files: int = 1) -> None:
     """The loop's own save (trainers/loop.py) with a stand-in for Accelerate."""
     from trainers.loop import _Progress
 
-    _Progress(step=step).save(FakeAccelerator(weights, files, pause), folder)
+    _Progress(step=step).save(FakeAccelerator(weights, files), folder)
     time.sleep(0.01)  # coarse file clocks: the next save's files are strictly newer
 
 
