@@ -315,7 +315,9 @@ class TrainingState:
             self._thread.start()
         else:
             self.path.mkdir(parents=True, exist_ok=True)
-            self.resumed_from = _saved_step(self.path)
+            from trainers.loop import saved_step  # the loop's own reading of its saves
+
+            self.resumed_from = saved_step(self.path)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -375,14 +377,6 @@ class TrainingState:
             return False  # nothing saved yet, or a save replaced a folder while we copied
         finally:
             shutil.rmtree(snapshot, ignore_errors=True)
-
-
-def _saved_step(state_dir: Path) -> int:
-    """The step a resume starts from (trainers.loop reads the same files, in the same order)."""
-    for progress in (state_dir / "state" / "progress.json", state_dir / "progress.json"):
-        if progress.exists():
-            return int(json.loads(progress.read_text())["step"])
-    return 0
 
 
 def _rows(

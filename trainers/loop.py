@@ -321,6 +321,11 @@ class _Progress:
         (state_dir / "progress.tmp").replace(state_dir / "progress.json")
 
 
+def saved_step(state_dir: Path) -> int:
+    """The step a run with this `state_dir` resumes from (0: starts afresh)."""
+    return _Progress.load(state_dir).step
+
+
 def _save_best(state_dir: Path | None, weights: dict[str, torch.Tensor]) -> None:
     if state_dir is None:
         return
