@@ -44,6 +44,12 @@ V_INFORMATION = "v_information"  # the metric name of the V-usable information r
 # and ranking metrics (MAP@20, MRR@20) have no chance level a label-blind guess reaches, and a
 # predictor that ignores the input scores about 0 on them (no span, chunk or rank agrees by
 # luck over a large candidate pool): their floor is 0, by this definition.
+DIFFICULTY_SCALE = (
+    "Difficulty is on one 0-1 scale for every metric family: 1 - (English dev score - floor) "
+    "/ (1 - floor), clipped to [0, 1], 0 for a solved task and 1 at the floor; the floor is "
+    "the better of a uniform guess and the majority label for accuracy metrics, and 0 for F1, "
+    "EM/F1 and ranking metrics (no label-blind guess scores above about 0 on them)."
+)
 ACCURACY_METRICS = frozenset({"accuracy", "token_accuracy"})
 ZERO_FLOOR_METRICS = frozenset({"f1", "f1_em", "exact_match", "map@20", "mrr@20"})
 
@@ -65,7 +71,8 @@ def difficulty_table(rows: pd.DataFrame, manifest: dict | None = None) -> pd.Dat
 
     `difficulty = 1 - (score - floor) / (1 - floor)`, clipped to [0, 1]: 0 when the task is
     solved, 1 at (or below) the floor of its metric family (`metric_floor`: majority or chance
-    for accuracy, 0 for F1, EM/F1 and ranking metrics; `floor_kind` says which). The baseline and the control have no intermediate task and are left out.
+    for accuracy, 0 for F1, EM/F1 and ranking metrics; `floor_kind` says which). The baseline
+    and the control have no intermediate task and are left out.
     `v_information` is the dev set's V-usable information in bits (higher = easier; NaN where the
     trial recorded none), `log_train_size` the natural log of the examples trained on, and
     `external` the a-priori value of `manifest` config difficulty.external (NaN when absent).
@@ -263,6 +270,44 @@ def _dtype(column: str) -> str:
     if column in ("intermediate", "target_task", "language", "metric", "floor_kind"):
         return "object"
     return "float64"
+
+
+def registry_confounds(
+    manifest: dict, intermediates: Iterable[str], targets: Iterable[str]
+) -> set[tuple[str, str]]:
+    """(intermediate, target) pairs whose target, or a stage trained before it, uses the
+    intermediate's English training data, from the registry (`trainers.tasks`, torch-free) and
+    the run's config (tasks.<name>.before, mixtures). Flags what stores written before stages
+    were checked missed (Tatoeba trained on XQuAD first shares SQuAD with squad and squad_v2).
+    Tasks the registry does not know contribute nothing."""
+    import dataclasses
+
+    from trainers.tasks import TASKS, shares_training_data
+
+    config = manifest.get("config") or {}
+    options = config.get("tasks") or {}
+    mixtures = config.get("mixtures") or {}
+
+    def task(name: str) -> object | None:
+        if name in mixtures:
+            members = [TASKS[m] for m in (mixtures[name] or {}).get("tasks") or [] if m in TASKS]
+            if not members:
+                return None
+            data = tuple(sorted({d for m in members for d in m.train_data}))
+            return dataclasses.replace(members[0], name=name, train_data=data, before=())
+        if name not in TASKS:
+            return None
+        before = (options.get(name) or {}).get("before")
+        found = TASKS[name]
+        return dataclasses.replace(found, before=tuple(before)) if before else found
+
+    out = set()
+    for name in dict.fromkeys(intermediates):
+        for target in dict.fromkeys(targets):
+            a, b = task(str(name)), task(str(target))
+            if a is not None and b is not None and shares_training_data(a, b):
+                out.add((str(name), str(target)))
+    return out
 
 
 def shared_pairs(gains: pd.DataFrame) -> pd.DataFrame:

@@ -19,12 +19,14 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from analysis.gains import (
+    DIFFICULTY_SCALE,
     baseline_table,
     cell_means,
     difficulty_table,
     gain_table,
     language_overlap,
     missing_cells,
+    registry_confounds,
     seed_means,
     shared_pairs,
     similarity_table,
@@ -34,6 +36,7 @@ from analysis.gains import (
 from analysis.mixed import MAIN, NULL, OPTIMIZERS, OVERLAP, SLOPES, LmmFit, compare, fit_lmm
 from analysis.models import (
     NEEDS_THREE,
+    WEIGHTS,
     Correlations,
     TwoStage,
     correlations,
@@ -42,6 +45,7 @@ from analysis.models import (
     two_stage_by_target,
 )
 from analysis.results import BASELINE, CONTROL, Run, load_run, open_run, trial_counts
+from trainers.tasks import LANGUAGES as XTREME_R_LANGUAGE_LISTS  # torch-free registry module
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +98,8 @@ class Analysis:
         return self.fits[MAIN.name]
 
 
+# the benchmark's ten targets (the registry's language lists): all ten make "XTREME-R" averages
+XTREME_R_TARGETS = frozenset(XTREME_R_LANGUAGE_LISTS)
 SOURCE_LANGUAGE = "en"  # every target is fine-tuned on English; the rest is zero-shot
 CONFOUNDED = ("exclude", "keep")
 # per-intermediate difficulty measures, in the order the report shows them
@@ -113,6 +119,15 @@ def analyse(run: Run, backend: str | None = None, confounded: str = "exclude") -
     config = run.manifest.get("config") or {}
     backend = backend or (config.get("analysis") or {}).get("backend") or "statsmodels"
     gains = gain_table(run.rows)
+    # stages before a target count too (older stores flagged only the target's own data)
+    confounds = registry_confounds(
+        run.manifest, set(gains["intermediate"]), set(gains["target_task"])
+    )
+    if confounds:
+        pairs = list(zip(gains["intermediate"], gains["target_task"], strict=True))
+        gains["shared_training_data"] = gains["shared_training_data"].astype(bool) | [
+            pair in confounds for pair in pairs
+        ]
     overlap = language_overlap(run.manifest)
     gains["overlap"] = gains["language"].map(overlap).astype(float)
     difficulty = difficulty_table(run.rows, run.manifest)
@@ -199,6 +214,7 @@ def write_report(
         "tables/mixed_fixed.csv": _csv(_fixed_all(analysis)),
         "tables/mixed_variance.csv": _csv(analysis.mixed.variance.reset_index()),
         "tables/model_comparison.csv": _csv(compare(list(analysis.fits.values()))),
+        "tables/fit_log.csv": _csv(fit_log(analysis)),
     }
     files.update({f"figures/{b.name}": b.png for b in blocks if b.kind == "figure"})
     files["report.md"] = render_markdown(blocks).encode()
@@ -247,7 +263,7 @@ def build_blocks(analysis: Analysis) -> list[Block]:
         Block("figure", "Difficulty vs gain", name="difficulty_vs_gain.png", png=scatter_png(a)),
     ]
     blocks += [Block("h2", "Two-stage test"), *two_stage_section(a)]
-    blocks += [Block("h2", "XTREME-R table"), *xtreme_section(a)]
+    blocks += [Block("h2", "Scores by target (XTREME-R layout)"), *xtreme_section(a)]
     blocks += [Block("h2", "Gain and lexical overlap"), *overlap_section(a)]
     blocks += [Block("h2", "Baselines and controls"), *baseline_section(a)]
     blocks += [Block("h2", "Difficulty of the intermediate tasks"), *difficulty_section(a)]
@@ -262,18 +278,28 @@ def _title(run: Run) -> str:
     return f"itx report: {run.manifest.get('name', 'unnamed run')}"
 
 
+ESTIMAND = (
+    "**What the headline estimates** (pre-specified, as in docs/DESIGN.md): the OLS slope, "
+    "across the intermediates of this study, of each intermediate's mean gain on its mean "
+    "difficulty, with " + WEIGHTS + "; a target an intermediate lacks is filled by a two-way "
+    "additive fit; no covariates (train size and format are not adjusted for). It is about "
+    "these {targets}: the targets are fixed, the intermediates the unit of replication."
+)
+
+
 def answer(a: Analysis) -> list[Block]:
-    """The effect of difficulty in one paragraph, or why it cannot be tested."""
+    """The effect of difficulty, the estimand, and the random-slope answer beside it, or why it
+    cannot be tested."""
     ts, corr = a.two_stage, a.correlations
     n = ts.n_intermediates
     usable = a.tested.dropna(subset=["gain", "difficulty"])
+    n_targets = usable["target_task"].nunique()
     scope = (
         f"Gains are in points of each target's primary metric against the same seed's "
-        f"no-intermediate (`none`) baseline, averaged over {usable['seed'].nunique()} seeds, "
-        f"{usable['target_task'].nunique()} targets and {usable['language'].nunique()} "
-        f"zero-shot languages ({', '.join(sorted(usable['language'].unique()))}; English, the "
-        f"fine-tuning language, is in the tables but not in the tests); difficulty is 0 for a "
-        f"solved intermediate task and 1 at chance."
+        f"no-intermediate (`none`) baseline, over {usable['seed'].nunique()} seeds, "
+        f"{n_targets} targets and {usable['language'].nunique()} zero-shot languages "
+        f"({_short_list(sorted(usable['language'].unique()))}; English, the fine-tuning "
+        f"language, is in the tables but not in the tests). {DIFFICULTY_SCALE}"
     )
     if n == 0:
         return [
@@ -320,32 +346,68 @@ def answer(a: Analysis) -> list[Block]:
         verdict = f"The interval excludes 0: harder intermediate tasks went with {direction} gains."
     else:
         verdict = "The interval includes 0: these data do not distinguish the effect from none."
-
     floor = ""
-    if ts.exact and 2 / ts.n_perm > 0.05:
+    if ts.exact and ts.p_floor > 0.05:
         floor = (
-            f" With {n} intermediates no ordering can give a permutation p below "
-            f"{_p(2 / ts.n_perm)}, so only a larger set of intermediates could reach 0.05."
+            f" No ordering of these {n} intermediates' difficulties can give a permutation p "
+            f"below {_p(ts.p_floor)} (computed over all {ts.n_perm:,} orderings), so only a "
+            f"larger set of intermediates could reach 0.05."
         )
     text = (
         f"**Effect of difficulty: {_num(ts.estimate, 2, sign=True)} points of gain "
         f"per unit of difficulty** (95% CI {_num(ts.ci_low, 2)} to {_num(ts.ci_high, 2)}; "
         f"two-stage OLS of mean gain on mean difficulty over {n} intermediates, "
-        f"t({ts.df}) = {_num(ts.t, 2)}, {_p_is(ts.p_t)}; {perm}). {verdict}{floor} "
-        f"Rank correlation of difficulty with mean gain: Spearman "
-        f"{_num(corr.spearman, 2)}, Kendall {_num(corr.kendall, 2)}."
+        f"t({ts.df}) = {_num(ts.t, 2)}, {_p_is(ts.p_t)}; {perm}). {verdict}{floor}"
     )
-    m = a.mixed
-    if m.ok and math.isfinite(m.term("difficulty", "df")):
-        text += (
-            f" The full mixed model (every gain row, crossed random effects) gives "
-            f"{_num(m.term('difficulty', 'estimate'), 2, sign=True)} points per unit "
-            f"(95% CI {_num(m.term('difficulty', 'ci_low'), 2)} to "
-            f"{_num(m.term('difficulty', 'ci_high'), 2)}; Satterthwaite "
-            f"t({m.term('difficulty', 'df'):.1f}) = {_num(m.term('difficulty', 't'), 2)}, "
-            f"{_p_is(m.term('difficulty', 'p'))})."
+    targets = f"{n_targets} target{'s' if n_targets != 1 else ''}"
+    rank = (
+        f"Rank correlation of mean difficulty with mean gain across intermediates: Spearman "
+        f"{_num(corr.spearman, 2)} ({_p_is(corr.spearman_p)}), Kendall {_num(corr.kendall, 2)} "
+        f"({_p_is(corr.kendall_p)}), permutation p-values over intermediates."
+        if corr.note is None
+        else f"Rank correlation: not computed ({corr.note})."
+    )
+    return [
+        Block("p", text),
+        Block("p", ESTIMAND.format(targets=targets)),
+        Block("p", random_slope_sentence(a)),
+        Block("p", rank),
+        Block("p", scope),
+    ]
+
+
+def random_slope_sentence(a: Analysis) -> str:
+    """The Answer's second number: the same slope with targets as a sample, or why not shown."""
+    m = a.fits.get(SLOPES.name)
+    lead = (
+        "**Targets as a sample** (mixed model with a random slope of difficulty by target; "
+        "difficulty as the intermediate's mean over seeds, its seed-to-seed deviation a "
+        "separate term; no covariates, as the headline; rows weighted by the fitted variance "
+        "components, not equally by target): "
+    )
+    if m is None or not m.ok:
+        return lead + f"not fitted ({m.reason if m is not None else 'not requested'})."
+    if m.singular_intermediate:
+        return lead + (
+            "not quoted: the fit puts the intermediate variance at ~0 (singular), so its "
+            "degrees of freedom would come from rows rather than intermediates, the unit that "
+            "varies in difficulty."
         )
-    return [Block("p", text), Block("p", scope)]
+    df = m.term("difficulty", "df")
+    if not math.isfinite(df):
+        return lead + "not quoted: its Satterthwaite degrees of freedom are undefined."
+    return lead + (
+        f"{_num(m.term('difficulty', 'estimate'), 2, sign=True)} points per unit "
+        f"(95% CI {_num(m.term('difficulty', 'ci_low'), 2)} to "
+        f"{_num(m.term('difficulty', 'ci_high'), 2)}; Satterthwaite t({df:.1f}) = "
+        f"{_num(m.term('difficulty', 't'), 2)}, {_p_is(m.term('difficulty', 'p'))}). It "
+        f"answers for a population of targets like these, the headline for these targets."
+    )
+
+
+def _short_list(values: Sequence[object], most: int = 12) -> str:
+    shown = ", ".join(map(str, values[:most]))
+    return shown + (f" and {len(values) - most} more" if len(values) > most else "")
 
 
 def confound_note(a: Analysis) -> list[Block]:
@@ -444,15 +506,16 @@ def two_stage_section(a: Analysis) -> list[Block]:
             "difficulty": "mean difficulty",
             "gain": "mean gain (points)",
             "n_seeds": "seeds",
+            "n_targets": "targets",
             "n": "gain rows",
         }
     )
     blocks = [
         Block(
             "p",
-            "Stage one averages each intermediate's gains over seeds, targets and languages; "
-            "stage two regresses those means on mean difficulty, so the degrees of freedom "
-            "come from intermediates, the unit that actually varies in difficulty.",
+            f"Stage one averages each intermediate's gains with {WEIGHTS}; stage two regresses "
+            "those means on mean difficulty, so the degrees of freedom come from "
+            "intermediates, the unit that actually varies in difficulty.",
         ),
         Block("table", table=_format(means, {"mean difficulty": 3, "mean gain (points)": 2})),
     ]
@@ -466,16 +529,15 @@ def two_stage_section(a: Analysis) -> list[Block]:
             "p (permutation of difficulty)",
             f"{_p(ts.p_perm)} ({'exact, ' if ts.exact else ''}{ts.n_perm:,} orderings)",
         ),
+        ("smallest p any ordering could give", _p(ts.p_floor)),
         ("intercept (gain at difficulty 0)", _num(ts.intercept, 3)),
         (
-            "Spearman (95% bootstrap CI over seeds)",
-            f"{_num(corr.spearman, 3)} ({_num(corr.spearman_ci[0], 3)} to "
-            f"{_num(corr.spearman_ci[1], 3)})",
+            "Spearman (permutation p over intermediates)",
+            f"{_num(corr.spearman, 3)} (p {_p(corr.spearman_p)})",
         ),
         (
-            "Kendall tau-b (95% bootstrap CI over seeds)",
-            f"{_num(corr.kendall, 3)} ({_num(corr.kendall_ci[0], 3)} to "
-            f"{_num(corr.kendall_ci[1], 3)})",
+            "Kendall tau-b (permutation p over intermediates)",
+            f"{_num(corr.kendall, 3)} (p {_p(corr.kendall_p)})",
         ),
     ]
     blocks.append(Block("table", table=pd.DataFrame(rows, columns=["", "value"])))
@@ -524,8 +586,8 @@ def difficulty_section(a: Analysis) -> list[Block]:
     return [
         Block(
             "p",
-            "English dev score on the primary metric; difficulty = 1 - (score - chance) / "
-            "(1 - chance).",
+            "English dev score on the primary metric, its floor (`floor_kind`: chance, "
+            f"majority or zero) and difficulty. {DIFFICULTY_SCALE}",
         ),
         Block(
             "table",
@@ -534,6 +596,7 @@ def difficulty_section(a: Analysis) -> list[Block]:
                 {
                     "score": 3,
                     "chance": 3,
+                    "floor": 3,
                     "difficulty": 3,
                     "v_information": 3,
                     "log_train_size": 2,
@@ -718,12 +781,26 @@ def _fixed_all(a: Analysis) -> pd.DataFrame:
 def mixed_section(a: Analysis) -> list[Block]:
     """Fixed effects with Satterthwaite tests, variance breakdown, comparison, warnings."""
     m = a.mixed
+    engine = (
+        f"the optimum kept is {m.method}'s ({m.backend})" if m.method else "no optimum was kept"
+    )
     intro = (
-        "`gain ~ difficulty` (+ log train size and format where they vary) with crossed random "
-        "intercepts for target task, language within target, intermediate, intermediate:seed "
-        f"and seed; REML estimates, fitted with {m.backend}. Difficulty varies only between "
+        "`gain ~ difficulty + difficulty_within` (+ log train size and format where they vary: "
+        "so this model adjusts for covariates the headline does not, and estimates a "
+        "different, adjusted slope) with crossed random intercepts for target task, language "
+        "within target, intermediate, intermediate:seed and seed; REML estimates from "
+        f"statsmodels and an exact-likelihood engine, each from several starts; {engine}. "
+        "`difficulty` is the intermediate's mean over seeds, which varies only between "
         "intermediates, so its test uses Satterthwaite degrees of freedom (about the number "
-        "of intermediates minus 2), not a Wald z, which is anti-conservative here."
+        "of intermediates minus 2), not a Wald z; `difficulty_within` is each seed's "
+        "deviation from that mean (measurement noise and seed luck), kept out of the "
+        "between slope."
+        + (
+            " The intermediate variance is at ~0 (singular fit): difficulty's df then come "
+            "from rows, and this model is kept out of the Answer."
+            if m.ok and m.singular_intermediate
+            else ""
+        )
     )
     if not m.ok:
         blocks = [Block("p", intro), Block("p", f"Not fitted: {m.reason}.")]
@@ -805,22 +882,66 @@ def mixed_section(a: Analysis) -> list[Block]:
     blocks.append(
         Block("p", f"Optimizer kept: {m.method} (REML log-likelihood per optimizer: {attempts}).")
     )
-    warned = [f"{name}: {w}" for name, fit in a.fits.items() for w in fit.warnings]
-    blocks.append(Block("p", "Fit warnings:" if warned else "Fit warnings: none."))
+    warned = [f"{name}: {w}" for name, fit in a.fits.items() for w in fit.warnings if _matters(w)]
+    quiet = sum(not _matters(w) for fit in a.fits.values() for w in fit.warnings)
+    logged = (
+        f" {quiet} optimizer messages that do not change the kept fit (from optimizers whose "
+        "optimum was not kept, or notes on dropped components) are in tables/fit_log.csv."
+        if quiet
+        else ""
+    )
+    blocks.append(
+        Block(
+            "p",
+            ("Fit warnings that bear on the results:" if warned else "Fit warnings: none.")
+            + logged,
+        )
+    )
     if warned:
         blocks.append(Block("list", items=warned))
     return blocks
 
 
+# Messages a reader must see: the fit may not be what it seems. The rest (a statsmodels
+# optimizer that failed while an exact one was kept, a component merged away) go to the log.
+MATTERS = ("singular", "disagree", "different maxima", "budget", "did not report", "differs")
+
+
+def _matters(message: str) -> bool:
+    kept_elsewhere = message.startswith(("statsmodels ", "ML: statsmodels "))
+    return any(key in message for key in MATTERS) and not (
+        kept_elsewhere and "disagree" not in message
+    )
+
+
+def fit_log(a: Analysis) -> pd.DataFrame:
+    """Every message of every fit, with whether the report lists it."""
+    rows = [
+        {"model": name, "message": w, "shown": _matters(w)}
+        for name, fit in a.fits.items()
+        for w in fit.warnings
+    ]
+    return pd.DataFrame(rows, columns=["model", "message", "shown"])
+
+
 def xtreme_section(a: Analysis) -> list[Block]:
     if a.xtreme.empty:
         return [Block("p", "No target results.")]
+    targets = set(a.run.rows.loc[a.run.rows["kind"] == "target", "target_task"].dropna())
+    complete = targets >= XTREME_R_TARGETS
+    averages = (
+        "Two averages, as in XTREME-R (all ten of its targets are here): the mean of the "
+        "category means, and the plain mean over tasks."
+        if complete
+        else f"Two averages over the {len(targets)} target{'s' if len(targets) != 1 else ''} "
+        f"of this run (not XTREME-R averages, which need all ten of its targets): the mean of "
+        f"the category means, and the plain mean over tasks."
+    )
     blocks = [
         Block(
             "p",
             "Zero-shot test scores x100 (mean over languages other than English, then over "
-            "seeds), targets as columns with their category. Two averages, as in XTREME-R: the "
-            "mean of the category means, and the plain mean over tasks.",
+            f"seeds), targets as columns with their category. {averages}",
         ),
         Block("table", table=_format_scores(a.xtreme)),
     ]

@@ -9,10 +9,10 @@ import pytest
 from analysis.gains import gain_table
 from analysis.models import (
     NEEDS_THREE,
+    _ols,
     correlations,
     intermediate_means,
     measure_correlations,
-    _ols,
     permutation_floor,
     permutation_p,
     two_stage,
@@ -163,7 +163,9 @@ def test_permutation_floor_is_computed_not_assumed():
     # "2 / I!" sentence was wrong, 25 of 500 null studies had p = 1/24)
     x = np.array([0.1, 0.2, 0.3, 0.9])
     assert permutation_floor(x, y) == pytest.approx(1 / 24)
-    ts = two_stage(gains_frame([(f"T{i}", 0, d, g) for i, (d, g) in enumerate(zip(x, y))]))
+    ts = two_stage(
+        gains_frame([(f"T{i}", 0, d, g) for i, (d, g) in enumerate(zip(x, y, strict=True))])
+    )
     assert ts.p_floor == pytest.approx(1 / 24)
     assert ts.p_perm == pytest.approx(1 / 24)  # the observed ordering is the extreme one
 
