@@ -515,10 +515,17 @@ def _best(
             f"{len(design.y)} rows: statsmodels optimizers skipped (minutes per fit beyond "
             f"{STATSMODELS_MAX_ROWS}); exact-likelihood optimizers only"
         )
+    # L-BFGS-B (fast) from every start; Powell and Nelder-Mead polish the best point so far.
     starts = [*([] if start is None else [start]), *(np.full(k, v) for v in STARTS)]
     which = 2 if reml else 3
+    runs: list[tuple[float, str, np.ndarray, bool]] = []  # every exact run: llf, label, var
     for method in EXACT_OPTIMIZERS:
         label = f"exact {method}"
+        if method != EXACT_OPTIMIZERS[0]:
+            pool = [c for c in candidates if math.isfinite(c[0])]
+            if pool:
+                var = max(pool, key=lambda c: c[0])[2]
+                starts = [np.sqrt(np.maximum(var[:-1], 0) / var[-1])]
         found: list[tuple[float, np.ndarray, bool]] = []
         for x0 in starts:
             try:
@@ -530,34 +537,33 @@ def _best(
             except (linalg.LinAlgError, ValueError) as err:
                 problems.append(f"{label} from start {np.round(x0, 3).tolist()} failed: {err}")
         found = [f for f in found if math.isfinite(f[0])]
+        runs += [(f[0], label, f[1], f[2]) for f in found]
         if not found:
             attempts[label] = math.nan
             continue
         exact, var, _ = max(found, key=lambda f: f[0])
-        # Two converged runs at different heights are two maxima: a reader should know. A run
-        # that hit its iteration limit is not a maximum, only a failed start (kept out).
-        converged = [f[0] for f in found if f[2]]
-        notes = []
-        if converged and exact - min(converged) > 0.01:
-            notes.append(
-                f"{label}: starts reach different maxima, the lowest "
-                f"{exact - min(converged):.3f} log-likelihood units below the best (kept the best)"
-            )
         attempts[label] = exact
-        candidates.append((exact, label, var, notes))
+        candidates.append((exact, label, var, []))
     finite = [c for c in candidates if math.isfinite(c[0])]
     if not finite:
         return None, None, problems, attempts
     best = max(finite, key=lambda c: c[0])
-    spread = best[0] - min(c[0] for c in finite)
-    # starts that disagree within the exact engine matter whichever optimizer wins
-    exact_notes = [m for c in finite if c[1].startswith("exact") for m in c[3]]
-    messages = list(dict.fromkeys([*best[3], *exact_notes, *problems]))
-    if spread > 0.01:
-        worst = min(finite, key=lambda c: c[0])
+    messages = list(dict.fromkeys([*best[3], *problems]))
+    # A lower optimum matters to a reader only if the fixed effects differ there: then the
+    # data hold two answers. Otherwise it is a note (a start or optimizer that stopped early).
+    beta_best, cov_best, _, _ = engine.evaluate(best[2])
+    se_best = np.sqrt(np.diag(cov_best))
+    lower = [r for r in runs if r[3] and best[0] - r[0] > 0.01] + [
+        (c[0], c[1], c[2], True)
+        for c in finite
+        if best[0] - c[0] > 0.01 and c[1] not in {r[1] for r in runs}
+    ]
+    for llf, label, var, _ in sorted(lower, key=lambda r: r[0])[:1]:
+        shift = float(np.max(np.abs(engine.evaluate(var)[0] - beta_best) / se_best))
+        kind = "different maxima" if shift > 0.1 else "note: lower stop"
         messages.append(
-            f"optimizers disagree: {worst[1]} stopped {spread:.2f} log-likelihood units below "
-            f"{best[1]} (kept the best)"
+            f"{kind}: {label} stopped {best[0] - llf:.3f} log-likelihood units below {best[1]}, "
+            f"fixed effects there up to {shift:.2f} SE away (kept the best)"
         )
     return best[1], best[2], messages, attempts
 

@@ -8,26 +8,22 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
+from analysis import figures
 from analysis.gains import (
     DIFFICULTY_SCALE,
     baseline_table,
-    cell_means,
     difficulty_table,
     gain_table,
     language_overlap,
     missing_cells,
     registry_confounds,
-    seed_means,
     shared_pairs,
     similarity_table,
     task_categories,
@@ -50,10 +46,6 @@ from trainers.tasks import LANGUAGES as XTREME_R_LANGUAGE_LISTS  # torch-free re
 log = logging.getLogger(__name__)
 
 MAX_LISTED = 20  # errored/skipped trials listed one by one; the rest are counted
-MAX_ANNOTATED_CELLS = 300
-MAX_FOREST = (
-    60  # levels per forest-plot panel  # beyond this the heatmap's numbers would be unreadable
-)
 
 
 @dataclass
@@ -215,6 +207,7 @@ def write_report(
         "tables/mixed_variance.csv": _csv(analysis.mixed.variance.reset_index()),
         "tables/model_comparison.csv": _csv(compare(list(analysis.fits.values()))),
         "tables/fit_log.csv": _csv(fit_log(analysis)),
+        "tables/random_effects.csv": _csv(analysis.mixed.blups),
     }
     files.update({f"figures/{b.name}": b.png for b in blocks if b.kind == "figure"})
     files["report.md"] = render_markdown(blocks).encode()
@@ -243,8 +236,10 @@ def build_blocks(analysis: Analysis) -> list[Block]:
         Block("h2", "Gain by target and language"),
         Block(
             "p",
-            "Mean gain over seeds in points of the primary metric (accuracy, or f1 for "
-            "tagging), against the same seed's `none` baseline. Rows are sorted by difficulty."
+            "Mean gain in points of each target's primary metric, against the same seed's "
+            "`none` baseline: first per target (zero-shot languages averaged, then seeds: the "
+            "cells the headline averages), then per target and language. Rows are sorted by "
+            "difficulty."
             + (
                 " `*` marks (intermediate, target) pairs whose target trains on the "
                 "intermediate's English data."
@@ -252,7 +247,23 @@ def build_blocks(analysis: Analysis) -> list[Block]:
                 else ""
             ),
         ),
-        Block("figure", "Gain heatmap", name="gain_heatmap.png", png=heatmap_png(a)),
+        Block(
+            "figure",
+            "Gain by target",
+            name="gain_by_target.png",
+            png=figures.png(figures.target_heatmap(a)),
+        ),
+        Block(
+            "p",
+            "Per-target detail: one panel per target, its languages as columns (English "
+            "included, where the target has it).",
+        ),
+        Block(
+            "figure",
+            "Gain by target and language",
+            name="gain_heatmap.png",
+            png=figures.png(figures.language_heatmap(a)),
+        ),
         Block("h2", "Difficulty and gain"),
         Block(
             "p",
@@ -260,7 +271,12 @@ def build_blocks(analysis: Analysis) -> list[Block]:
             "over targets and zero-shot languages (the rows the tests use). Crosses are the "
             "per-intermediate means the two-stage test uses; the line is its fit.",
         ),
-        Block("figure", "Difficulty vs gain", name="difficulty_vs_gain.png", png=scatter_png(a)),
+        Block(
+            "figure",
+            "Difficulty vs gain",
+            name="difficulty_vs_gain.png",
+            png=figures.png(figures.scatter(a)),
+        ),
     ]
     blocks += [Block("h2", "Two-stage test"), *two_stage_section(a)]
     blocks += [Block("h2", "Scores by target (XTREME-R layout)"), *xtreme_section(a)]
@@ -829,7 +845,12 @@ def mixed_section(a: Analysis) -> list[Block]:
                 {"variance": 3, "sd": 3, "share": 1},
             ).rename(columns={"share": "share (%)"}),
         ),
-        Block("figure", "Random effects", name="random_effects.png", png=forest_png(a)),
+        Block(
+            "figure",
+            "Random effects",
+            name="random_effects.png",
+            png=figures.png(figures.forest(m.blups)),
+        ),
     ]
     variants = []
     for name, fit in a.fits.items():
@@ -902,16 +923,19 @@ def mixed_section(a: Analysis) -> list[Block]:
     return blocks
 
 
-# Messages a reader must see: the fit may not be what it seems. The rest (a statsmodels
-# optimizer that failed while an exact one was kept, a component merged away) go to the log.
-MATTERS = ("singular", "disagree", "different maxima", "budget", "did not report", "differs")
+# Messages a reader must see: the fit may not be what it seems. The rest (an optimizer that
+# stopped below the kept optimum with the same fixed effects, a component merged away, a
+# nuisance variance at 0) go to tables/fit_log.csv.
+MATTERS = ("different maxima", "budget", "did not report", "differs", "ML fit failed")
+# singular components that change a reading: difficulty's df (intermediate), or the random
+# slope's claim to generalize over targets (its variance at 0 makes it the fixed-target answer)
+MATTERS_SINGULAR = ("variance of intermediate is ~0", "variance of difficulty|target_task is ~0")
 
 
 def _matters(message: str) -> bool:
-    kept_elsewhere = message.startswith(("statsmodels ", "ML: statsmodels "))
-    return any(key in message for key in MATTERS) and not (
-        kept_elsewhere and "disagree" not in message
-    )
+    if message.startswith(("statsmodels ", "ML: statsmodels ")):
+        return False  # the kept optimum is the exact engine's; statsmodels' own troubles moot
+    return any(key in message for key in (*MATTERS, *MATTERS_SINGULAR))
 
 
 def fit_log(a: Analysis) -> pd.DataFrame:
@@ -985,7 +1009,12 @@ def overlap_section(a: Analysis) -> list[Block]:
             "Mean gain per zero-shot language against its lexical overlap with English (share "
             "of shared words; 0 for another script, which shares no subword).",
         ),
-        Block("figure", "Gain vs overlap", name="gain_vs_overlap.png", png=overlap_png(table)),
+        Block(
+            "figure",
+            "Gain vs overlap",
+            name="gain_vs_overlap.png",
+            png=figures.png(figures.overlap(table)),
+        ),
         Block("table", table=_format(table, {"overlap": 2, "gain": 2})),
     ]
 
@@ -1000,164 +1029,6 @@ def provenance(run: Run) -> list[Block]:
         "versions: " + (", ".join(f"{k} {v}" for k, v in versions.items()) or "unknown"),
     ]
     return [Block("list", items=items)]
-
-
-# ---- figures ---------------------------------------------------------------------------------
-
-
-def _png(fig: Figure) -> bytes:
-    buffer = io.BytesIO()
-    # No "Software" tag: it would embed a web address in every PNG.
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
-    return buffer.getvalue()
-
-
-def _empty(fig: Figure, text: str) -> bytes:
-    ax = fig.subplots()
-    ax.text(0.5, 0.5, text, ha="center", va="center")
-    ax.set_axis_off()
-    return _png(fig)
-
-
-def heatmap_png(a: Analysis) -> bytes:
-    """Rows intermediates (by mean difficulty), columns target/language, mean gain over seeds."""
-    grid = cell_means(a.gains)
-    if grid.empty:
-        return _empty(Figure(figsize=(5, 2)), "no paired gains")
-    order = a.two_stage.means["intermediate"].tolist()
-    order += sorted(set(grid.index) - set(order))
-    grid = grid.reindex(order)
-    difficulty = a.two_stage.means.set_index("intermediate")["difficulty"]
-    labels = [
-        f"{name} (d={difficulty[name]:.2f})" if name in difficulty.index else str(name)
-        for name in grid.index
-    ]
-    n_rows, n_cols = grid.shape
-    fig = Figure(figsize=(max(5.0, 0.7 * n_cols + 3), max(2.0, 0.45 * n_rows + 1.5)))
-    ax = fig.subplots()
-    values = grid.to_numpy(float)
-    finite = values[np.isfinite(values)]
-    limit = float(np.abs(finite).max()) if finite.size else 1.0
-    limit = limit or 1.0
-    image = ax.imshow(values, cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
-    ax.set_xticks(range(n_cols), list(grid.columns), rotation=45, ha="right")
-    ax.set_yticks(range(n_rows), labels)
-    # pairs whose target trains on the intermediate's English data: always marked with a *
-    shared = set(a.shared.itertuples(index=False, name=None))
-    marked = np.array(
-        [
-            [(name, str(cell).split("/", 1)[0]) in shared for cell in grid.columns]
-            for name in grid.index
-        ]
-    ).reshape(values.shape)
-    annotate = values.size <= MAX_ANNOTATED_CELLS
-    if annotate or marked.any():
-        for (i, j), value in np.ndenumerate(values):
-            if np.isfinite(value) and (annotate or marked[i, j]):
-                dark = abs(value) > 0.6 * limit
-                number = f"{value:.1f}" if annotate else ""
-                ax.text(
-                    j,
-                    i,
-                    number + ("*" if marked[i, j] else ""),
-                    ha="center",
-                    va="center",
-                    fontsize=8,
-                    color="white" if dark else "black",
-                )
-    fig.colorbar(image, ax=ax, label="gain (points)")
-    ax.set_title("Mean gain over seeds vs the same seed's 'none' baseline")
-    return _png(fig)
-
-
-def scatter_png(a: Analysis) -> bytes:
-    """One point per intermediate x seed, per-intermediate means, and the two-stage line, all
-    from the rows the test uses."""
-    points = seed_means(a.tested if len(a.tested.columns) else a.gains)
-    if points.empty:
-        return _empty(Figure(figsize=(5, 2)), "no gains with a difficulty")
-    fig = Figure(figsize=(6.5, 4.2))
-    ax = fig.subplots()
-    names = sorted(points["intermediate"].unique(), key=str)
-    colors = _colors(len(names))
-    means = a.two_stage.means.set_index("intermediate")
-    for name, color in zip(names, colors, strict=True):
-        part = points[points["intermediate"] == name]
-        ax.scatter(part["difficulty"], part["gain"], color=color, alpha=0.7, label=name)
-        if name in means.index:
-            ax.scatter(
-                [means.loc[name, "difficulty"]],
-                [means.loc[name, "gain"]],
-                color=color,
-                marker="x",
-                s=80,
-            )
-    ts = a.two_stage
-    if math.isfinite(ts.estimate) and math.isfinite(ts.intercept):
-        xs = np.linspace(points["difficulty"].min(), points["difficulty"].max(), 2)
-        ax.plot(
-            xs,
-            ts.intercept + ts.estimate * xs,
-            color="black",
-            linewidth=1,
-            label=f"two-stage fit: {ts.estimate:+.2f} per unit",
-        )
-    ax.axhline(0, color="grey", linewidth=0.8, linestyle="--")
-    ax.set_xlabel("difficulty (0 solved, 1 chance)")
-    ax.set_ylabel("mean gain over targets and languages (points)")
-    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
-    return _png(fig)
-
-
-def forest_png(a: Analysis) -> bytes:
-    """Predicted random effects (BLUPs) with 95% intervals, one panel per component."""
-    blups = a.mixed.blups
-    if blups.empty:
-        return _empty(Figure(figsize=(5, 2)), "no random effects")
-    parts = [
-        (c, blups[blups["component"] == c].tail(MAX_FOREST)) for c in blups["component"].unique()
-    ]
-    heights = [max(len(p), 2) for _, p in parts]
-    fig = Figure(figsize=(7, 0.22 * sum(heights) + 1.2 * len(parts)))
-    axes = fig.subplots(len(parts), 1, squeeze=False, gridspec_kw={"height_ratios": heights})
-    for ax, (component, part) in zip(axes[:, 0], parts, strict=True):
-        ys = np.arange(len(part))
-        ax.errorbar(part["value"], ys, xerr=1.96 * part["se"], fmt="o", ms=3, capsize=2)
-        ax.axvline(0, color="grey", linewidth=0.8, linestyle="--")
-        ax.set_yticks(ys, part["level"].tolist(), fontsize=7)
-        ax.set_title(component, fontsize=9, loc="left")
-    axes[-1, 0].set_xlabel("random effect (points), 95% interval")
-    fig.tight_layout()
-    return _png(fig)
-
-
-def overlap_png(table: pd.DataFrame) -> bytes:
-    fig = Figure(figsize=(6.5, 4.0))
-    ax = fig.subplots()
-    targets = sorted(table["target_task"].unique())
-    for target, color in zip(targets, _colors(len(targets)), strict=True):
-        part = table[table["target_task"] == target]
-        ax.scatter(part["overlap"], part["gain"], color=color, label=target)
-        for row in part.itertuples():
-            ax.annotate(
-                str(row.language),
-                (row.overlap, row.gain),
-                fontsize=7,
-                xytext=(3, 3),
-                textcoords="offset points",
-            )
-    ax.axhline(0, color="grey", linewidth=0.8, linestyle="--")
-    ax.set_xlabel("lexical overlap with English")
-    ax.set_ylabel("mean gain (points)")
-    ax.legend(fontsize=8, frameon=False)
-    return _png(fig)
-
-
-def _colors(n: int) -> list[tuple[float, ...]]:
-    from matplotlib import colormaps
-
-    cmap = colormaps["tab10" if n <= 10 else "tab20"]
-    return [tuple(cmap(i % cmap.N)) for i in range(n)]
 
 
 # ---- rendering -------------------------------------------------------------------------------

@@ -34,7 +34,8 @@ def test_report_files_and_self_contained_html(simulated_run, reported):
     for path in written.values():
         assert (simulated_run / path.removeprefix(f"{simulated_run}/")).is_file()
     html = (simulated_run / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 4  # heatmap, scatter, overlap, forest
+    # by target, by target and language, scatter, overlap, forest
+    assert html.count("data:image/png;base64,") == 5
     assert "http" not in html
     assert "<script" not in html
     assert "<link" not in html
@@ -97,9 +98,8 @@ def test_store_without_results_still_reports(tmp_path):
     written = write_report(str(tmp_path))
     assert set(written) >= EXPECTED
     html = (tmp_path / "report.html").read_text()
-    assert (
-        html.count("data:image/png;base64,") == 2
-    )  # heatmap and scatter placeholders; no model, no overlap
+    # placeholders of the two heatmaps and the scatter; no model, no overlap
+    assert html.count("data:image/png;base64,") == 3
     assert "nothing to test" in (tmp_path / "report.md").read_text()
 
 
