@@ -140,7 +140,7 @@ def language_heatmap(a: Analysis) -> Figure:
             [[(name, target) in shared for _ in columns] for name in order], dtype=bool
         ).reshape(values.shape)
         _annotate(ax, values, marked, limit)
-    fig.colorbar(image, ax=list(axes), label="gain (points)", shrink=min(1.0, 6 / len(axes)))
+    fig.colorbar(image, ax=axes[0], location="top", shrink=0.5, label="gain (points)")
     fig.suptitle("Mean gain over seeds vs the same seed's 'none' baseline", fontsize=9)
     return fig
 

@@ -253,7 +253,7 @@ def build_design(frame: pd.DataFrame, spec: Spec) -> Design:
         blocks[SLOPE] = _indicator(codes, len(names), frame["difficulty"].to_numpy(float))
         levels[SLOPE] = [str(v) for v in names]
     if not blocks:
-        raise ValueError("no random-effect factor has 2 or more levels")
+        raise ValueError("no random effect can be estimated: " + "; ".join(notes))
     return Design(frame["gain"].to_numpy(float), X, list(columns), blocks, levels, notes)
 
 

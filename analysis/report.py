@@ -312,8 +312,9 @@ def answer(a: Analysis) -> list[Block]:
     n_targets = usable["target_task"].nunique()
     scope = (
         f"Gains are in points of each target's primary metric against the same seed's "
-        f"no-intermediate (`none`) baseline, over {usable['seed'].nunique()} seeds, "
-        f"{n_targets} targets and {usable['language'].nunique()} zero-shot languages "
+        f"no-intermediate (`none`) baseline, over {_count(usable['seed'].nunique(), 'seed')}, "
+        f"{_count(n_targets, 'target')} and "
+        f"{_count(usable['language'].nunique(), 'zero-shot language')} "
         f"({_short_list(sorted(usable['language'].unique()))}; English, the fine-tuning "
         f"language, is in the tables but not in the tests). {DIFFICULTY_SCALE}"
     )
@@ -419,6 +420,10 @@ def random_slope_sentence(a: Analysis) -> str:
         f"{_num(m.term('difficulty', 't'), 2)}, {_p_is(m.term('difficulty', 'p'))}). It "
         f"answers for a population of targets like these, the headline for these targets."
     )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _short_list(values: Sequence[object], most: int = 12) -> str:
@@ -820,8 +825,9 @@ def mixed_section(a: Analysis) -> list[Block]:
     )
     if not m.ok:
         blocks = [Block("p", intro), Block("p", f"Not fitted: {m.reason}.")]
-        if m.warnings:
-            blocks.append(Block("list", items=m.warnings))
+        others = [f"{name}: not fitted, {f.reason}" for name, f in a.fits.items() if not f.ok]
+        others += [f"{name}: fitted" for name, f in a.fits.items() if f.ok]
+        blocks.append(Block("list", items=[*others[1:], *m.warnings]))
         return blocks
     fixed = m.fixed.reset_index()
     blocks = [

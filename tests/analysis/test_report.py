@@ -253,3 +253,23 @@ def test_report_says_how_many_pairs_were_excluded_and_why(confounded):
     row = "| (intermediate, target) pairs sharing English training data (excluded from the tests) |"
     assert f"{row} 1 |" in md
     assert "is kept in the tests (confounded='keep')" in render_markdown(build_blocks(kept))
+
+
+def test_report_wording_holds_only_when_its_premise_does(simulated_run, reported):
+    md = (simulated_run / "report.md").read_text()
+    answer = md.split("## Design")[0]
+    # two targets: not called XTREME-R averages
+    assert "not XTREME-R averages, which need all ten of its targets" in md
+    # the simulated run has no intermediate variance: the random-slope model is kept out
+    assert "not quoted: the fit puts the intermediate variance at ~0 (singular)" in answer
+    assert "each target weighted equally (languages averaged within target" in answer
+    assert "fitted with statsmodels" not in md
+    assert "the optimum kept is exact " in md or "the optimum kept is statsmodels " in md
+    fit_warnings = md.split("Fit warnings")[1].split("## Provenance")[0]
+    assert "- main: statsmodels" not in fit_warnings  # moot when the exact optimum is kept
+    log = pd.read_csv(simulated_run / "tables" / "fit_log.csv")
+    assert set(log.columns) == {"model", "message", "shown"}
+    shown = log[log["shown"]]["message"].tolist()
+    pairs = log[log["shown"]][["model", "message"]].itertuples(index=False)
+    assert all(f"- {model}: {message}" in fit_warnings for model, message in pairs)
+    assert len(shown) < len(log)
