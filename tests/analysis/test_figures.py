@@ -82,6 +82,11 @@ def test_real_size_report_renders_with_readable_figures(real_size):
     assert (a.gains["target_task"] + "/" + a.gains["language"]).nunique() == 203
     md = render_markdown(build_blocks(a))
     assert "![Gain by target and language](figures/gain_heatmap.png)" in md
+    assert "Two averages, as in XTREME-R (all ten of its targets are here)" in md
+    # intermediates carry their own effect here: the random-slope answer is quoted
+    answer = md.split("## Design")[0]
+    assert "**Targets as a sample**" in answer
+    assert "Satterthwaite t(" in answer.split("**Targets as a sample**")[1]
     # every target-language column of the detail figure has its language label, in its panel
     detail = figures.language_heatmap(a)
     texts = _check_readable(detail, "gain_heatmap")
@@ -112,7 +117,8 @@ def test_real_size_report_renders_with_readable_figures(real_size):
     _check_readable(forest, "random_effects")
     titles = [ax.get_title(loc="left") for ax in forest.axes]
     language = next(t for t in titles if t.startswith("language"))
-    assert f"the {figures.MAX_FOREST} largest |effect| of 203 levels" in language
+    # the models use the 195 zero-shot languages (English is not transfer)
+    assert f"the {figures.MAX_FOREST} largest |effect| of 195 levels" in language
     assert len(forest.axes[titles.index(language)].get_yticklabels()) == figures.MAX_FOREST
     # the saved images are as wide as the figures, never shown below 79%
     png = figures.png(detail)
