@@ -229,7 +229,8 @@ def two_stage(
 def two_stage_by_target(
     gains: pd.DataFrame, n_draws: int = N_DRAWS, seed: int = 0, covariate: str = "difficulty"
 ) -> pd.DataFrame:
-    """The headline test within each target task: one row per target (NaN where untestable)."""
+    """The headline test within each target task: one row per target (NaN where untestable,
+    `note` saying why, e.g. equal cosines: no spread, no slope)."""
     rows = []
     for target, part in gains.groupby("target_task", sort=True):
         ts = two_stage(part, n_draws, seed, covariate)
@@ -244,6 +245,7 @@ def two_stage_by_target(
                 "df": ts.df,
                 "p_t": ts.p_t,
                 "p_perm": ts.p_perm,
+                "note": ts.note or "",  # why a number is n/a (degenerate arithmetic is n/a)
             }
         )
     return pd.DataFrame(rows)

@@ -574,6 +574,7 @@ def two_stage_section(a: Analysis) -> list[Block]:
                 table=_format(
                     a.by_target,
                     {"slope": 2, "se": 2, "ci_low": 2, "ci_high": 2, "p_t": 3, "p_perm": 3},
+                    na="n/a",  # the note column says why
                 ),
             ),
         ]
@@ -788,6 +789,7 @@ def similarity_section(a: Analysis) -> list[Block]:
                 table=_format(
                     by_target,
                     {"slope": 2, "se": 2, "ci_low": 2, "ci_high": 2, "p_t": 3, "p_perm": 3},
+                    na="n/a",  # the note column says why
                 ),
             ),
         ]
@@ -1066,12 +1068,12 @@ def _listing(values: Sequence[object]) -> str:
     return f"{len(values)} ({', '.join(map(str, values)) or 'none'})"
 
 
-def _format(table: pd.DataFrame, digits: dict[str, int]) -> pd.DataFrame:
-    """Strings for display: fixed decimals per column, blank for NaN."""
+def _format(table: pd.DataFrame, digits: dict[str, int], na: str = "") -> pd.DataFrame:
+    """Strings for display: fixed decimals per column, `na` (blank by default) for NaN."""
     out = table.copy()
     for column, d in digits.items():
         if column in out:
-            out[column] = ["" if pd.isna(v) else f"{float(v):.{d}f}" for v in out[column].tolist()]
+            out[column] = [na if pd.isna(v) else f"{float(v):.{d}f}" for v in out[column].tolist()]
     return out.astype(str).replace({"None": "", "nan": ""})
 
 

@@ -267,3 +267,21 @@ def test_measure_correlations_by_hand():
     assert table.loc[("a", "d"), "note"].startswith(NEEDS_THREE)
     assert math.isnan(table.loc[("a", "e"), "spearman"])
     assert table.loc[("a", "e"), "note"] == "no variation across intermediates"
+
+
+def test_by_target_prints_why_a_slope_is_missing():
+    from analysis.models import two_stage_by_target
+
+    # one target's cosines are all equal (up to float noise): no slope, and the table says why
+    rows = [
+        (name, 0, target, "xx", gain, d)
+        for name, d, gain in (("i1", 0.2, 1.0), ("i2", 0.5, 2.0), ("i3", 0.9, 4.0))
+        for target, d in (("a", d), ("b", 0.9135 + 1e-17 * (name == "i2")))
+    ]
+    gains = pd.DataFrame(
+        rows, columns=["intermediate", "seed", "target_task", "language", "gain", "similarity"]
+    )
+    table = two_stage_by_target(gains, covariate="similarity").set_index("target_task")
+    assert table.loc["a", "note"] == ""
+    assert math.isnan(table.loc["b", "se"]) and math.isnan(table.loc["b", "slope"])
+    assert table.loc["b", "note"] == "similarity does not vary across intermediates"
