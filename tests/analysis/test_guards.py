@@ -120,3 +120,13 @@ def test_confounds_through_a_targets_earlier_stages():
     pairs = registry_confounds(manifest, ["squad", "squad_v2", "mnli"], ["tatoeba", "xnli"])
     assert pairs == {("squad", "tatoeba"), ("squad_v2", "tatoeba"), ("mnli", "xnli")}
     assert registry_confounds({}, ["squad"], ["tatoeba"]) == set()
+
+
+def test_every_metric_of_the_registry_has_a_stated_floor():
+    from analysis.gains import ACCURACY_METRICS, ZERO_FLOOR_METRICS
+    from trainers.metrics import METRICS
+
+    names = {name for family in METRICS.values() for name in family}
+    # a metric added to trainers.metrics must be given a floor here, deliberately
+    assert names == ACCURACY_METRICS | ZERO_FLOOR_METRICS
+    assert not ACCURACY_METRICS & ZERO_FLOOR_METRICS
