@@ -16,34 +16,18 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from sweep import schema
+from sweep.schema import BASELINE, SCRATCH  # noqa: F401 (BASELINE re-exported)
+
+CONTROL = SCRATCH  # the name the analysis reads it by
+
 log = logging.getLogger(__name__)
 
-BASELINE = "none"  # the pretrained encoder with no intermediate training
-CONTROL = "scratch"  # a random, never pretrained encoder fine-tuned the same way
-
-ROW_DTYPES: dict[str, str] = {
-    "kind": "object",
-    "intermediate": "object",
-    "seed": "int64",
-    "target_task": "object",
-    "language": "object",
-    "split": "object",
-    "metric": "object",
-    "value": "float64",
-    "n_examples": "int64",
-    "primary": "bool",
-    "chance": "float64",
-    "majority": "float64",
-    "train_size": "int64",
-    "trial_key": "object",
-    "encoder_sha": "object",
-    "seconds": "float64",
-    "shared_training_data": "bool",  # the target's English training data is the intermediate's
-}
-# columns added after the first release, with the value older result files mean
-OPTIONAL_COLUMNS: dict[str, Any] = {"shared_training_data": False}
-# One measurement; a second row with the same identity is a duplicate and would be counted twice.
-ROW_IDENTITY = ("kind", "intermediate", "seed", "target_task", "language", "split", "metric")
+# one definition of the schema and the reserved names, shared with the writers
+ROW_DTYPES = schema.ROW_DTYPES
+OPTIONAL_COLUMNS = schema.OPTIONAL_COLUMNS
+ROW_IDENTITY = schema.ROW_IDENTITY
+SCHEMA = schema.ROWS
 
 
 @dataclass
@@ -81,9 +65,9 @@ def load_run(run: str) -> Run:
     """
     fs, base = open_run(run)
     problems: list[str] = []
-    manifest = _read_json(fs, f"{base}/manifest.json", problems)
-    status = _read_json(fs, f"{base}/status.json", problems)
-    results_dir = f"{base}/results"
+    manifest = _read_json(fs, f"{base}/{schema.MANIFEST}", problems)
+    status = _read_json(fs, f"{base}/{schema.STATUS}", problems)
+    results_dir = f"{base}/{schema.RESULTS_DIR}"
     if manifest is None and fs.get_file_info(results_dir).type != pafs.FileType.Directory:
         raise FileNotFoundError(f"{run}: no manifest.json and no results/; is this a run folder?")
     if manifest is None:
@@ -174,15 +158,6 @@ def _read_results(fs: pafs.FileSystem, results_dir: str, problems: list[str]) ->
         )
         rows = rows.loc[~duplicated].reset_index(drop=True)
     return rows
-
-
-_ARROW_TYPES = {
-    "object": pa.string(),
-    "int64": pa.int64(),
-    "float64": pa.float64(),
-    "bool": pa.bool_(),
-}
-SCHEMA = pa.schema([(column, _ARROW_TYPES[dtype]) for column, dtype in ROW_DTYPES.items()])
 
 
 def _read_one(fs: pafs.FileSystem, path: str, problems: list[str]) -> pa.Table | None:

@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 
 from sweep.config import Experiment
-from sweep.plan import BASELINE, SCRATCH, TrialSpec
+from sweep.plan import TrialSpec
+from sweep.schema import BASELINE, OPTIONAL_COLUMNS, ROW_COLUMNS, ROW_DTYPES, SCRATCH
 from sweep.store import ResultsStore
 from trainers.mixing import mix
 from trainers.tasks import Task
@@ -388,7 +389,9 @@ def _rows(
     outcome: object,
     sha: str,
     split: str,
+    fit: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
+    """The trial's result rows; `fit` fills the fine-tune columns (dev score, steps, health)."""
     from trainers.metrics import primary_metric
     from trainers.tasks import shares_training_data
 
@@ -398,6 +401,7 @@ def _rows(
         and spec.intermediate not in (BASELINE, SCRATCH)
         and shares_training_data(exp.task(spec.intermediate), task)
     )
+    fit = {**OPTIONAL_COLUMNS, **(fit or {})}
     records = []
     for lang, by_metric in scores.items():
         for metric, value in by_metric.items():
@@ -420,7 +424,7 @@ def _rows(
                     "encoder_sha": sha,
                     "seconds": outcome.seconds,
                     "shared_training_data": shared,
+                    **fit,
                 }
             )
-    frame = pd.DataFrame.from_records(records)
-    return frame.astype({"seed": "int64", "n_examples": "int64", "train_size": "int64"})
+    return pd.DataFrame.from_records(records, columns=list(ROW_COLUMNS)).astype(ROW_DTYPES)
