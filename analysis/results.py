@@ -41,6 +41,11 @@ class Run:
     )
     problems: list[str] = field(default_factory=list)
     embeddings: dict[str, list[float]] = field(default_factory=dict)  # task -> TextEmb vector
+    # every fine-tune of every trial (sweep.schema.FITS): dev curves, restarts, health
+    fits: pd.DataFrame = field(default_factory=lambda: empty_fits())
+    # rows of unhealthy trials, left out of `rows` (and so of every test) under `health.policy:
+    # restart`; empty under `flag`, which keeps them in `rows`
+    excluded: pd.DataFrame = field(default_factory=lambda: empty_rows())
 
 
 def open_run(run: str) -> tuple[pafs.FileSystem, str]:
@@ -54,6 +59,26 @@ def open_run(run: str) -> tuple[pafs.FileSystem, str]:
 def empty_rows() -> pd.DataFrame:
     """A zero-row table with the store's columns and dtypes."""
     return pd.DataFrame({c: pd.Series(dtype=t) for c, t in ROW_DTYPES.items()})
+
+
+def empty_fits() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in schema.dtypes(schema.FITS).items()})
+
+
+def health_policy(manifest: dict[str, Any]) -> str:
+    """The run's `health.policy` (runs from before health checks: `restart`, nothing flagged)."""
+    config = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
+    health = config.get("health") if isinstance(config.get("health"), dict) else {}
+    return str(health.get("policy", "restart"))
+
+
+def split_healthy(rows: pd.DataFrame, policy: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rows the analysis uses, rows left out): unhealthy trials' rows are left out unless the
+    policy is `flag` (kept and flagged)."""
+    bad = ~rows["healthy"].astype(bool)
+    if policy == "flag" or not bad.any():
+        return rows, rows.iloc[0:0]
+    return rows.loc[~bad].reset_index(drop=True), rows.loc[bad].reset_index(drop=True)
 
 
 def load_run(run: str) -> Run:
@@ -74,6 +99,10 @@ def load_run(run: str) -> Run:
         problems.append("manifest.json is missing or unreadable; trial counts are unknown")
     status = _clean_status(status, problems)
     rows = _read_results(fs, results_dir, problems)
+    rows, excluded = split_healthy(rows, health_policy(manifest or {}))
+    fits = _read_fits(fs, f"{base}/{schema.FITS_DIR}", problems)
+    for fit in fits[fits["attempt"] == -1].itertuples():  # children of unhealthy intermediates
+        status["skipped"].setdefault(str(fit.trial_key), str(fit.reason))
     embeddings = _read_embeddings(fs, f"{base}/task_embeddings", problems)
     for problem in problems:
         log.warning("%s: %s", run, problem)
@@ -83,7 +112,29 @@ def load_run(run: str) -> Run:
         status=status,
         problems=problems,
         embeddings=embeddings,
+        fits=fits,
+        excluded=excluded,
     )
+
+
+def _read_fits(fs: pafs.FileSystem, folder: str, problems: list[str]) -> pd.DataFrame:
+    """Every fits/<key>.parquet of the run (schema.FITS); unreadable files are problems."""
+    selector = pafs.FileSelector(folder, allow_not_found=True)
+    infos = sorted(
+        (i for i in fs.get_file_info(selector) if i.is_file and i.path.endswith(".parquet")),
+        key=lambda i: i.path,
+    )
+    tables = []
+    for info in infos:
+        try:
+            with fs.open_input_file(info.path) as handle:
+                tables.append(pq.read_table(handle).select(schema.FIT_COLUMNS).cast(schema.FITS))
+        except (pa.ArrowException, OSError, ValueError, KeyError) as err:
+            name = "fits/" + info.path.rsplit("/", 1)[-1]
+            problems.append(f"{name}: unreadable, skipped ({_short(err)})")
+    if not tables:
+        return empty_fits()
+    return pa.concat_tables(tables).to_pandas()
 
 
 def _read_embeddings(fs: pafs.FileSystem, folder: str, problems: list[str]) -> dict:

@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from trainers.health import HealthConfig
 from trainers.settings import ModelConfig, PretrainConfig, TrainConfig
 from trainers.tasks import TASKS, XTREME_R_LANGUAGES, Task, get_task
 from trainers.world import WorldConfig
@@ -164,6 +165,7 @@ class Experiment(BaseModel):
     mixtures: dict[str, Mixture] = Field(default_factory=dict)  # multi-task intermediates
     tasks: dict[str, TaskOptions] = Field(default_factory=dict)
     difficulty: DifficultyConfig = DifficultyConfig()
+    health: HealthConfig = HealthConfig()  # degenerate fine-tunes: restart, exclude or flag
 
     @field_validator("name")
     @classmethod
