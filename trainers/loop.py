@@ -111,7 +111,7 @@ def train_and_evaluate(
     set_seed(seed)
     accelerator = Accelerator(cpu=cpu, mixed_precision=config.mixed_precision)
     tokenizer = load_tokenizer(encoder_dir)
-    model = _initial_model(fmt, task, encoder_dir, random_init, init_model)
+    model = _initial_model(fmt, task, encoder_dir, random_init, init_model, config.pooling)
     pools = data.get("pools", {})
     if not fmt.trainable:
         model = accelerator.prepare(model)
@@ -225,13 +225,18 @@ def train_and_evaluate(
 
 
 def _initial_model(
-    fmt: heads.Format, task: Task, encoder_dir: Path, random_init: bool, init_model: Any
+    fmt: heads.Format,
+    task: Task,
+    encoder_dir: Path,
+    random_init: bool,
+    init_model: Any,
+    pooling: str = "cls",
 ) -> Any:
     if init_model is None:
-        return fmt.build_model(task, encoder_dir, random_init=random_init)
-    if type(init_model).__name__ == (fmt.head_class or "XLMRobertaModel"):
+        return fmt.build_model(task, encoder_dir, random_init=random_init, pooling=pooling)
+    if type(init_model) is fmt.model_class(pooling):
         return init_model  # same head: the earlier stage's head is trained further
-    model = fmt.build_model(task, encoder_dir, random_init=True)
+    model = fmt.build_model(task, encoder_dir, random_init=True, pooling=pooling)
     missing, unexpected = heads.encoder_of(model).load_state_dict(
         heads.encoder_of(init_model).state_dict(), strict=False
     )
