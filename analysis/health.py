@@ -117,7 +117,7 @@ def section(run: Run, block: Any) -> list[Any]:
     rule += (
         f"Policy `restart`: a degenerate fine-tune is trained again with a restart seed derived "
         f"from the trial seed, up to {health.get('restarts', 2)} times; a trial that stays "
-        "degenerate is excluded from every test, and targets on its encoder are skipped."
+        "degenerate is left out of the analysis, and targets on its encoder are skipped."
         if policy == "restart"
         else "Policy `flag`: degenerate trials are kept in the tests and flagged here."
     )
