@@ -85,33 +85,34 @@ def hub_udpos_rows(language: str, split: str) -> list[dict]:
 
 def hub_overrides(tmp: Path) -> dict:
     """data.sources serving hub-shaped JSON-lines copies of the excerpts."""
-    xquad = {
-        lang: _jsonl(tmp / "xquad" / f"{lang}.jsonl", hub_squad_rows(REAL / f"xquad/xquad.{lang}.json"))
-        for lang in XQUAD_LANGS
-    }  # fmt: skip
-    lareqa = {
-        lang: _jsonl(tmp / "lareqa" / f"{lang}.jsonl", hub_squad_rows(REAL / f"xquad_r/{lang}.json"))
-        for lang in LAREQA_LANGS
-    }  # fmt: skip
+    for lang in XQUAD_LANGS:
+        rows = hub_squad_rows(REAL / "xquad" / f"xquad.{lang}.json")
+        _jsonl(tmp / "xquad" / f"{lang}.jsonl", rows)
+    for lang in LAREQA_LANGS:
+        _jsonl(tmp / "lareqa" / f"{lang}.jsonl", hub_squad_rows(REAL / "xquad_r" / f"{lang}.json"))
     for lang in XCOPA_LANGS:  # the hub's parquet holds the jsonl rows as they are
         for split in ("test", "val"):
-            rows = (REAL / "xcopa" / lang / f"{split}.{lang}.jsonl").read_text("utf-8")
-            _jsonl(tmp / "xcopa" / f"{split}.{lang}.jsonl", [json.loads(r) for r in rows.splitlines()])
-    for lang, code in TATOEBA.items():
+            lines = (REAL / "xcopa" / lang / f"{split}.{lang}.jsonl").read_text("utf-8")
+            rows = [json.loads(line) for line in lines.splitlines()]
+            _jsonl(tmp / "xcopa" / f"{split}.{lang}.jsonl", rows)
+    for code in TATOEBA.values():
         _jsonl(tmp / "tatoeba" / f"{code}.jsonl", hub_tatoeba_rows(code))
     for language in ("English", "Chinese", "Spanish"):
         for split in ("dev", "test"):
             _jsonl(tmp / "udpos" / f"{split}.{language}.jsonl", hub_udpos_rows(language, split))
     cache = str(tmp / "hf-cache")
+    english = str(tmp / "xquad" / "en.jsonl")
     return {
         "xquad": {
             "path": "json",
-            "data_files": {"train": xquad["en"], "dev": xquad["en"], "test": f"{tmp}/xquad/{{lang}}.jsonl"},
+            "data_files": {"train": english, "dev": english, "test": f"{tmp}/xquad/{{lang}}.jsonl"},
             "cache_dir": cache,
         },
         "lareqa": {
             "path": "json",
-            "data_files": {"train": xquad["en"], "dev": xquad["en"], "test": f"{tmp}/lareqa/{{lang}}.jsonl"},
+            "data_files": {
+                "train": english, "dev": english, "test": f"{tmp}/lareqa/{{lang}}.jsonl",
+            },
             "cache_dir": cache,
         },
         "xcopa": {  # English COPA stands in: XCOPA's Estonian validation items
@@ -143,22 +144,25 @@ def hub_overrides(tmp: Path) -> dict:
 
 def original_overrides(tmp: Path) -> dict:
     """data.sources reading the excerpts as the data sets ship them (trainers/real_files.py)."""
-    xquad_en = str(REAL / "xquad" / "xquad.en.json")
+    english = str(REAL / "xquad" / "xquad.en.json")
+    copa = str(REAL / "xcopa" / "et" / "val.et.jsonl")
     return {
         "xquad": {
             "path": "squad_json",
-            "data_files": {"train": xquad_en, "dev": xquad_en, "test": str(REAL / "xquad/xquad.{lang}.json")},
+            "data_files": {
+                "train": english, "dev": english, "test": str(REAL / "xquad/xquad.{lang}.json"),
+            },
         },
         "lareqa": {
             "path": "squad_json",
-            "data_files": {"train": xquad_en, "dev": xquad_en, "test": str(REAL / "xquad_r/{lang}.json")},
+            "data_files": {
+                "train": english, "dev": english, "test": str(REAL / "xquad_r/{lang}.json"),
+            },
         },
         "xcopa": {
             "path": "json",
             "data_files": {
-                "train": str(REAL / "xcopa/et/val.et.jsonl"),
-                "dev": str(REAL / "xcopa/et/val.et.jsonl"),
-                "test": str(REAL / "xcopa/{lang}/test.{lang}.jsonl"),
+                "train": copa, "dev": copa, "test": str(REAL / "xcopa/{lang}/test.{lang}.jsonl"),
             },
             "cache_dir": str(tmp / "hf-cache"),
         },
