@@ -49,9 +49,9 @@ def ud_counts(cache: Path) -> None:
             official = ud.official_sentences([root], lang, split)
             if not hub and not official:
                 continue
-            per = Counter(s.treebank for s in hub)
+            per = ", ".join(f"{k} {v}" for k, v in sorted(Counter(s.treebank for s in hub).items()))
             echo(
-                f"{lang} {split}: hub {len(hub)} ({', '.join(f'{k} {v}' for k, v in sorted(per.items()))})"
+                f"{lang} {split}: hub {len(hub)} ({per})"
                 f"; official {len(official)}; other languages' share of the hub set "
                 f"{1 - len(official) / len(hub):.1%}"
             )
@@ -178,8 +178,10 @@ def _proxy_tokenizer(cache: Path) -> object:
     )
     path = Path(tempfile.mkdtemp()) / "tokenizer.json"
     model.save(str(path))
-    return PreTrainedTokenizerFast(tokenizer_file=str(path), bos_token="<s>", eos_token="</s>",
-                                   unk_token="<unk>", cls_token="<s>", sep_token="</s>")  # fmt: skip
+    specials = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
+    return PreTrainedTokenizerFast(
+        tokenizer_file=str(path), cls_token="<s>", sep_token="</s>", **specials
+    )
 
 
 def _unscored(tokenizer: object, sentences: list[list[str]], max_length: int) -> tuple[int, int]:
