@@ -253,7 +253,8 @@ def _load(task: Task, spec: Spec) -> Any:
     try:
         if spec.path in LOCAL_BUILDERS:  # the data set's original files (trainers.real_files)
             return load_local(spec.path, spec.data_files, spec.lang, spec.split)
-        if spec.converter == "udpos" and (warning := ud.hub_warning(spec.lang)):
+        hub_udpos = spec.path == ud.HUB_ID and spec.converter == "udpos"
+        if hub_udpos and (warning := ud.hub_warning(spec.lang)):
             _warn_once(warning)
         return _load_cached(json.dumps(spec.load_kwargs(), sort_keys=True))
     except Exception as err:  # offline, missing file, unknown config, script-only repository ...

@@ -25,6 +25,7 @@ token line: the subtokens "de" "el" stay, the surface "del" goes), and excludes 
 
 from __future__ import annotations
 
+import glob
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -72,7 +73,7 @@ def _files(roots: Iterable[str | Path]) -> list[Path]:
         elif path.is_dir():
             out += sorted(path.rglob("*.conllu"))
         else:
-            out += sorted(Path(path.anchor or ".").glob(str(path.relative_to(path.anchor or "."))))
+            out += [Path(p) for p in glob.glob(str(path))]
     return sorted(set(out), key=lambda p: p.name)
 
 
@@ -196,6 +197,8 @@ def hub_sentences(roots: Iterable[str | Path], language: str, split: str) -> lis
                 out.append(Sentence(tuple(words), tuple(tags), treebank))
     return out
 
+
+HUB_ID = "google/xtreme"  # the hub copy whose udpos configs mix treebanks
 
 # Hub configs that read treebanks of another language, from the UD 2.5 folder names the glob
 # `*_<Language>*` matches beyond the language's own code (xtreme.py; counted in

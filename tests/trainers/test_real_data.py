@@ -219,9 +219,9 @@ def test_official_treebank_selection_is_by_code_prefix():
 
 
 def test_multiword_tokens_keep_the_fused_form_on_the_span_head():
-    # es_gsd test sentence 1: "del" = de (ADP, 6) + el (DET, 7); the official conversion keeps
-    # one word "del" tagged ADP (de heads the span: el depends on escritor, which depends on
-    # de's head... so the shallower subtoken wins); the hub keeps "de" "el"
+    # es_gsd test sentence 1: "del" = de (ADP, 6) + el (DET, 7), both attached to escritor (8):
+    # a tie in depth, broken by the Spanish POS precedence VERB AUX PRON ADP DET, so the official
+    # conversion keeps one word "del" tagged ADP; the hub keeps "de" "el"
     official = ud.official_sentences([UD_ROOT], "es", "test")
     hub = hub_udpos_rows("Spanish", "test")
     first = official[0]
@@ -254,3 +254,9 @@ def test_a_long_sentence_is_split_so_every_word_is_scored(tiny_encoder):
     features = Tagging().train_features(None, tokenizer, [example], 48)
     scored = [x for f in features for x in f["labels"] if x != -100]
     assert scored == example["tags"]  # every word once, on its first subword
+
+
+def test_the_hub_warning_names_the_mixed_in_treebanks():
+    assert "grc_proiel, grc_perseus" in ud.hub_warning("el")
+    assert "lzh_kyoto" in ud.hub_warning("zh") and "UD 2.5" in ud.hub_warning("zh")
+    assert ud.hub_warning("en") is None and ud.hub_warning("es") is None
