@@ -25,7 +25,6 @@ token line: the subtokens "de" "el" stay, the surface "del" goes), and excludes 
 
 from __future__ import annotations
 
-import glob
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -73,7 +72,8 @@ def _files(roots: Iterable[str | Path]) -> list[Path]:
         elif path.is_dir():
             out += sorted(path.rglob("*.conllu"))
         else:
-            out += [Path(p) for p in glob.glob(str(path))]
+            pattern = str(path.relative_to(path.anchor)) if path.anchor else str(path)
+            out += sorted(Path(path.anchor or ".").glob(pattern))
     return sorted(set(out), key=lambda p: p.name)
 
 
