@@ -63,17 +63,16 @@ class Sentence:
 
 def _files(roots: Iterable[str | Path]) -> list[Path]:
     """CoNLL-U files under each root: a release folder (ud-treebanks-v2.5), a treebank folder,
-    a file, or a glob."""
+    a file, or a glob of any of these."""
     out: list[Path] = []
     for root in roots:
         path = Path(root)
-        if path.is_file():
-            out.append(path)
-        elif path.is_dir():
-            out += sorted(path.rglob("*.conllu"))
-        else:
+        matches = [path]
+        if not path.exists():
             pattern = str(path.relative_to(path.anchor)) if path.anchor else str(path)
-            out += sorted(Path(path.anchor or ".").glob(pattern))
+            matches = sorted(Path(path.anchor or ".").glob(pattern))
+        for match in matches:
+            out += sorted(match.rglob("*.conllu")) if match.is_dir() else [match]
     return sorted(set(out), key=lambda p: p.name)
 
 
