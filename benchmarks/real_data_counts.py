@@ -42,7 +42,7 @@ def ud_counts(cache: Path) -> None:
     if not root.is_dir():
         return
     echo("## UD-POS sentences: hub udpos.<Language> vs official selection (UD 2.5 files here)")
-    for lang in ("el", "zh", "en", "es"):
+    for lang in ("el", "zh", "en", "es", "fr", "ru", "de"):
         language = LANGUAGE_NAMES[lang]
         for split in ("dev", "test"):
             hub = ud.hub_sentences([root], language, split)
@@ -50,6 +50,9 @@ def ud_counts(cache: Path) -> None:
             if not hub and not official:
                 continue
             per = ", ".join(f"{k} {v}" for k, v in sorted(Counter(s.treebank for s in hub).items()))
+            if not official:  # only the mixed-in treebanks were fetched
+                echo(f"{lang} {split}: the hub adds {per}; the language's own treebanks not here")
+                continue
             echo(
                 f"{lang} {split}: hub {len(hub)} ({per})"
                 f"; official {len(official)}; other languages' share of the hub set "

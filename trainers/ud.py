@@ -206,7 +206,7 @@ HUB_MIXED = {
     "el": ("grc_proiel", "grc_perseus"),  # UD_Ancient_Greek-PROIEL, UD_Ancient_Greek-Perseus
     "zh": ("lzh_kyoto",),  # UD_Classical_Chinese-Kyoto
     "fr": ("fro_srcmf",),  # UD_Old_French-SRCMF
-    "ru": ("orv_torot",),  # UD_Old_Russian-TOROT
+    "ru": ("orv_torot", "orv_rnc"),  # UD_Old_Russian-TOROT, UD_Old_Russian-RNC
     "de": ("gsw_uzh",),  # UD_Swiss_German-UZH
 }
 
