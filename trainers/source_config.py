@@ -38,8 +38,8 @@ class Settings(BaseModel):
     split: str | None = None
     converter: str | None = None
     codes: dict[str, str] | None = None
-    where: dict[str, str] | None = None
-    prefix: dict[str, str] | None = None
+    where: dict[str, str | int | float | bool] | None = None
+    prefix: dict[str, str | int] | None = None
     tag_names: tuple[str, ...] | None = None
     labels: tuple[str, ...] | None = None
     parallel_gold: bool | None = None

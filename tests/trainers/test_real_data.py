@@ -260,3 +260,14 @@ def test_the_hub_warning_names_the_mixed_in_treebanks():
     assert "grc_proiel, grc_perseus" in ud.hub_warning("el")
     assert "lzh_kyoto" in ud.hub_warning("zh") and "UD 2.5" in ud.hub_warning("zh")
     assert ud.hub_warning("en") is None and ud.hub_warning("es") is None
+
+
+def test_a_release_folder_without_the_language_is_one_line(tmp_path):
+    from trainers.sources import DataUnavailable
+
+    overrides = {"udpos": {"path": "conllu", "data_files": str(tmp_path)}}
+    with pytest.raises(DataUnavailable) as err:
+        load_task_data(get_task("udpos"), ("zh",), None, 0, overrides)
+    message = str(err.value)
+    assert "\n" not in message and "no en_*-ud-train.conllu under" in message
+    assert "source 'udpos' (train, lang en)" in message
