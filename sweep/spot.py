@@ -34,6 +34,7 @@ URL_VAR = "ITX_SPOT_METADATA_URL"
 ACTION_PATH = "/latest/meta-data/spot/instance-action"  # 404 until a notice is issued
 TOKEN_PATH = "/latest/api/token"  # IMDSv2 session token (PUT)
 POLL_SECONDS = 5.0  # AWS recommends polling every 5 seconds
+POLL_VAR = "ITX_SPOT_POLL_SECONDS"  # tests poll faster
 DRAIN_REASON = "DRAIN_NODE_REASON_PREEMPTION"
 
 
@@ -150,6 +151,7 @@ def watching(interval: float = POLL_SECONDS) -> Iterator[SpotWatcher | None]:
     if not base:
         yield None
         return
+    interval = float(os.environ.get(POLL_VAR, interval))
     watcher = SpotWatcher(base, on_interruption, interval).start()
     try:
         yield watcher

@@ -4,17 +4,24 @@ autoscaler with its fake multi-node provider (tests/sweep/fake_nodes.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
 import os
 import re
+import socket
+import subprocess
+import sys
+import tempfile
 import threading
+import time
 from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
 
+import pyarrow.fs as pafs
 import pytest
 import ray
 import yaml
@@ -30,10 +37,13 @@ from sweep.cluster import (
     require_gpu,
     runtime_env,
 )
-from sweep.config import load_config
+from sweep.config import load_config, parse_config
+from sweep.plan import build_plan
+from sweep.runner import run_sweep
 from sweep.spot import SpotWatcher, deadline_of, instance_action
-from sweep.store import StorageError
+from sweep.store import ResultsStore, StorageError
 from sweep.trainable import trial_resources
+from tests.sweep.test_store import moto_s3
 
 log = logging.getLogger(__name__)
 LEGACY_KEYS = {"head_node", "worker_nodes", "min_workers", "initial_workers", "autoscaling_mode"}
@@ -357,3 +367,346 @@ def test_watcher_sees_the_notice_once_it_is_issued(metadata_server):
     assert Metadata.tokens_seen[-1] == "token-1"  # IMDSv2: the session token sent along
     assert deadline_of(notice) == 1796148000.0  # 2026-12-01T18:00:00Z
     assert instance_action(f"{metadata_server}/node-b") is None  # another node: no notice
+
+
+def test_secrets_reach_trials_through_rays_memory_not_their_environment(monkeypatch):
+    from sweep.cluster import publish_secrets, receive_secrets
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    ray.init(num_cpus=1, include_dashboard=False, logging_level=logging.WARNING)
+    try:
+        key = publish_secrets({"HF_TOKEN": "hf_planted_kv"})
+
+        @ray.remote(num_cpus=0)
+        def trial_view(key):
+            before = os.environ.get("HF_TOKEN")
+            receive_secrets(key)
+            return before, os.environ.get("HF_TOKEN")
+
+        assert ray.get(trial_view.remote(key)) == (None, "hf_planted_kv")
+    finally:
+        ray.shutdown()
+
+
+# ---- (b, c, d) Ray's real autoscaler on its fake multi-node provider ----------------------
+PLANTED_AWS = "itx-planted-aws-secret-4d1e8f"
+PLANTED_HF = "hf_itxplantedtoken9b2c77"
+WORKER_TYPES = {  # cluster.yaml's shape at test scale: 1-CPU "GPU" workers, spot and on-demand
+    "gpu_spot": {
+        "resources": {"CPU": 1, "GPU": 1},
+        "node_config": {},
+        "min_workers": 0,
+        "max_workers": 2,
+    },
+    "gpu_ondemand": {
+        "resources": {"CPU": 1, "GPU": 1, "ondemand": 1},
+        "node_config": {},
+        "min_workers": 0,
+        "max_workers": 1,
+    },
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class FakeCluster:
+    """`ray start --head --block` with an autoscaling config for tests.sweep.fake_nodes; every
+    process it starts descends from that one process, which is how `stop` finds them."""
+
+    def __init__(self, base: Path, spot_url: str) -> None:
+        self.base, self.spot_url = base, spot_url
+        self.ip = ray._private.services.get_node_ip_address()
+        self.address = f"{self.ip}:{free_port()}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> FakeCluster:
+        config = {
+            "cluster_name": "itx-fake",
+            "max_workers": 3,
+            "upscaling_speed": 1.0,
+            "idle_timeout_minutes": 0.1,  # 6 s
+            "provider": {
+                "type": "external",
+                "module": "tests.sweep.fake_nodes.NodeLocalProvider",
+                "gcs_address": self.address,
+                "use_node_id_as_ip": True,
+                "disable_node_updaters": True,
+                "disable_launch_config_check": True,
+                "node_tmp_root": str(self.base / "nodes"),
+                "spot_metadata_url": self.spot_url,
+            },
+            "available_node_types": {
+                "head": {"resources": {"CPU": 0}, "node_config": {}, "max_workers": 0},
+                **copy.deepcopy(WORKER_TYPES),
+            },
+            "head_node_type": "head",
+            "auth": {},
+            "docker": {},
+            **{k: [] for k in ("initialization_commands", "setup_commands")},
+            **{k: [] for k in ("head_setup_commands", "worker_setup_commands")},
+            **{k: [] for k in ("head_start_ray_commands", "worker_start_ray_commands")},
+            "file_mounts": {},
+        }
+        path = self.base / "autoscaler.json"
+        path.write_text(json.dumps(config))
+        env = {
+            **os.environ,
+            "RAY_FAKE_CLUSTER": "1",
+            "AUTOSCALER_UPDATE_INTERVAL_S": "1",
+            "AUTOSCALER_HEARTBEAT_TIMEOUT_S": "10",  # a killed node leaves the provider's list
+            "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2]), *sys.path]),
+        }
+        system = {"health_check_period_ms": 1000, "health_check_failure_threshold": 3}
+        self.process = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "ray"),
+                "start",
+                "--head",
+                "--block",
+                f"--port={self.address.rsplit(':', 1)[1]}",
+                "--num-cpus=0",
+                "--include-dashboard=false",
+                f"--temp-dir={self.base / 'ray'}",
+                f"--autoscaling-config={path}",
+                f"--system-config={json.dumps(system)}",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        wait_for("the head node", lambda: self.nodes() is not None, timeout=60, every=0.5)
+        return self
+
+    def nodes(self) -> dict[str, tuple[str, str, str]] | None:
+        """node id -> (state, node type, death reason), from the GCS."""
+        from ray.core.generated import gcs_pb2
+
+        try:
+            client = ray._raylet.GcsClient(address=self.address)
+            infos = client.get_all_node_info(timeout=2)
+        except Exception:
+            return None
+        return {
+            node_id.hex(): (
+                gcs_pb2.GcsNodeInfo.GcsNodeState.Name(info.state),
+                info.node_type_name or "head",
+                gcs_pb2.NodeDeathInfo.Reason.Name(info.death_info.reason),
+            )
+            for node_id, info in infos.items()
+        }
+
+    def descendants(self) -> list:
+        import psutil
+
+        return psutil.Process(self.process.pid).children(recursive=True)
+
+    def kill_node(self, node_id: str) -> int:
+        """SIGKILL every process of one fake node (its raylet, agents, workers): a lost instance."""
+        import psutil
+
+        killed = 0
+        for proc in self.descendants():
+            with contextlib.suppress(psutil.Error):
+                if proc.environ().get("RAY_OVERRIDE_NODE_ID_FOR_TESTING") == node_id:
+                    proc.kill()
+                    killed += 1
+        return killed
+
+    def stop(self) -> None:
+        import psutil
+
+        if self.process is None:
+            return
+        procs = [*self.descendants(), psutil.Process(self.process.pid)]
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        psutil.wait_procs(procs, timeout=20)
+
+
+def elastic_config(root: Path, storage: str):
+    raw = yaml.safe_load((root / "tests" / "fixtures" / "tiny.yaml").read_text())
+    raw.update(
+        name="elastic",
+        storage=storage,
+        intermediates=["topic_easy"],
+        targets=["nli"],
+        languages=["en"],
+        controls={"scratch": False},
+        data={"train": 4096, "dev": 32, "test": 32},  # 256 steps: long enough to preempt
+        # no periodic save: the only mid-epoch state is the one the spot notice asks for
+        train={"epochs": 1, "batch_size": 16, "checkpoint_every": 100_000},
+        tasks={"nli": {"train": {"epochs": 3}}},  # targets outlast the intermediate
+        # no failure allowed: a preempted trial that Tune counted would fail the sweep
+        resources={"cpu": 1, "pretrain_cpu": 1, "max_concurrent_trials": 2, "max_failures": 0},
+    )
+    return parse_config(raw)
+
+
+def wait_for(what: str, check, timeout: float = 90.0, every: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def count_in_files(paths, needles: tuple[str, ...]) -> dict[str, int]:
+    counts = dict.fromkeys(needles, 0)
+    for data in paths:
+        for needle in needles:
+            counts[needle] += data.count(needle.encode())
+    return counts
+
+
+@pytest.fixture
+def s3_endpoint():
+    yield from moto_s3()
+
+
+@pytest.mark.slow
+def test_autoscaler_launches_replaces_and_removes_nodes(
+    root, s3_endpoint, metadata_server, monkeypatch
+):
+    """(b) pending trials launch nodes, a spot notice drains one mid-trial and it is killed, a
+    replacement launches and the trial resumes from the state pushed at the notice, idle nodes
+    go; (c) each node has its own temp folder and a node-local root is refused; (d) planted
+    credentials appear in no file of the store or of Ray's session folder."""
+    started = time.monotonic()
+    base = Path(tempfile.mkdtemp(prefix="itx-as-", dir="/tmp"))  # Ray's socket paths stay short
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", PLANTED_AWS)  # moto takes any key
+    monkeypatch.setenv("HF_TOKEN", PLANTED_HF)
+    exp = elastic_config(root, f"{s3_endpoint}/cluster")
+    store = ResultsStore(exp.storage, exp.name)
+    cluster = FakeCluster(base, metadata_server).start()
+    timeline: list[str] = []
+    seen: dict[str, tuple] = {}
+    states: dict[str, tuple] = {}
+    stop = threading.Event()
+
+    def note(text: str) -> None:
+        timeline.append(f"{time.monotonic() - started:6.1f} s  {text}")
+
+    def watch() -> None:  # nodes from the GCS, trials from their records on the store
+        while not stop.wait(0.25):
+            for node, info in (cluster.nodes() or {}).items():
+                if seen.get(node) != info and info[1] != "head":
+                    note(
+                        f"node {node[-5:]} ({info[1]}) {info[0].lower()} "
+                        f"{info[2] if info[0] == 'DEAD' else ''}"
+                    )
+                seen[node] = info
+            with contextlib.suppress(OSError, ValueError):
+                for key, r in store.read_records().items():
+                    state = (r["state"], r["attempt"], r.get("node_id"))
+                    if states.get(key) != state:
+                        where = (r.get("node_id") or "?")[-5:]
+                        extra = (
+                            f", resumed from step {r['resumed_from_step']}"
+                            if r["state"] == "done"
+                            else ""
+                        )
+                        note(
+                            f"trial {r['label']} {r['state']} on {where} "
+                            f"(attempt {r['attempt']}{extra})"
+                        )
+                    states[key] = state
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    outcome: dict = {}
+    sweep = threading.Thread(
+        target=lambda: outcome.update(done=run_sweep(exp, address=cluster.address, verbose=0))
+    )
+    try:
+        # (c) a node-local root on a cluster that can grow: refused before any trial
+        local = exp.model_copy(update={"storage": str(base / "local-root")})
+        with pytest.raises(StorageError, match="node-local disk"):
+            run_sweep(local, address=cluster.address, verbose=0)
+        watcher.start()
+        note("sweep submitted; no worker node yet")
+        sweep.start()
+        plan = {t.key: t for t in build_plan(exp)}
+        victim = next(t for t in plan.values() if t.kind == "intermediate")
+        running = wait_for(
+            "the intermediate trial running",
+            lambda: (r := store.read_records().get(victim.key)) and r["state"] == "running" and r,
+            timeout=120,
+        )
+        node = running["node_id"]
+        Metadata.notices[node] = {"action": "terminate", "time": "2026-12-01T18:00:00Z"}
+        note(f"spot interruption notice for node {node[-5:]}")
+        latest = f"{store.state_root(victim)}/LATEST"
+        wait_for("the state pushed at the notice", lambda: store.exists(latest), timeout=60)
+        step_at_kill = int(store.read_bytes(latest).decode().removeprefix("v"))
+        alive_before = {n for n, i in (cluster.nodes() or {}).items() if i[0] == "ALIVE"}
+        assert cluster.kill_node(node) > 0
+        note(
+            f"node {node[-5:]} killed (its instance terminated), state saved at step {step_at_kill}"
+        )
+        sweep.join(timeout=150)
+        assert not sweep.is_alive(), "the sweep did not finish"
+        wait_for(
+            "idle nodes removed",
+            lambda: all(
+                i[0] == "DEAD"
+                for i in (cluster.nodes() or {"x": ("ALIVE", "", "")}).values()
+                if i[1] != "head"
+            ),
+            timeout=60,
+            every=0.5,
+        )
+    finally:
+        stop.set()
+        ray.shutdown()
+        cluster.stop()
+    wall = time.monotonic() - started
+    log.warning("autoscaler timeline (wall %.0f s):\n%s", wall, "\n".join(timeline))
+
+    result = outcome["done"]
+    assert result.errored == {} and result.skipped == {}  # the preemption was not counted
+    records = store.read_records()
+    assert {r["state"] for r in records.values()} == {"done"}
+    final = records[victim.key]
+    assert final["attempt"] == 2 and final["node_id"] != node
+    assert 0 < step_at_kill <= final["resumed_from_step"] < 256  # resumed from the pushed state
+    nodes = seen
+    assert nodes[node][2] == "AUTOSCALER_DRAIN_PREEMPTED"  # Ray saw a preemption
+    workers = {n: i for n, i in nodes.items() if i[1] != "head"}
+    replacements = set(workers) - alive_before - {node}
+    assert replacements, "no node launched after the kill"
+    assert len(workers) >= 3 and all(i[0] == "DEAD" for i in workers.values())
+    assert {i[1] for i in workers.values()} <= set(WORKER_TYPES)
+    # (c) every worker node had its own temp folder, and none kept trial state behind
+    folders = sorted((base / "nodes").iterdir())
+    assert len(folders) == len(workers)
+    leftovers = [p for f in folders for p in f.rglob("itx-*")]
+    assert leftovers == [], leftovers
+    # (d) planted credentials: in no object of the store, no file of Ray's session folder
+    fs = store.fs
+    objects = [
+        i.path
+        for i in fs.get_file_info(pafs.FileSelector("itx", recursive=True))
+        if i.type == pafs.FileType.File
+    ]
+    in_store = count_in_files(
+        (fs.open_input_stream(p).read() for p in objects), (PLANTED_AWS, PLANTED_HF)
+    )
+    session_files = [p for p in (base / "ray").rglob("*") if p.is_file() and not p.is_symlink()]
+    in_session = count_in_files((p.read_bytes() for p in session_files), (PLANTED_AWS, PLANTED_HF))
+    log.warning(
+        "planted secrets: store %d objects -> %s; Ray session folder %d files -> %s",
+        len(objects),
+        in_store,
+        len(session_files),
+        in_session,
+    )
+    assert len(objects) > 20 and len(session_files) > 20
+    assert sum(in_store.values()) == 0 and sum(in_session.values()) == 0
+    assert wall < 180
