@@ -76,18 +76,25 @@ def deadline_of(notice: dict[str, Any], now: float | None = None) -> float:
 
 
 def drain_this_node(notice: dict[str, Any]) -> bool:
-    """Ray's drain API (what `ray drain-node` calls): reason PREEMPTION, the notice's deadline.
-    Returns whether the GCS accepted it."""
+    """Ray's drain API (what `ray drain-node` calls) with reason PREEMPTION; returns whether the
+    GCS accepted it.
+
+    The deadline is now, not the announced time: the GCS records a drained node's death as
+    AUTOSCALER_DRAIN_PREEMPTED (the flag Tune reads) only when it dies after the deadline, and
+    EC2 may take the instance before the time it announced. Running work goes on until then;
+    a draining node takes no new work either way.
+    """
     import ray
     from ray.core.generated import autoscaler_pb2
 
     context = ray.get_runtime_context()
     client = ray._raylet.GcsClient(address=context.gcs_address)
+    left = deadline_of(notice) - time.time()
     accepted, rejection = client.drain_node(
         context.get_node_id(),
         autoscaler_pb2.DrainNodeReason.Value(DRAIN_REASON),
-        f"spot interruption notice: {notice.get('action')} at {notice.get('time')}",
-        int(deadline_of(notice) * 1000),
+        f"spot interruption notice: {notice.get('action')} in {left:.0f} s",
+        int(time.time() * 1000),
     )
     if not accepted:
         log.warning("drain of this node refused: %s", rejection)
