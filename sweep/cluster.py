@@ -266,11 +266,14 @@ class ClusterSession:
     token: str | None = None  # the storage token file, checked again by every trial
     secrets_key: str | None = None
     probes: tuple[NodeProbe, ...] = ()
+    fallback: Any = None  # sweep.fallback.OnDemandFallback on autoscaling clusters
 
     def params(self) -> dict[str, Any]:
         return {"storage_token": self.token, "secrets_key": self.secrets_key}
 
     def close(self, store: ResultsStore) -> None:
+        if self.fallback is not None:
+            self.fallback.stop()
         if self.secrets_key:
             try:
                 withdraw_secrets(self.secrets_key)
@@ -281,9 +284,10 @@ class ClusterSession:
                 store.fs.delete_file(token_path(store, self.token))
 
 
-def prepare_cluster(store: ResultsStore, on_cluster: bool) -> ClusterSession:
+def prepare_cluster(store: ResultsStore, on_cluster: bool, trials_at_once: int) -> ClusterSession:
     """After ray.init: keep credentials out of Tune's copies, publish the hub token, and (on a
-    cluster, `--address`) probe the storage root from every node; StorageError if it fails."""
+    cluster, `--address`) probe the storage root from every node, StorageError if it fails;
+    on an autoscaling cluster, start the on-demand fallback (sweep/fallback.py)."""
     keep_secrets_out_of_tune()
     session = ClusterSession()
     token = hub_token()
@@ -294,10 +298,15 @@ def prepare_cluster(store: ResultsStore, on_cluster: bool) -> ClusterSession:
     session.token = uuid.uuid4().hex
     store.write_bytes(token_path(store, session.token), b"itx\n")
     session.probes = tuple(probe_nodes(store, session.token))
-    problem = judge(store.uri, list(session.probes), autoscaler_running())
+    can_grow = autoscaler_running()
+    problem = judge(store.uri, list(session.probes), can_grow)
     if problem is not None:
         session.close(store)
         raise StorageError(problem)
+    if can_grow:
+        from sweep.fallback import OnDemandFallback
+
+        session.fallback = OnDemandFallback(cap=trials_at_once).start()
     log.info(
         "storage %s probed from %d node(s): %s",
         store.uri,

@@ -170,7 +170,9 @@ def run_sweep(exp: Experiment, address: str | None = None, verbose: int = 1) -> 
         session = None
         try:
             # cluster checks (sweep/cluster.py): secrets, storage probed from every node
-            session = prepare_cluster(store, on_cluster=address is not None)
+            session = prepare_cluster(
+                store, address is not None, exp.resources.max_concurrent_trials
+            )
             params.update(session.params())
             tuner = tune.Tuner(
                 tune.with_resources(run_trial, trial_resources),

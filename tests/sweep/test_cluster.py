@@ -735,3 +735,69 @@ def test_autoscaler_launches_replaces_and_removes_nodes(
     )
     assert len(objects) > 20 and len(session_files) > 20
     assert sum(in_store.values()) == 0 and sum(in_session.values()) == 0
+
+
+# ---- the on-demand fallback -----------------------------------------------------------------
+def autoscaler_status(spot_error: str | None, pending_trials: int) -> dict:
+    """The status Ray's monitor writes (monitor.py: asdict of its summaries, then JSON)."""
+    from dataclasses import asdict
+
+    from ray.autoscaler._private.autoscaler import AutoscalerSummary
+    from ray.autoscaler._private.node_provider_availability_tracker import (
+        NodeAvailabilityRecord,
+        NodeAvailabilitySummary,
+        UnavailableNodeInformation,
+    )
+    from ray.autoscaler._private.util import LoadMetricsSummary
+
+    record = NodeAvailabilityRecord(
+        node_type="gpu_spot",
+        is_available=spot_error is None,
+        last_checked_timestamp=1.0,
+        unavailable_node_information=UnavailableNodeInformation(
+            category="InsufficientInstanceCapacity", description=spot_error
+        )
+        if spot_error
+        else None,
+    )
+    report = AutoscalerSummary(
+        active_nodes={},
+        idle_nodes={},
+        pending_nodes=[],
+        pending_launches={},
+        failed_nodes=[],
+        node_availability_summary=NodeAvailabilitySummary({"gpu_spot": record}),
+    )
+    bundle = {"CPU": 8.0, "GPU": 1.0, "memory": 20.0 * 2**30}
+    group = {"bundles": [(bundle, 1)], "strategy": "PACK"}
+    load = LoadMetricsSummary(
+        usage={},
+        resource_demand=[],
+        pg_demand=[(group, pending_trials)] if pending_trials else [],
+        request_demand=[],
+        node_types=[],
+    )
+    return json.loads(
+        json.dumps({"autoscaler_report": asdict(report), "load_metrics_report": asdict(load)})
+    )
+
+
+def test_fallback_asks_for_on_demand_only_while_spot_fails_and_trials_wait(monkeypatch):
+    from sweep import fallback
+
+    requests: list[list[dict]] = []
+    monkeypatch.setattr(
+        "ray.autoscaler.sdk.request_resources", lambda bundles: requests.append(bundles)
+    )
+    short = "There is no Spot capacity available that matches your request."
+    assert fallback.wanted(autoscaler_status(None, 5), cap=10) == 0  # spot launches: no fallback
+    assert fallback.wanted(autoscaler_status(short, 0), cap=10) == 0  # nothing waits
+    assert fallback.wanted(autoscaler_status(short, 5), cap=10) == 5
+    assert fallback.wanted(autoscaler_status(short, 12), cap=10) == 10
+    assert "InsufficientInstanceCapacity" in fallback.spot_unavailable(autoscaler_status(short, 1))
+    keeper = fallback.OnDemandFallback(cap=10)
+    keeper.step(autoscaler_status(short, 3))
+    keeper.step(autoscaler_status(short, 3))  # unchanged: no new request
+    keeper.step(autoscaler_status(None, 3))  # spot is back: withdrawn
+    assert requests == [[{"ondemand": 1}] * 3, []]
+    assert fallback.MARKER == "ondemand" and fallback.SPOT_TYPE == "gpu_spot"  # cluster.yaml's
