@@ -44,6 +44,7 @@ from sweep.runner import run_sweep
 from sweep.spot import SpotWatcher, deadline_of, instance_action
 from sweep.store import ResultsStore, StorageError
 from sweep.trainable import trial_resources
+from sweep.trial import execute
 from tests.sweep.test_store import moto_s3
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,8 @@ def test_cluster_yaml_keeps_our_invariants(cluster_yaml, root):
     lines = (root / "constraints.txt").read_text().splitlines()
     pins = dict(line.split("==", 1) for line in lines if "==" in line)
     assert image.split(":")[1].split("-")[0] == pins["ray"]
+    baked = (root / "deploy" / "Dockerfile").read_text()
+    assert f"FROM {cluster_yaml['docker']['image']}\n" in baked  # the baked image's base
     setup = " ".join(cluster_yaml["setup_commands"])
     assert "whl/cu128" in setup and "-c /home/ray/itx/constraints.txt" in setup
     start = " ".join(cluster_yaml["worker_start_ray_commands"])
@@ -700,6 +703,14 @@ def test_autoscaler_launches_replaces_and_removes_nodes(
     assert replacements, "no node launched after the kill"
     assert len(workers) >= 3 and all(i[0] == "DEAD" for i in workers.values())
     assert {i[1] for i in workers.values()} <= set(WORKER_TYPES)
+    # the resumed trial ends with the metrics of an uninterrupted run of the same chain
+    reference = exp.model_copy(update={"storage": str(base / "reference")})
+    ref_store = ResultsStore(reference.storage, exp.name)
+    for spec in (plan[victim.parent], victim):
+        rows = execute(spec, reference, ref_store)
+    got = store.read_rows(victim).sort_values(["language", "metric"]).reset_index(drop=True)
+    rows = rows.sort_values(["language", "metric"]).reset_index(drop=True)
+    assert got["value"].tolist() == rows["value"].tolist()
     # (c) every worker node had its own temp folder, and none kept trial state behind
     folders = sorted((base / "nodes").iterdir())
     assert len(folders) == len(workers)
