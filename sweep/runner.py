@@ -145,7 +145,12 @@ def run_sweep(exp: Experiment, address: str | None = None, verbose: int = 1) -> 
     trials = build_plan(exp)
     write_manifest(exp, store, trials)
     if exp.encoder is not None:  # a download, not GPU work: the driver fetches the hub encoder
-        execute(trials[0], exp, store)
+        from trainers.sources import DataUnavailable
+
+        try:
+            execute(trials[0], exp, store)
+        except OSError as err:  # unreachable hub: one line, before any trial (exit code 2)
+            raise DataUnavailable(first_line(str(err))) from None
     done = {t.key for t in trials if store.is_done(t)}
     for spec in trials:
         if spec.key in done:

@@ -812,3 +812,28 @@ def test_fallback_asks_for_on_demand_only_while_spot_fails_and_trials_wait(monke
     keeper.step(autoscaler_status(None, 3))  # spot is back: withdrawn
     assert requests == [[{"ondemand": 1}] * 3, []]
     assert fallback.MARKER == "ondemand" and fallback.SPOT_TYPE == "gpu_spot"  # cluster.yaml's
+
+
+def test_the_driver_fetches_the_hub_encoder_before_any_trial(root, tmp_path, monkeypatch):
+    """The encoder is a download: the driver does it before Ray starts, so an unreachable one
+    is one line and exit code 2, not a GPU trial that fails after a cold node start."""
+    from typer.testing import CliRunner
+
+    from sweep.cli import app
+    from tests.sweep.test_config import HUB
+    from tests.trainers.test_sources import fixture_override
+
+    hub = root / "tests" / "fixtures" / "hub"
+    sources = {"mnli": fixture_override(hub / "mnli"), "xnli": fixture_override(hub / "xnli")}
+    missing = str(tmp_path / "no-such-encoder")  # offline: neither cached nor a folder
+    raw = {**HUB, "storage": str(tmp_path / "runs"), "languages": ["de"]}
+    raw |= {"encoder": {"name": missing}, "data": {**HUB["data"], "sources": sources}}
+    config = tmp_path / "real.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    started = []
+    monkeypatch.setattr(ray, "init", lambda *a, **k: started.append(1))
+    result = CliRunner().invoke(app, ["run", str(config)])
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "no-such-encoder" in errors[0] and "cannot be loaded" in errors[0]
+    assert started == []  # Ray never started: no trial, no node
