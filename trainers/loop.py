@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from trainers import heads, metrics, quality
+from trainers import heads, metrics, preempt, quality
 from trainers.settings import TrainConfig
 from trainers.tasks import Example, Task
 
@@ -182,7 +182,8 @@ def train_and_evaluate(
             epoch_end = progress.step % len(loader) == 0  # saved below, after dev evaluation
             if (
                 state_dir is not None
-                and progress.step % config.checkpoint_every == 0
+                # or now: a spot interruption notice (sweep/spot.py) gives two minutes
+                and (progress.step % config.checkpoint_every == 0 or preempt.take_save_request())
                 and not epoch_end
             ):
                 progress.save(accelerator, state_dir)
