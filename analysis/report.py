@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from analysis import figures
+from analysis import figures, health
 from analysis.gains import (
     DIFFICULTY_SCALE,
     baseline_table,
@@ -231,6 +231,8 @@ def build_blocks(analysis: Analysis) -> list[Block]:
     """The report, answer first."""
     a = analysis
     blocks = [Block("h1", _title(a.run)), Block("h2", "Answer"), *answer(a), *confound_note(a)]
+    blocks += [Block("p", health.headline_note(a.run))]
+    blocks += [Block("h2", "Trial health"), *health.section(a.run, Block)]
     blocks += [Block("h2", "Design"), *design(a)]
     blocks += [
         Block("h2", "Gain by target and language"),
