@@ -73,7 +73,9 @@ def test_difficulty_between_and_within_are_two_terms():
 
 
 def _intermediate(name, metric, score, chance=np.nan, majority=np.nan):
-    row = {c: None for c in ROW_DTYPES}
+    # every column of the schema, typed: 0 / NaN / False / None by dtype
+    blank = {"int64": 0, "float64": np.nan, "bool": False}
+    row = {c: blank.get(t) for c, t in ROW_DTYPES.items()}
     row.update(
         kind="intermediate", intermediate=name, seed=0, language="en", split="dev",
         metric=metric, value=score, primary=True, chance=chance, majority=majority,
@@ -92,7 +94,7 @@ def test_one_difficulty_scale_for_every_metric_family():
             _intermediate("ranking", "mrr@20", 0.3),
             _intermediate("below_floor", "accuracy", 0.2, chance=0.25),
         ]
-    ).astype({k: v for k, v in ROW_DTYPES.items() if k != "target_task"})
+    ).astype(ROW_DTYPES)
     table = difficulty_table(rows).set_index("intermediate")
     # by hand: 1 - (0.625 - 0.25) / 0.75 = 0.5; 1 - (0.7 - 0.4) / 0.6 = 0.5 (the majority
     # class, 0.4, beats a uniform third); F1, EM/F1 and MRR floors are 0: 1 - score
