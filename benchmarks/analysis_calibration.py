@@ -60,6 +60,9 @@ def rate(hits: int, n: int) -> str:
 
 def headline(name: str, reps: int) -> None:
     n_int, n_seed, languages, options, _ = DESIGNS[name]
+    if reps == 0:  # mixed models only
+        print(f"{name}:")
+        return
     rng = np.random.default_rng(2024)
     counts = dict.fromkeys(
         ["t", "perm", "spearman", "cover", "fixed_cover", "target_t", "target_cover", "power"], 0
