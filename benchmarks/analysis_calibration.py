@@ -46,7 +46,7 @@ DESIGNS: dict[str, tuple[int, int, dict[str, int], dict, float]] = {
     "real": (13, 10, XTREME_R_LANGUAGES, BASE, 0.0),
     "slopes3": (13, 3, XTREME_R_LANGUAGES, {**BASE, "sd_slope_target": 3.0}, 0.4),
     "seedluck": (6, 3, DEMO_LANGUAGES, SEED_LUCK, 1.0),
-    "informative": (13, 3, XTREME_R_LANGUAGES, {"informative_missing": 0.6}, 0.0),
+    "informative": (13, 3, XTREME_R_LANGUAGES, {"informative_missing": 0.6}, 0.5),
 }
 
 
