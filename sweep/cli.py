@@ -44,6 +44,7 @@ def run(
     """Start the sweep in CONFIG, or resume it; finished trials are not rerun."""
     exp = load_or_exit(config, storage)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from sweep.progress import TrackingUnavailable
     from sweep.runner import run_sweep
     from sweep.store import StorageError
     from trainers.sources import DataUnavailable
@@ -61,7 +62,11 @@ def run(
     started = time.perf_counter()
     try:
         outcome = run_sweep(exp, address=address)
-    except (StorageError, DataUnavailable) as err:  # before any trial: one line, exit code 2
+    except (
+        StorageError,
+        DataUnavailable,
+        TrackingUnavailable,
+    ) as err:  # before any trial: one line, exit code 2
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(code=2) from None
     typer.echo(

@@ -141,6 +141,23 @@ class AnalysisConfig(BaseModel):
     backend: Literal["statsmodels", "lme4"] = "statsmodels"  # lme4 runs R through Rscript
 
 
+class MlflowTracking(BaseModel):
+    """Log every trial as an MLflow run (Ray Tune's MLflowLoggerCallback): per-epoch English dev
+    score and loss, the final zero-shot score, the trial's config as parameters. Needs the
+    `tracking` extra (`pip install 'itx[tracking]'`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tracking_uri: str = Field(min_length=1)  # http://host:5000, databricks, or file:///abs/mlruns
+    experiment_name: str | None = None  # default: the sweep's name
+
+
+class Tracking(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    mlflow: MlflowTracking | None = None  # None: no experiment tracking beyond Tune's own logs
+
+
 class Experiment(BaseModel):
     """One sweep: intermediate x seed x target on a pretrained encoder."""
 
@@ -161,6 +178,7 @@ class Experiment(BaseModel):
     controls: Controls = Controls()
     resources: Resources = Resources()
     analysis: AnalysisConfig = AnalysisConfig()
+    tracking: Tracking = Tracking()  # decides nothing about results: not part of trial keys
     mixtures: dict[str, Mixture] = Field(default_factory=dict)  # multi-task intermediates
     tasks: dict[str, TaskOptions] = Field(default_factory=dict)
     difficulty: DifficultyConfig = DifficultyConfig()

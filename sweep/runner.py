@@ -121,7 +121,7 @@ def check_data(exp: Experiment) -> None:
     check_available(tasks, sorted(languages), exp.data.sources)
 
 
-def run_sweep(exp: Experiment, address: str | None = None, verbose: int = 1) -> SweepOutcome:
+def run_sweep(exp: Experiment, address: str | None = None, verbose: int = 0) -> SweepOutcome:
     """Run every unfinished trial of `exp`; finished ones (DONE markers) are reused, not rerun.
 
     Raises `StorageError` (one line) before anything starts when the storage root is unusable.
@@ -136,6 +136,7 @@ def run_sweep(exp: Experiment, address: str | None = None, verbose: int = 1) -> 
     import ray
     from ray import tune
 
+    from sweep.progress import SweepProgress, tracking_callbacks, trial_dirname, trial_name
     from sweep.searcher import DagSearcher
     from sweep.trainable import run_trial, trial_resources
 
@@ -148,7 +149,9 @@ def run_sweep(exp: Experiment, address: str | None = None, verbose: int = 1) -> 
     outcome = SweepOutcome(run_dir=store.run, planned=len(trials), reused=sorted(done))
     params = {"experiment": exp.model_dump(mode="json"), "storage": exp.storage}
     searcher = DagSearcher(trials, done, params)
-    if len(done) < len(trials):
+    to_run = len(trials) - len(done)
+    callbacks = [SweepProgress(to_run, len(done)), *tracking_callbacks(exp)]  # before Ray starts
+    if to_run:
         started_ray = False
         if not ray.is_initialized():
             local = address is None
@@ -162,16 +165,24 @@ def run_sweep(exp: Experiment, address: str | None = None, verbose: int = 1) -> 
             )
             started_ray = True
         try:
+            log.info(
+                "sweep %s: %d trials to run (%d finished earlier), up to %d at a time; "
+                "curves: tensorboard --logdir %s/tune",
+                exp.name,
+                to_run,
+                len(done),
+                exp.resources.max_concurrent_trials,
+                store.run,
+            )
             tuner = tune.Tuner(
                 tune.with_resources(run_trial, trial_resources),
                 tune_config=tune.TuneConfig(
                     search_alg=searcher,
-                    num_samples=-1,
+                    num_samples=to_run,  # the searcher's count, not "infinite" (-1)
                     max_concurrent_trials=exp.resources.max_concurrent_trials,
                     reuse_actors=True,
-                    trial_dirname_creator=lambda t: (
-                        f"{t.config['spec']['kind']}-{t.config['spec']['key']}"
-                    ),
+                    trial_name_creator=trial_name,
+                    trial_dirname_creator=trial_dirname,
                 ),
                 run_config=tune.RunConfig(
                     name="tune",
@@ -179,7 +190,9 @@ def run_sweep(exp: Experiment, address: str | None = None, verbose: int = 1) -> 
                     storage_path=store.run,
                     storage_filesystem=store.fs,
                     failure_config=tune.FailureConfig(max_failures=exp.resources.max_failures),
+                    # Tune's console output at 1+ dumps each trial's config; ours is by label
                     verbose=verbose,
+                    callbacks=callbacks,
                 ),
             )
             grid = tuner.fit()

@@ -12,6 +12,8 @@ import json
 import math
 import shutil
 import time
+from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,28 @@ class Outcome:
     data_issues: dict[str, dict[str, int]] = field(default_factory=dict)  # "split/lang" -> counts
     model: Any = None
     dev_set: Any = None  # the encoded English dev set (V-information scores it again)
+
+
+@dataclass(frozen=True)
+class EpochEnd:
+    """What `on_epoch` hears after each epoch's English dev evaluation."""
+
+    task: str
+    epoch: int  # 0-based
+    epochs: int
+    step: int
+    loss: float  # mean training loss over the epoch's batches
+    dev: dict[str, float]  # English dev scores, metric -> value
+    metric: str  # the primary metric's name in `dev`
+    seconds: float  # since this fine-tuning started
+    null_model: bool  # trained on blank inputs (V-information)
+
+
+# The default `on_epoch` of `train_and_evaluate`: set around a whole trial by its runner (the Tune
+# trainable reports each epoch), so the call chain between the two needs no extra parameter.
+EPOCH_LISTENER: ContextVar[Callable[[EpochEnd], None] | None] = ContextVar(
+    "epoch_listener", default=None
+)
 
 
 class LengthGroupedBatches(torch.utils.data.Sampler):
@@ -79,13 +103,15 @@ def train_and_evaluate(
     max_malformed: float = 0.01,
     init_model: Any = None,
     blank_inputs: bool = False,
+    on_epoch: Callable[[EpochEnd], None] | None = None,
 ) -> Outcome:
     """Fine-tune on English train, select on English dev, evaluate every test language zero-shot.
 
     `init_model` continues from an earlier stage's model (XCOPA: SIQA, then COPA): all of it when
     it is of this format's head class, its encoder only otherwise. `blank_inputs` trains on
     inputs emptied by the format (the null model of V-information). Formats that do not train
-    (Tatoeba) are scored straight from the encoder.
+    (Tatoeba) are scored straight from the encoder. `on_epoch` (default: `EPOCH_LISTENER`'s
+    value) is called after each epoch's dev evaluation.
     """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -155,6 +181,10 @@ def train_and_evaluate(
     )
     for epoch in range(progress.step // len(loader), config.epochs):
         model.train()
+        epoch_loss, epoch_batches = (
+            torch.zeros((), device=accelerator.device),
+            0,
+        )  # no sync per step
         # the prepared loader would otherwise reset the sampler to its own iteration counter,
         # which a resumed process starts at 0; the sampler itself for the skipping loader below
         loader.set_epoch(epoch)
@@ -166,6 +196,7 @@ def train_and_evaluate(
         for batch in epoch_loader:
             loss = fmt.loss(model, batch)
             accelerator.backward(loss)
+            epoch_loss, epoch_batches = epoch_loss + loss.detach().float(), epoch_batches + 1
             accelerator.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             schedule.step()
@@ -190,6 +221,21 @@ def train_and_evaluate(
             _save_best(state_dir, best)
         if state_dir is not None:
             progress.save(accelerator, state_dir)
+        listener = on_epoch or EPOCH_LISTENER.get()
+        if listener is not None:
+            listener(
+                EpochEnd(
+                    task=task.name,
+                    epoch=epoch,
+                    epochs=config.epochs,
+                    step=progress.step,
+                    loss=float(epoch_loss) / max(epoch_batches, 1),
+                    dev=dev,
+                    metric=key,
+                    seconds=time.perf_counter() - started,
+                    null_model=blank_inputs,
+                )
+            )
     bar.close()
 
     final = accelerator.unwrap_model(model)

@@ -1,0 +1,159 @@
+"""What a user sees of a running sweep: one line per trial event, named by the trial's label.
+
+Tune's own console output is silenced (`RunConfig(verbose=0)`): at its default verbosity it
+prints every trial's whole config as a table when the trial starts (most of a demo log), and its
+status table names trials by Ray id. This callback logs instead, through `logging`:
+
+    start target/topic_easy/nli/seed=0 [3 of 9]
+    target/topic_easy/nli/seed=0 epoch 2/5: loss 0.412, en dev accuracy 0.731 (12 s)
+    done target/topic_easy/nli/seed=0 in 31 s: zero-shot accuracy 0.602
+    status after 2m10s: 3 done, 2 running, 4 waiting, 0 failed
+
+Tune still names trials by label (`trial_name`), so its error messages, TensorBoard runs and
+MLflow runs carry the label too.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+from ray.tune import Callback
+
+from sweep.config import Experiment
+from sweep.plan import TrialSpec
+
+log = logging.getLogger(__name__)
+
+
+def trial_name(trial: Any) -> str:
+    """Tune's `trial_name_creator`: the label (kind/intermediate/target/seed=N), not a Ray id."""
+    return TrialSpec.model_validate(trial.config["spec"]).label
+
+
+def trial_dirname(trial: Any) -> str:
+    """Tune's `trial_dirname_creator`: kind and key, a folder name that is unique and stable."""
+    return f"{trial.config['spec']['kind']}-{trial.config['spec']['key']}"
+
+
+def elapsed(seconds: float) -> str:
+    """'45 s', '2m10s', '1h05m': short enough for a status line."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, secs = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def epoch_line(label: str, result: dict[str, Any]) -> str:
+    """One epoch of a trial, from the metrics the trainable reports after each epoch."""
+    part = f" ({result['part']})" if result.get("part") else ""
+    return (
+        f"{label}{part} epoch {result['epoch']}/{result['epochs']}: loss {result['loss']:.3f}, "
+        f"en dev {result['metric']} {result['en_dev']:.3f} ({elapsed(result['elapsed_s'])})"
+    )
+
+
+def done_line(label: str, result: dict[str, Any]) -> str:
+    parts = [f"done {label}"]
+    if result.get("reused"):
+        return f"{parts[0]}: finished in an earlier run, reused"
+    if "seconds" in result:
+        parts.append(f"in {elapsed(result['seconds'])}")
+    line = " ".join(parts)
+    if "zero_shot" in result:
+        line += f": zero-shot {result['metric']} {result['zero_shot']:.3f}"
+    elif "en_dev" in result:
+        line += f": en dev {result['metric']} {result['en_dev']:.3f}"
+    return line
+
+
+class SweepProgress(Callback):
+    """Logs trial starts, epochs, ends and errors by label, and a status line every `every_s`."""
+
+    def __init__(self, to_run: int, reused: int, every_s: float = 60.0) -> None:
+        self.to_run, self.reused, self.every_s = to_run, reused, every_s
+        self.started = time.monotonic()
+        self.last_status = self.started
+        self.numbers: dict[str, int] = {}  # trial id -> its start order, 1-based
+
+    def setup(self, **info: Any) -> None:
+        self.started = self.last_status = time.monotonic()
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        number = self.numbers.setdefault(trial.trial_id, len(self.numbers) + 1)
+        log.info("start %s [%d of %d]", trial, number, self.to_run)
+
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
+        if not result.get("done") and "epoch" in result:
+            log.info("%s", epoch_line(str(trial), result))
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        log.info("%s", done_line(str(trial), trial.last_result or {}))
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        log.warning("failed %s; error file: %s", trial, trial.error_file)
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        failures = trial.run_metadata.num_failures
+        log.warning(
+            "retrying %s after failure %d; error file: %s", trial, failures, trial.error_file
+        )
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        now = time.monotonic()
+        if now - self.last_status >= self.every_s:
+            self.last_status = now
+            log.info("%s", self.status_line(trials, now))
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        log.info("%s", self.status_line(trials, time.monotonic()))
+
+    def status_line(self, trials: list, now: float) -> str:
+        counts = {"TERMINATED": 0, "RUNNING": 0, "ERROR": 0}
+        for trial in trials:
+            counts[trial.status] = counts.get(trial.status, 0) + 1
+        waiting = self.to_run - counts["TERMINATED"] - counts["RUNNING"] - counts["ERROR"]
+        running = ", ".join(str(t) for t in trials if t.status == "RUNNING")
+        reused = f" (+{self.reused} reused)" if self.reused else ""
+        return (
+            f"status after {elapsed(now - self.started)}: {counts['TERMINATED']} done{reused}, "
+            f"{counts['RUNNING']} running, {max(waiting, 0)} waiting, {counts['ERROR']} failed"
+            + (f"; running: {running}" if running else "")
+        )
+
+
+def tracking_callbacks(exp: Experiment) -> list[Callback]:
+    """Ray Tune's own logger callbacks for the trackers switched on in `tracking:`."""
+    mlflow = exp.tracking.mlflow
+    if mlflow is None:
+        return []
+    try:
+        import mlflow as _  # noqa: F401  (the callback imports it only in setup)
+        from ray.air.integrations.mlflow import MLflowLoggerCallback
+    except ImportError:
+        raise TrackingUnavailable(
+            "tracking.mlflow: MLflow is not installed; pip install 'itx[tracking]' "
+            "(mlflow-skinny), or remove tracking.mlflow"
+        ) from None
+    if mlflow.tracking_uri.startswith("file:"):
+        # MLflow 3 refuses its file store unless asked; a file: URI in the config is that ask
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    return [
+        MLflowLoggerCallback(
+            tracking_uri=mlflow.tracking_uri,
+            experiment_name=mlflow.experiment_name or exp.name,
+            tags={"sweep": exp.name},
+        )
+    ]
+
+
+class TrackingUnavailable(RuntimeError):
+    """A tracker is switched on in the config but cannot be used; the message is one line."""
