@@ -9,7 +9,7 @@ import dataclasses
 import difflib
 import math
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -135,10 +135,14 @@ class Controls(BaseModel):
     scratch: bool = True  # a random (never pretrained) encoder fine-tuned the same way
 
 
+Backend = Literal["statsmodels", "lme4"]  # lme4 runs R through Rscript
+BACKENDS: tuple[str, ...] = get_args(Backend)  # `itx report --backend` checks against these
+
+
 class AnalysisConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    backend: Literal["statsmodels", "lme4"] = "statsmodels"  # lme4 runs R through Rscript
+    backend: Backend = "statsmodels"
 
 
 class MlflowTracking(BaseModel):
@@ -366,7 +370,10 @@ def _registered(name: str, role: str | None) -> Task:
 
 def one_line(err: ValidationError, source: Path | str) -> str:
     """First problem as 'file: dotted.key: message (got value)', then a count of the rest."""
-    first, *rest = err.errors()
+    errors = err.errors()
+    # a renamed key is both unknown and missing: its did-you-mean is the one that helps
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+    rest = [e for e in errors if e is not first]
     key = ".".join(map(str, first["loc"])) or "(top level)"
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "missing":
@@ -374,7 +381,10 @@ def one_line(err: ValidationError, source: Path | str) -> str:
     elif first["type"] == "extra_forbidden":
         message = f"unknown key{_did_you_mean(first['loc'])}"
     more = f" [+{len(rest)} more]" if rest else ""
-    got = f" (got {first['input']!r})" if first["type"] != "missing" else ""
+    # a section's own validator receives the whole section; its message names the offending
+    # value, which is all that is quoted (never the whole config)
+    quoted = first["type"] != "missing" and not isinstance(first["input"], dict)
+    got = f" (got {first['input']!r})" if quoted else ""
     return f"{source}: {key}: {message}{got}{more}"
 
 
@@ -418,7 +428,3 @@ def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> Ex
     if isinstance(raw, dict) and overrides:
         raw = {**raw, **overrides}
     return parse_config(raw, path)
-
-
-def task_names(role: str) -> list[str]:
-    return sorted(name for name, task in TASKS.items() if task.role == role)

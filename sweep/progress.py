@@ -24,6 +24,7 @@ from ray.tune import Callback
 
 from sweep.config import Experiment
 from sweep.plan import TrialSpec
+from sweep.runner import duration
 
 log = logging.getLogger(__name__)
 
@@ -38,25 +39,20 @@ def trial_dirname(trial: Any) -> str:
     return f"{trial.config['spec']['kind']}-{trial.config['spec']['key']}"
 
 
-def elapsed(seconds: float) -> str:
-    """'45 s', '2m10s', '1h05m': short enough for a status line."""
-    seconds = round(seconds)
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, secs = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
-
-
 def epoch_line(label: str, result: dict[str, Any]) -> str:
     """One epoch of a trial, from the metrics the trainable reports after each epoch."""
-    part = f" ({result['part']})" if result.get("part") else ""
+    part = result.get("part", "")
+    prefix = part_prefix(part)
     return (
-        f"{label}{part} epoch {result['epoch']}/{result['epochs']}: loss {result['loss']:.3f}, "
-        f"en dev {result['metric']} {result['en_dev']:.3f} ({elapsed(result['elapsed_s'])})"
+        f"{label}{f' ({part})' if part else ''} epoch {result['epoch']}/{result['epochs']}: "
+        f"loss {result[prefix + 'loss']:.3f}, en dev {result['metric']} "
+        f"{result[prefix + 'en_dev']:.3f} ({duration(result['elapsed_s'])})"
     )
+
+
+def part_prefix(part: str) -> str:
+    """Metric prefix of a trial's part: '' for its own task, 'null_model/', 'siqa/'."""
+    return f"{part.replace(' ', '_')}/" if part else ""
 
 
 def done_line(label: str, result: dict[str, Any]) -> str:
@@ -64,7 +60,7 @@ def done_line(label: str, result: dict[str, Any]) -> str:
     if result.get("reused"):
         return f"{parts[0]}: finished in an earlier run, reused"
     if "seconds" in result:
-        parts.append(f"in {elapsed(result['seconds'])}")
+        parts.append(f"in {duration(result['seconds'])}")
     line = " ".join(parts)
     if "zero_shot" in result:
         line += f": zero-shot {result['metric']} {result['zero_shot']:.3f}"
@@ -124,7 +120,7 @@ class SweepProgress(Callback):
         running = ", ".join(str(t) for t in trials if t.status == "RUNNING")
         reused = f" (+{self.reused} reused)" if self.reused else ""
         return (
-            f"status after {elapsed(now - self.started)}: {counts['TERMINATED']} done{reused}, "
+            f"status after {duration(now - self.started)}: {counts['TERMINATED']} done{reused}, "
             f"{counts['RUNNING']} running, {max(waiting, 0)} waiting, {counts['ERROR']} failed"
             + (f"; running: {running}" if running else "")
         )

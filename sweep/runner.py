@@ -223,7 +223,9 @@ class RunView:
     per_node: dict[str, int]  # node (host/short node id) -> trials run there in this run
     failures: dict[str, str]  # trial label -> first line of its last error
     skipped: dict[str, str]  # trial label -> reason
-    eta_seconds: float | None  # None until a trial of this run has finished
+    eta_seconds: float | None  # None: no honest estimate yet (`eta_unknown` says why)
+    eta_unknown: str = ""
+    elapsed_seconds: float | None = None  # since the last `itx run` started; None: unknown
 
 
 def describe_run(store: ResultsStore) -> RunView:
@@ -270,7 +272,12 @@ def describe_run(store: ResultsStore) -> RunView:
             node = f"{record.get('host', '?')}/{(record.get('node_id') or '?')[:8]}"
             per_node[node] = per_node.get(node, 0) + 1
     concurrency = manifest["config"]["resources"]["max_concurrent_trials"]
-    return RunView(stages, per_node, failures, skipped, _eta(durations, left, concurrency))
+    eta, unknown = _eta(durations, left, concurrency)
+    ended = [r["finished"] for r in records.values() if r.get("finished")]
+    elapsed = _age(manifest.get("created"))
+    if not left and ended and manifest.get("created"):  # finished: the run's span, not "so far"
+        elapsed = elapsed - _age(max(ended))
+    return RunView(stages, per_node, failures, skipped, eta, unknown, elapsed)
 
 
 def _age(started: str | None) -> float:
@@ -281,29 +288,34 @@ def _age(started: str | None) -> float:
 
 def _eta(
     durations: dict[str, list[float]], left: list[tuple[str, float]], concurrency: int
-) -> float | None:
-    """Remaining work (median duration per stage, minus time already spent) over concurrency."""
+) -> tuple[float | None, str]:
+    """Remaining work (median duration per stage, minus time already spent) over concurrency.
+
+    Never a false zero: a stage with trials left but none finished in this run has no estimate
+    (another stage's durations say nothing: a cached pretraining takes a second, a target
+    minutes), and running trials already past their stage's median make the rest unknown too.
+    """
     if not left:
-        return 0.0
-    every = [d for kind in durations.values() for d in kind]
-    if not every:
-        return None
-    fallback = statistics.median(every)
-    work = sum(
-        max(statistics.median(durations.get(kind, [fallback])) - spent, 0.0) for kind, spent in left
-    )
-    return work / max(1, min(concurrency, len(left)))
+        return 0.0, ""
+    unmeasured = sorted({kind for kind, _ in left if not durations.get(kind)})
+    if unmeasured:
+        return None, f"no {'/'.join(unmeasured)} trial of this run has finished yet"
+    work = 0.0
+    for kind, spent in left:
+        remaining = statistics.median(durations[kind]) - spent
+        if remaining <= 0:
+            return None, f"a running {kind} trial has run longer than the stage's median"
+        work += remaining
+    return work / max(1, min(concurrency, len(left))), ""
 
 
-def run_status(store: ResultsStore) -> dict[str, dict[str, int]]:
-    """Per stage: planned, done, errored, skipped, pending (running counts as pending)."""
-    table = {}
-    for kind, row in describe_run(store).stages.items():
-        table[kind] = {
-            "planned": row["planned"],
-            "done": row["done"],
-            "errored": row["failed"],
-            "skipped": row["skipped"],
-            "pending": row["pending"] + row["running"],
-        }
-    return table
+def duration(seconds: float) -> str:
+    """'45 s', '2m10s', '1h05m': a status line's time, never rounded down to zero minutes."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, secs = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"

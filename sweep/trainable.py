@@ -15,6 +15,7 @@ from ray import tune
 
 from sweep.config import Experiment
 from sweep.plan import TrialSpec
+from sweep.progress import part_prefix
 from sweep.store import ResultsStore, first_line
 from sweep.trial import execute
 
@@ -69,7 +70,7 @@ def epoch_metrics(spec: TrialSpec, end: EpochEnd) -> dict[str, Any]:
     trial's own task; an earlier stage or the V-information null model is named by `part`."""
     own = spec.intermediate if spec.kind == "intermediate" else spec.target_task
     part = "null model" if end.null_model else ("" if end.task == own else end.task)
-    prefix = f"{part.replace(' ', '_')}/" if part else ""
+    prefix = part_prefix(part)
     return {
         "done": 0,  # the searcher's metric: every result must carry it
         "epoch": end.epoch + 1,
@@ -78,10 +79,7 @@ def epoch_metrics(spec: TrialSpec, end: EpochEnd) -> dict[str, Any]:
         "metric": end.metric,
         "elapsed_s": end.seconds,
         f"{prefix}loss": end.loss,
-        f"{prefix}en_dev": end.dev[end.metric],
-        # the progress line reads these two whatever the part
-        "loss": end.loss,
-        "en_dev": end.dev[end.metric],
+        f"{prefix}en_dev": end.dev[end.metric],  # one TensorBoard curve per part
     }
 
 

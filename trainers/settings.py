@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -52,9 +53,9 @@ class TrainConfig(BaseModel):
     warmup_ratio: float = Field(0.06, ge=0, le=0.5)
     weight_decay: float = Field(0.01, ge=0, le=1)
     checkpoint_every: int = Field(200, ge=1)  # optimizer steps between saved training states
-    mixed_precision: str = Field("no", pattern=r"^(no|bf16|fp16)$")  # bf16 autocast on GPUs
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"  # bf16 autocast on GPUs
     compile: bool = False  # torch.compile the model (GPU runs)
-    selection: str = Field("en_dev", pattern=r"^en_dev$")  # zero-shot: never target-language dev
+    selection: Literal["en_dev"] = "en_dev"  # zero-shot: never target-language dev
 
 
 def pretrain_key(world: WorldConfig, model: ModelConfig, pretrain: PretrainConfig) -> str:

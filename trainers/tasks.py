@@ -238,7 +238,6 @@ TARGETS = (
     ),
 )
 
-NLI_PARTS = ("anli", "mnli", "snli")
 INTERMEDIATES = (
     # Phang et al. 2020
     Task(

@@ -196,3 +196,47 @@ def test_real_study_plans_offline(root):
     assert "intermediate: 39" in result.output and "target: 420" in result.output
     for name in ("anli_plus", "commonsenseqa", "siqa", "rte", "none"):
         assert name in result.output
+
+
+def test_a_renamed_key_shows_its_did_you_mean_not_the_missing_one():
+    raw = {k: v for k, v in MINIMAL.items() if k != "seeds"} | {"seed": [0]}
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw, "t.yaml")
+    # before: "t.yaml: seeds: required [+1 more]" (the missing key came first)
+    assert str(info.value) == "t.yaml: seed: unknown key; did you mean 'seeds'? (got [0]) [+1 more]"
+
+
+def test_an_error_of_a_whole_section_quotes_the_value_not_the_config(root):
+    raw = yaml.safe_load((root / "configs" / "demo.yaml").read_text())
+    raw["languages"] = ["en", "ov80", "ov50", "sov50", "fak"]
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw, "demo.yaml")
+    # before, the whole config followed as "(got {...})": 1,044 characters in all
+    assert str(info.value) == (
+        "demo.yaml: (top level): languages: unknown language 'fak'; did you mean 'fake'?"
+    )
+
+
+def test_version_prints_the_installed_distribution():
+    import importlib.metadata
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output == f"itx {importlib.metadata.version('itx')}\n"
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            {"train": {"mixed_precision": "fp32"}},
+            "train.mixed_precision: Input should be 'no', 'bf16' or 'fp16' (got 'fp32')",
+        ),
+        ({"tracking": {"mlflow": {}}}, "tracking.mlflow.tracking_uri: required"),
+        ({"tracking": {"wandb": {}}}, "tracking.wandb: unknown key; did you mean 'mlflow'?"),
+    ],
+)
+def test_choices_list_what_is_allowed(change, expected):
+    with pytest.raises(ConfigError, match="^t.yaml: ") as info:
+        parse_config({**MINIMAL, **change}, "t.yaml")
+    assert expected in str(info.value)
