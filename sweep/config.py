@@ -326,7 +326,6 @@ class Experiment(BaseModel):
                 synthetic="",
                 train_data=train_data,
                 noise=0.0,
-                description=f"mixture of {', '.join(m.name for m in members)}",
             )
         task = get_task(name)
         options = self.tasks.get(name)
