@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -246,3 +247,23 @@ def test_choices_list_what_is_allowed(change, expected):
     with pytest.raises(ConfigError, match=r"^t\.yaml: ") as info:
         parse_config({**MINIMAL, **change}, "t.yaml")
     assert expected in str(info.value)
+
+
+SHIPPED = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+assert {"demo.yaml", "demo_full.yaml", "xtreme_r.yaml"} <= {p.name for p in SHIPPED}
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_every_shipped_config_validates_and_plans(path):
+    from sweep.plan import build_plan
+
+    exp = load_config(path)
+    trials = build_plan(exp)
+    parents = len(exp.intermediates) + 1 + exp.controls.scratch  # + none (+ scratch)
+    counts = {kind: sum(t.kind == kind for t in trials) for kind in ("pretrain", "intermediate")}
+    assert counts == {"pretrain": 1, "intermediate": len(exp.intermediates) * len(exp.seeds)}
+    assert len(trials) == 1 + counts["intermediate"] + parents * len(exp.seeds) * len(exp.targets)
+    assert len({t.key for t in trials}) == len(trials)  # no two trials share an identity
+    result = CliRunner().invoke(app, ["plan", str(path)])
+    assert result.exit_code == 0, result.output
+    assert f"trials: {len(trials)}" in result.output

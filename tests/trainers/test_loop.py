@@ -137,3 +137,36 @@ def test_encoder_hand_off_keeps_every_encoder_weight(encoder, tmp_path):
         assert torch.equal(tensor, theirs[name]), name
     assert (tmp_path / "enc" / "model.safetensors").exists()
     assert not list((tmp_path / "enc").glob("*.bin"))
+
+
+def test_golden_numbers_of_the_tiny_encoder_seed_0(encoder):
+    """Pinned across commits (as torchtune pins losses): a change here is a change of results.
+
+    Produced by (torch 2.13.0+cpu; one line, the same settings as below):
+      PYTHONPATH=$PWD .venv/bin/python -c "import torch; torch.set_num_threads(1);
+      from tests.conftest import tiny_settings as s; from trainers.encoder import
+      cached_pretrained as c; from trainers.loop import train_and_evaluate as t; from
+      trainers.settings import TrainConfig as T; from trainers.synthetic import task_data; from
+      trainers.tasks import SplitSizes, get_task; from trainers.world import World; w, m, p = s();
+      k = get_task('pos'); o = t(k, task_data(World(w), k, SplitSizes(64, 32, 32), ('en',
+      'ov80')), c(w, m, p), T(epochs=3, batch_size=16, lr=1e-3), 0, 48, progress_bar=False,
+      on_epoch=lambda e: print(e.epoch, e.loss, e.dev)); print(o.steps, o.best_epoch, o.dev)"
+    which printed: epoch losses 1.7519433, 1.6613431, 1.6116909 (2 threads: ...6116908); 12
+    steps, best epoch 2 (0-based), English dev chunk F1 0.3717277 (71/191 chunks), token
+    accuracy 0.5132743 (58/113 tags).
+    Tolerances: one chunk or tag of the dev set (1/191, 1/113) and 1e-3 on a loss, so a real
+    change of predictions or optimisation fails while thread-count rounding does not.
+    """
+    pos = get_task("pos")
+    data = task_data(World(WORLD), pos, SplitSizes(64, 32, 32), ("en", "ov80"))
+    ends = []
+    config = TrainConfig(epochs=3, batch_size=16, lr=1e-3)
+    outcome = train_and_evaluate(
+        pos, data, encoder, config, seed=0, max_length=48, progress_bar=False, on_epoch=ends.append
+    )
+    assert outcome.steps == 12 and outcome.best_epoch == 2
+    assert outcome.dev["f1"] == pytest.approx(71 / 191, abs=1 / 191)
+    assert outcome.dev["token_accuracy"] == pytest.approx(58 / 113, abs=1 / 113)
+    assert [e.epoch for e in ends] == [0, 1, 2] and [e.step for e in ends] == [4, 8, 12]
+    assert [e.loss for e in ends] == pytest.approx([1.75194, 1.66134, 1.61169], abs=1e-3)
+    assert ends[-1].dev == outcome.dev and ends[-1].metric == "f1" and not ends[-1].null_model
