@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ray.tune import Callback
@@ -72,8 +73,15 @@ def done_line(label: str, result: dict[str, Any]) -> str:
 class SweepProgress(Callback):
     """Logs trial starts, epochs, ends and errors by label, and a status line every `every_s`."""
 
-    def __init__(self, to_run: int, reused: int, every_s: float = 60.0) -> None:
-        self.to_run, self.reused, self.every_s = to_run, reused, every_s
+    def __init__(
+        self,
+        to_run: int,
+        reused: int,
+        skipped: Callable[[], int] = lambda: 0,
+        every_s: float = 60.0,
+    ) -> None:
+        """`skipped` counts trials that will never run (a parent failed): the searcher's."""
+        self.to_run, self.reused, self.skipped, self.every_s = to_run, reused, skipped, every_s
         self.started = time.monotonic()
         self.last_status = self.started
         self.numbers: dict[str, int] = {}  # trial id -> its start order, 1-based
@@ -116,12 +124,15 @@ class SweepProgress(Callback):
         counts = {"TERMINATED": 0, "RUNNING": 0, "ERROR": 0}
         for trial in trials:
             counts[trial.status] = counts.get(trial.status, 0) + 1
-        waiting = self.to_run - counts["TERMINATED"] - counts["RUNNING"] - counts["ERROR"]
+        skipped = self.skipped()
+        ended = counts["TERMINATED"] + counts["RUNNING"] + counts["ERROR"] + skipped
         running = ", ".join(str(t) for t in trials if t.status == "RUNNING")
         reused = f" (+{self.reused} reused)" if self.reused else ""
         return (
             f"status after {duration(now - self.started)}: {counts['TERMINATED']} done{reused}, "
-            f"{counts['RUNNING']} running, {max(waiting, 0)} waiting, {counts['ERROR']} failed"
+            f"{counts['RUNNING']} running, {max(self.to_run - ended, 0)} waiting, "
+            f"{counts['ERROR']} failed"
+            + (f", {skipped} skipped" if skipped else "")
             + (f"; running: {running}" if running else "")
         )
 

@@ -150,7 +150,8 @@ def run_sweep(exp: Experiment, address: str | None = None, verbose: int = 0) -> 
     params = {"experiment": exp.model_dump(mode="json"), "storage": exp.storage}
     searcher = DagSearcher(trials, done, params)
     to_run = len(trials) - len(done)
-    callbacks = [SweepProgress(to_run, len(done)), *tracking_callbacks(exp)]  # before Ray starts
+    progress = SweepProgress(to_run, len(done), skipped=lambda: len(searcher.skipped))
+    callbacks = [progress, *tracking_callbacks(exp)]  # a missing tracker fails before Ray starts
     if to_run:
         started_ray = False
         if not ray.is_initialized():
