@@ -9,8 +9,8 @@ status table names trials by Ray id. This callback logs instead, through `loggin
     done target/topic_easy/nli/seed=0 in 31 s: zero-shot accuracy 0.602
     status after 2m10s: 3 done, 2 running, 4 waiting, 0 failed
 
-Tune still names trials by label (`trial_name`), so its error messages, TensorBoard runs and
-MLflow runs carry the label too.
+Tune still names trials by label (`trial_name`), so its error messages and MLflow runs carry the
+label too; the trial folders (TensorBoard's run names) start with it.
 """
 
 from __future__ import annotations
@@ -36,8 +36,10 @@ def trial_name(trial: Any) -> str:
 
 
 def trial_dirname(trial: Any) -> str:
-    """Tune's `trial_dirname_creator`: kind and key, a folder name that is unique and stable."""
-    return f"{trial.config['spec']['kind']}-{trial.config['spec']['key']}"
+    """Tune's `trial_dirname_creator`: the label, then the key (unique and stable), e.g.
+    `target-topic_easy-nli-seed=0-87ce805fe7d77ff9`; TensorBoard names its runs by it."""
+    spec = TrialSpec.model_validate(trial.config["spec"])
+    return f"{spec.label.replace('/', '-')}-{spec.key}"
 
 
 def epoch_line(label: str, result: dict[str, Any]) -> str:

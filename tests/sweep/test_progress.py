@@ -40,7 +40,7 @@ def end(**changes) -> EpochEnd:
 def test_trials_are_named_by_label_and_stored_by_kind_and_key():
     trial = SimpleNamespace(config={"spec": SPEC.model_dump()})
     assert trial_name(trial) == LABEL
-    assert trial_dirname(trial) == "intermediate-abc123"
+    assert trial_dirname(trial) == "intermediate-topic_easy-seed=0-abc123"
 
 
 def test_an_epoch_is_one_line_and_one_tensorboard_point_per_part():
