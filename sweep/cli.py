@@ -179,6 +179,7 @@ def _status_table(run_dir: str, view: RunView) -> RenderableType:
         eta = f"{duration(view.eta_seconds)} for {left} trials left"
     elapsed = "unknown" if view.elapsed_seconds is None else duration(view.elapsed_seconds)
     lines.append(f"elapsed: {elapsed}; ETA: {eta}")
+    lines.extend(f"running {label}: {detail}" for label, detail in view.running.items())
     lines.extend(f"[red]failed[/red] {label}: {error}" for label, error in view.failures.items())
     lines.extend(f"skipped {label}: {reason}" for label, reason in view.skipped.items())
     return Group(*lines)

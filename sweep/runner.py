@@ -227,6 +227,7 @@ class RunView:
     eta_seconds: float | None  # None: no honest estimate yet (`eta_unknown` says why)
     eta_unknown: str = ""
     elapsed_seconds: float | None = None  # since the last `itx run` started; None: unknown
+    running: dict[str, str] = field(default_factory=dict)  # label -> "epoch 2/5, 1m10s"
 
 
 def describe_run(store: ResultsStore) -> RunView:
@@ -246,6 +247,7 @@ def describe_run(store: ResultsStore) -> RunView:
     failures: dict[str, str] = {}
     skipped: dict[str, str] = {}
     durations: dict[str, list[float]] = {}
+    running: dict[str, str] = {}
     left: list[tuple[str, float]] = []  # (kind, seconds already spent) of unfinished trials
     for spec in specs:
         record = records.get(spec.key, {})
@@ -263,6 +265,8 @@ def describe_run(store: ResultsStore) -> RunView:
         elif record.get("state") == "running":
             state = "running"
             left.append((spec.kind, _age(record.get("started"))))
+            detail = [record["progress"]] if record.get("progress") else []
+            running[spec.label] = ", ".join([*detail, duration(left[-1][1])])
         else:
             state = "pending"
             left.append((spec.kind, 0.0))
@@ -278,7 +282,7 @@ def describe_run(store: ResultsStore) -> RunView:
     elapsed = _age(manifest.get("created"))
     if not left and ended and manifest.get("created"):  # finished: the run's span, not "so far"
         elapsed = elapsed - _age(max(ended))
-    return RunView(stages, per_node, failures, skipped, eta, unknown, elapsed)
+    return RunView(stages, per_node, failures, skipped, eta, unknown, elapsed, running)
 
 
 def _age(started: str | None) -> float:

@@ -43,7 +43,7 @@ def run_trial(params: dict[str, Any]) -> None:
     info: dict[str, Any] = {}
     from trainers.loop import EPOCH_LISTENER  # torch: inside the trial, not on the driver
 
-    token = EPOCH_LISTENER.set(lambda end: tune.report(epoch_metrics(spec, end)))
+    token = EPOCH_LISTENER.set(lambda end: _on_epoch(store, spec, record, end))
     try:
         rows = execute(spec, exp, store, threads=cpus, info=info)
     except Exception as err:
@@ -63,6 +63,18 @@ def run_trial(params: dict[str, Any]) -> None:
         **final_metrics(rows),
     }
     tune.report(summary)
+
+
+def _on_epoch(store: ResultsStore, spec: TrialSpec, record: dict[str, Any], end: EpochEnd) -> None:
+    """Report the epoch to Tune, and note it in the trial's record for `itx status`."""
+    metrics = epoch_metrics(spec, end)
+    tune.report(metrics)
+    part = f" ({metrics['part']})" if metrics["part"] else ""
+    record["progress"] = f"epoch {metrics['epoch']}/{end.epochs}{part}"
+    try:
+        store.write_record(spec.key, record)
+    except OSError as err:  # a status detail: never worth failing a trial over
+        log.warning("trial %s: could not write its record: %s", spec.key, err)
 
 
 def epoch_metrics(spec: TrialSpec, end: EpochEnd) -> dict[str, Any]:

@@ -269,7 +269,14 @@ def test_status_counts_nodes_eta_and_failures_from_the_store(tiny, tmp_path):
     )
     started = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=3)).isoformat(timespec="seconds")
     store.write_record(
-        hard.key, {"state": "running", "host": "n2", "node_id": "cccc2222dd", "started": started}
+        hard.key,
+        {
+            "state": "running",
+            "host": "n2",
+            "node_id": "cccc2222dd",
+            "started": started,
+            "progress": "epoch 2/5 (null model)",  # what the trainable notes after each epoch
+        },
     )
     children = [t for t in plan if t.parent == easy.key]
     store.write_json(
@@ -304,6 +311,10 @@ def test_status_counts_nodes_eta_and_failures_from_the_store(tiny, tmp_path):
     assert view.eta_seconds is None
     assert view.eta_unknown == "no intermediate/target trial of this run has finished yet"
     assert view.elapsed_seconds is not None and 0 <= view.elapsed_seconds < 60  # manifest: now
+    (detail,) = view.running.values()
+    assert list(view.running) == [hard.label] and re.fullmatch(
+        r"epoch 2/5 \(null model\), \d+ s", detail
+    )
 
     result = CliRunner().invoke(app, ["status", store.run])
     assert result.exit_code == 0, result.output
@@ -312,6 +323,7 @@ def test_status_counts_nodes_eta_and_failures_from_the_store(tiny, tmp_path):
         result.output.split()
     )
     assert re.search(r"elapsed: \d+ s;", result.output) and "n2/cccc2222: 2" in result.output
+    assert f"running {hard.label}: epoch 2/5 (null model), " in result.output
 
 
 def test_eta_is_median_work_left_over_concurrency_and_never_a_false_zero():
