@@ -60,6 +60,7 @@ def run_trial(params: dict[str, Any]) -> None:
         "attempt": record["attempt"],
         "resumed_from_step": info.get("resumed_from_step", 0),
         "reused": int(info.get("reused", False)),
+        "seconds": record["seconds"],  # the whole trial: data, training, evaluation, upload
         **final_metrics(rows),
     }
     tune.report(summary)
@@ -101,7 +102,7 @@ def final_metrics(rows: Any) -> dict[str, Any]:
     if rows.empty:
         return {}
     primary = rows[rows["primary"]]
-    out: dict[str, Any] = {"seconds": float(rows["seconds"].iloc[0])}
+    out: dict[str, Any] = {}
     if primary.empty:
         return out
     out["metric"] = str(primary["metric"].iloc[0])
