@@ -56,6 +56,8 @@ class TrainConfig(BaseModel):
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"  # bf16 autocast on GPUs
     compile: bool = False  # torch.compile the model (GPU runs)
     selection: Literal["en_dev"] = "en_dev"  # zero-shot: never target-language dev
+    # what a sentence classification head reads: `<s>` (XLM-R, XTREME-R) or the mean of all tokens
+    pooling: Literal["cls", "mean"] = "cls"
 
 
 def pretrain_key(world: WorldConfig, model: ModelConfig, pretrain: PretrainConfig) -> str:
