@@ -225,12 +225,12 @@ def judge(uri: str, probes: list[NodeProbe], can_grow: bool) -> str | None:
 
 
 def autoscaler_running() -> bool:
-    """True when Ray's autoscaler reports status (`ray up` clusters, the fake multi-node
-    provider): worker nodes may join later, whatever is up now."""
-    from ray._private import ray_constants
-    from ray.experimental import internal_kv
+    """True when Ray's autoscaler reports on its node types (`ray up` clusters, the fake
+    multi-node provider): worker nodes may join later, whatever is up now. A head started by
+    hand without an autoscaling config reports load only."""
+    from sweep.fallback import read_status
 
-    return internal_kv._internal_kv_get(ray_constants.DEBUG_AUTOSCALING_STATUS) is not None
+    return "autoscaler_report" in read_status()
 
 
 def probe_nodes(store: ResultsStore, token: str) -> list[NodeProbe]:
