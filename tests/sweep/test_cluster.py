@@ -860,3 +860,18 @@ def test_tunes_copy_of_aws_credentials_is_filtered(monkeypatch):
     assert runtime_env_of_a_trainable()["env_vars"]["AWS_SECRET_ACCESS_KEY"] == "planted"
     keep_secrets_out_of_tune()
     assert "AWS_SECRET_ACCESS_KEY" not in runtime_env_of_a_trainable()["env_vars"]
+
+
+def test_a_cluster_can_grow_only_with_an_autoscaling_config(monkeypatch):
+    from sweep import cluster, fallback
+
+    def status(active):
+        report = {"active_nodes": active, "idle_nodes": None, "pending_nodes": []}
+        return lambda: {"autoscaler_report": report}
+
+    monkeypatch.setattr(fallback, "read_status", status({"node_f1f799f3": 1}))  # ray.init()
+    assert not cluster.autoscaler_running()
+    monkeypatch.setattr(fallback, "read_status", status({"head": 1}))  # `ray up cluster.yaml`
+    assert cluster.autoscaler_running()
+    monkeypatch.setattr(fallback, "read_status", dict)  # no monitor report yet
+    assert not cluster.autoscaler_running()
