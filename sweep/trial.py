@@ -7,12 +7,10 @@ artifact has a DONE marker returns its stored rows and trains nothing. Training 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
-import shutil
-import tempfile
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +18,10 @@ import numpy as np
 import pandas as pd
 
 from sweep.config import Experiment
+from sweep.node import temp_dir
 from sweep.plan import BASELINE, SCRATCH, TrialSpec
 from sweep.store import ResultsStore
+from sweep.uploader import TrainingState
 from trainers.mixing import mix
 from trainers.tasks import Task
 
@@ -55,7 +55,8 @@ def execute(
     if spec.kind == "pretrain":
         _pretrain(spec, exp, store, threads)
         return pd.DataFrame()
-    rows = _fine_tune(spec, exp, store, info)
+    with contextlib.ExitStack() as hold:  # the parent encoder's node-local copy, while in use
+        rows = _fine_tune(spec, exp, store, info, hold)
     store.write_rows(spec, rows)
     for part in (spec, *parts_of(spec, exp)):  # resume state is only needed until DONE
         store.delete_dir(store.scratch(part))
@@ -68,12 +69,13 @@ def _pretrain(spec: TrialSpec, exp: Experiment, store: ResultsStore, threads: in
     from trainers.encoder import cached_pretrained, fetch_hub_encoder
 
     if exp.encoder is not None:
-        local = Path(tempfile.mkdtemp(prefix="itx-hub-encoder-"))
-        fetch_hub_encoder(exp.encoder.name, exp.encoder.revision, local)
+        with temp_dir("hub-encoder-") as local:
+            fetch_hub_encoder(exp.encoder.name, exp.encoder.revision, local)
+            store.upload_dir(local, store.artifact(spec))
     else:
         local = cached_pretrained(exp.world, exp.model, exp.pretrain, threads=threads)
-    store.upload_dir(local, store.artifact(spec))
-    store.mark_done(spec)
+        store.upload_dir(local, store.artifact(spec))
+    store.mark_done(spec)  # DONE last: upload_dir never copies a local DONE
 
 
 def load_data(
@@ -115,14 +117,18 @@ def load_data(
 
 
 def _fine_tune(
-    spec: TrialSpec, exp: Experiment, store: ResultsStore, info: dict[str, Any]
+    spec: TrialSpec,
+    exp: Experiment,
+    store: ResultsStore,
+    info: dict[str, Any],
+    hold: contextlib.ExitStack,
 ) -> pd.DataFrame:
     from trainers.encoder import save_encoder
     from trainers.heads import encoder_of
 
     assert spec.parent is not None and spec.seed is not None  # guaranteed by build_plan
     parent_kind = "intermediate" if spec.kind == "target" and _has_encoder(spec) else "pretrain"
-    encoder = store.local_dir(store.artifact_of(parent_kind, spec.parent))
+    encoder = hold.enter_context(store.local_copy(store.artifact_of(parent_kind, spec.parent)))
     task = exp.task(spec.intermediate if spec.kind == "intermediate" else spec.target_task)
     languages = exp.languages_of(task) if spec.kind == "target" else ()
     scratch = spec.intermediate == SCRATCH
@@ -144,16 +150,25 @@ def _fine_tune(
                     spec.seed,
                     scratch and i == 0,
                     model,
+                    on_save=stage_state.on_save,
                 )
             model = stage_outcome.model
         task, data = load_data(exp, task, spec.seed, languages)
         outcome = _train(
-            exp, task, data, encoder, state.path, spec.seed, scratch and model is None, model
+            exp,
+            task,
+            data,
+            encoder,
+            state.path,
+            spec.seed,
+            scratch and model is None,
+            model,
+            on_save=state.on_save,
         )
         if spec.kind == "intermediate" and exp.difficulty.pvi and _has_log_probs(task):
             with TrainingState(part_of(spec, "null"), store, final_push=True) as null_state:
                 extra["v_information"] = _v_information(
-                    exp, task, data, encoder, null_state.path, spec.seed, outcome
+                    exp, task, data, encoder, null_state, spec.seed, outcome
                 )
     if outcome.data_issues:  # counted, never silently dropped: the report lists them
         store.write_json(
@@ -164,12 +179,12 @@ def _fine_tune(
     if spec.kind == "intermediate":
         from trainers.encoder import load_tokenizer
 
-        out = Path(tempfile.mkdtemp(prefix="itx-encoder-"))
-        save_encoder(encoder_of(outcome.model), load_tokenizer(encoder), out)  # no head
-        (out / "metrics.json").write_text(json.dumps({"dev": outcome.dev, "steps": outcome.steps}))
-        written_sha = file_sha(out / "model.safetensors")
-        store.upload_dir(out, store.artifact(spec))
-        shutil.rmtree(out, ignore_errors=True)
+        with temp_dir("encoder-") as out:  # DONE follows, with the rows (write_rows)
+            save_encoder(encoder_of(outcome.model), load_tokenizer(encoder), out)  # no head
+            metrics = json.dumps({"dev": outcome.dev, "steps": outcome.steps})
+            (out / "metrics.json").write_text(metrics)
+            written_sha = file_sha(out / "model.safetensors")
+            store.upload_dir(out, store.artifact(spec))
         dev = {"en": {**outcome.dev, **extra}}
         return _rows(spec, exp, task, dev, {}, outcome, written_sha, "dev")
     # proves which encoder this trial read; the control reads none
@@ -187,6 +202,7 @@ def _train(
     random_init: bool,
     init_model: Any,
     blank_inputs: bool = False,
+    on_save: Any = None,
 ) -> Any:
     from trainers.loop import train_and_evaluate
 
@@ -204,6 +220,7 @@ def _train(
         max_malformed=exp.data.max_malformed,
         init_model=init_model,
         blank_inputs=blank_inputs,
+        on_save=on_save,  # the uploader's hook on object stores (sweep.uploader)
     )
 
 
@@ -233,7 +250,7 @@ def _v_information(
     task: Task,
     data: dict,
     encoder: Path,
-    null_dir: Path,
+    null_state: TrainingState,
     seed: int,
     outcome: Any,
 ) -> float:
@@ -242,7 +259,18 @@ def _v_information(
     from trainers.difficulty import model_log2_probs, v_information
     from trainers.heads import get_format
 
-    null = _train(exp, task, data, encoder, null_dir, seed, False, None, blank_inputs=True)
+    null = _train(
+        exp,
+        task,
+        data,
+        encoder,
+        null_state.path,
+        seed,
+        False,
+        None,
+        blank_inputs=True,
+        on_save=null_state.on_save,
+    )
     fmt = get_format(task.format)
     batch = exp.train.eval_batch_size
     return v_information(
@@ -275,108 +303,6 @@ def _write_task_embedding(
 
 def _has_encoder(spec: TrialSpec) -> bool:
     return spec.intermediate not in (BASELINE, SCRATCH)
-
-
-class TrainingState:
-    """The folder a trial's loop saves its state into, resumable from any node.
-
-    Local or shared-filesystem roots: <root>/scratch/<key> itself. Object-store roots: a fresh
-    node-local folder, filled from <root>/scratch/<key> on entry and mirrored back after every save
-    by a background thread (the loop has no save hook; see `push_if_new` for why a copy taken
-    between its writes is never uploaded).
-    """
-
-    def __init__(
-        self,
-        spec: TrialSpec,
-        store: ResultsStore,
-        interval: float = 0.5,
-        final_push: bool = False,
-    ) -> None:
-        self.spec, self.store, self.interval = spec, store, interval
-        self.final_push = final_push  # parts (stages, null models) end long before the trial
-        self.remote = not store.is_local
-        self.path = (
-            Path(tempfile.mkdtemp(prefix=f"itx-state-{spec.key}-"))
-            if self.remote
-            else Path(store.scratch(spec))
-        )
-        self.resumed_from = 0
-        self.pushed: bytes | None = None  # progress.json of the last upload
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def __enter__(self) -> TrainingState:
-        if self.remote:
-            self.resumed_from = self.store.pull_state(self.spec, self.path)
-            progress = self.path / "progress.json"
-            self.pushed = progress.read_bytes() if progress.exists() else None
-            self._thread = threading.Thread(target=self._mirror, daemon=True, name="itx-state")
-            self._thread.start()
-        else:
-            self.path.mkdir(parents=True, exist_ok=True)
-            from trainers.loop import saved_step  # the loop's own reading of its saves
-
-            self.resumed_from = saved_step(self.path)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join()
-            if exc[0] is None and self.final_push:  # a finished part must not be retrained
-                try:
-                    self.push_if_new()
-                except OSError as err:  # costs only a retrain of this part after a failure
-                    log.warning("trial %s: final state upload failed: %s", self.spec.key, err)
-            shutil.rmtree(self.path, ignore_errors=True)  # node-local copy; the store has it
-
-    def _mirror(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.push_if_new()
-            except OSError as err:  # a failed upload only costs progress; the next save retries
-                log.warning("trial %s: state upload failed: %s", self.spec.key, err)
-            except Exception:  # a dead mirror would silently stop every later upload
-                log.exception("trial %s: state mirror tick failed; retrying", self.spec.key)
-
-    def push_if_new(self) -> bool:
-        """Upload the local state if it is newer than the last upload and consistent.
-
-        The loop writes state/ first (with its own progress.json), the top-level progress.json
-        last (each by rename), and best weights just before a save. A copy is kept only if
-        progress.json and the state folder did not change while copying, the state folder's
-        progress.json is the top-level one, and no copied file is newer than it: a copy taken
-        between the loop's writes would pair new weights with an old step and break bit-identical
-        resume.
-        """
-        progress, state = self.path / "progress.json", self.path / "state"
-        snapshot = Path(tempfile.mkdtemp(prefix="itx-snap-"))
-        try:
-            before = (progress.stat().st_mtime_ns, progress.read_bytes(), state.stat().st_ino)
-            if before[1] == self.pushed:
-                return False
-            shutil.copytree(state, snapshot / "state")
-            best = self.path / "best.safetensors"
-            if best.exists():
-                shutil.copy2(best, snapshot / "best.safetensors")
-            after = (progress.stat().st_mtime_ns, progress.read_bytes(), state.stat().st_ino)
-            inner = snapshot / "state" / "progress.json"  # each save's own, written with it
-            if not inner.exists() or inner.read_bytes() != before[1]:
-                return False  # the state folder of another save than progress.json's
-            newest = max(
-                (f.stat().st_mtime_ns for f in snapshot.rglob("*") if f.is_file()), default=None
-            )
-            if before != after or newest is None or newest > before[0]:
-                return False  # caught between two writes of one save; the next tick retries
-            (snapshot / "progress.json").write_bytes(before[1])
-            self.store.push_state(self.spec, snapshot, json.loads(before[1])["step"])
-            self.pushed = before[1]
-            return True
-        except FileNotFoundError:
-            return False  # nothing saved yet, or a save replaced a folder while we copied
-        finally:
-            shutil.rmtree(snapshot, ignore_errors=True)
 
 
 def _rows(

@@ -12,6 +12,7 @@ import json
 import math
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,13 +80,16 @@ def train_and_evaluate(
     max_malformed: float = 0.01,
     init_model: Any = None,
     blank_inputs: bool = False,
+    on_save: Callable[[Path], None] | None = None,
 ) -> Outcome:
     """Fine-tune on English train, select on English dev, evaluate every test language zero-shot.
 
     `init_model` continues from an earlier stage's model (XCOPA: SIQA, then COPA): all of it when
     it is of this format's head class, its encoder only otherwise. `blank_inputs` trains on
     inputs emptied by the format (the null model of V-information). Formats that do not train
-    (Tatoeba) are scored straight from the encoder.
+    (Tatoeba) are scored straight from the encoder. `on_save(state_dir)` is called on the main
+    process after each save is whole (state, its progress.json, the top-level one, best weights);
+    the folder's files are never written again, only renamed or deleted (see `_Progress.save`).
     """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -179,6 +183,7 @@ def train_and_evaluate(
                 and not epoch_end
             ):
                 progress.save(accelerator, state_dir)
+                _saved(accelerator, state_dir, on_save)
         dev = evaluate_languages(task, model, dev_sets, config.eval_batch_size, accelerator)["en"]
         key = metrics.primary_metric(task.metric_family)
         if progress.best_epoch < 0 or dev[key] > progress.best_dev[key]:
@@ -190,6 +195,7 @@ def train_and_evaluate(
             _save_best(state_dir, best)
         if state_dir is not None:
             progress.save(accelerator, state_dir)
+            _saved(accelerator, state_dir, on_save)
     bar.close()
 
     final = accelerator.unwrap_model(model)
@@ -319,6 +325,12 @@ class _Progress:
         shutil.rmtree(old, ignore_errors=True)
         (state_dir / "progress.tmp").write_text(payload)
         (state_dir / "progress.tmp").replace(state_dir / "progress.json")
+
+
+def _saved(accelerator: Any, state_dir: Path, on_save: Callable[[Path], None] | None) -> None:
+    """Hand a whole save to its uploader (sweep.uploader on object stores), main process only."""
+    if on_save is not None and accelerator.is_main_process:
+        on_save(state_dir)
 
 
 def saved_step(state_dir: Path) -> int:
