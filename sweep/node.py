@@ -108,7 +108,8 @@ class NodeCache:
     @contextlib.contextmanager
     def use(self, key: str, fill: Callable[[Path], None]) -> Iterator[Path]:
         """The folder cached under `key`, filled by `fill(folder)` if absent (into a temporary
-        folder, then one rename: an entry is whole or absent); held against eviction until exit."""
+        folder, then one rename: an entry is whole or absent); held against eviction until exit.
+        Eviction runs after each fill and each release."""
         self.root.mkdir(parents=True, exist_ok=True)
         lock = self.root / f"{key}.lock"
         fd = _lock(lock, shared=True)
@@ -130,6 +131,7 @@ class NodeCache:
             yield entry
         finally:
             os.close(fd)
+        self.evict(keep=None)  # what was held may go now, if the cache is over its bound
 
     def entries(self) -> list[tuple[float, str, int]]:
         """(last use, key, bytes) of every entry, least recently used first."""
@@ -141,7 +143,7 @@ class NodeCache:
                 found.append((used, entry.name, folder_bytes(entry)))
         return sorted(found)
 
-    def evict(self, keep: str) -> None:
+    def evict(self, keep: str | None) -> None:
         """Drop least recently used entries not in use until the cache fits its bound."""
         entries = self.entries()
         total = sum(size for *_, size in entries)

@@ -177,13 +177,18 @@ class ResultsStore:
 
     def done_marker(self, path: str) -> bytes:
         """The DONE of the artifact at `path`: each file's bytes, and its sha256 where this
-        process wrote it (upload_dir, write_rows). It keys the node cache by content."""
+        process wrote it (upload_dir, write_rows). It keys the node cache by content. Temp files
+        of writers killed before their rename (`write_bytes`) are deleted, not listed."""
         files: dict[str, dict[str, Any]] = {}
         listing = pafs.FileSelector(path, recursive=True, allow_not_found=True)
         for info in self.fs.get_file_info(listing):
             rel = info.path[len(path) + 1 :]
-            if info.type == pafs.FileType.File and rel != "DONE":
-                files[rel] = {"bytes": info.size, "sha256": self._hashes.pop(info.path, None)}
+            if info.type != pafs.FileType.File or rel == "DONE":
+                continue
+            if info.base_name.startswith(".tmp-"):
+                self.fs.delete_file(info.path)
+                continue
+            files[rel] = {"bytes": info.size, "sha256": self._hashes.pop(info.path, None)}
         return json.dumps({"format": 1, "files": files}, sort_keys=True, indent=1).encode()
 
     def read_rows(self, spec: TrialSpec) -> pd.DataFrame:

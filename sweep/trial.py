@@ -133,14 +133,16 @@ def _fine_tune(
     languages = exp.languages_of(task) if spec.kind == "target" else ()
     scratch = spec.intermediate == SCRATCH
     extra: dict[str, float] = {}
-    with TrainingState(spec, store) as state:
+    every = exp.resources.state_upload_every_s
+    with TrainingState(spec, store, every) as state:
         info["resumed_from_step"] = state.resumed_from
         if state.resumed_from:
             log.info("trial %s resumes from step %d", spec.key, state.resumed_from)
         model = None
         for i, name in enumerate(task.before):  # earlier stages (XCOPA: SIQA), own state
             stage, stage_data = load_data(exp, exp.task(name), spec.seed, ())
-            with TrainingState(part_of(spec, f"stage-{i}"), store, final_push=True) as stage_state:
+            stage_spec = part_of(spec, f"stage-{i}")
+            with TrainingState(stage_spec, store, every, final_push=True) as stage_state:
                 stage_outcome = _train(
                     exp,
                     stage,
@@ -166,7 +168,7 @@ def _fine_tune(
             on_save=state.on_save,
         )
         if spec.kind == "intermediate" and exp.difficulty.pvi and _has_log_probs(task):
-            with TrainingState(part_of(spec, "null"), store, final_push=True) as null_state:
+            with TrainingState(part_of(spec, "null"), store, every, final_push=True) as null_state:
                 extra["v_information"] = _v_information(
                     exp, task, data, encoder, null_state, spec.seed, outcome
                 )

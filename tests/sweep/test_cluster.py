@@ -88,7 +88,13 @@ def elastic_config(root: Path, storage: str):
         controls={"scratch": False},
         data={"train": 2048, "dev": 32, "test": 32},  # 128 steps: long enough to kill mid-trial
         train={"epochs": 1, "batch_size": 16, "checkpoint_every": 8},
-        resources={"cpu": 1, "pretrain_cpu": 1, "max_concurrent_trials": 2, "max_failures": 2},
+        resources={
+            "cpu": 1,
+            "pretrain_cpu": 1,
+            "max_concurrent_trials": 2,
+            "max_failures": 2,
+            "state_upload_every_s": 0,  # every save up: the test kills after a pushed step 16
+        },
     )
     return parse_config(raw)
 
