@@ -73,6 +73,12 @@ def sweep_stale(base: Path) -> list[str]:
     return removed
 
 
+def sweep_node() -> list[str]:
+    """Delete this node's temporary folders left by dead processes (each trial starts so)."""
+    base = node_root() / "tmp"
+    return sweep_stale(base) if base.is_dir() else []
+
+
 @contextlib.contextmanager
 def temp_dir(prefix: str) -> Iterator[Path]:
     """A fresh node-local folder, deleted on exit, or by the next process here if this one dies."""

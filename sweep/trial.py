@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from sweep.config import Experiment
-from sweep.node import temp_dir
+from sweep.node import sweep_node, temp_dir
 from sweep.plan import BASELINE, SCRATCH, TrialSpec
 from sweep.store import ResultsStore
 from sweep.uploader import TrainingState
@@ -47,6 +47,7 @@ def execute(
 
     info = {} if info is None else info
     info.update(reused=False, resumed_from_step=0)
+    sweep_node()  # folders of trials killed on this node (state, encoders) go before any work
     torch.set_num_threads(threads)  # one trial per core: more threads than cores is 20-40x slower
     if store.is_done(spec):
         info["reused"] = True
