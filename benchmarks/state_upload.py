@@ -10,11 +10,13 @@ commit 227ec59), kept here byte for byte in what it copies and uploads.
 
 1. A trial: an MNLI intermediate with XLM-R base (392,702 examples, batch 32, 3 epochs of
    12,272 steps, a save every 500 steps and at each epoch end: 24 + 1 saves per epoch, 75 in
-   all; best weights improve at the first two epoch ends). Every size and duration is scaled by 1/SCALE: one save of XLM-R base
-   (weights W = 278,043,648 x 4 bytes, optimizer state 2.12 W as measured in issue 18, best
-   weights W) becomes W/SCALE, and the assumed 85 s between saves (about 6 steps/s on one A10G),
-   200 MB/s to the object store and the uploader's 300 s cadence become 85/SCALE s, ... Figures
-   are printed scaled back up (x SCALE).
+   all; best weights improve at the first two epoch ends). Every size and duration is scaled
+   by 1/SCALE: one save of XLM-R base (weights W = 278,043,648 x 4 bytes, optimizer state
+   2.12 W as measured in issue 18, best weights W) becomes W/SCALE bytes, and the assumed 85 s
+   between saves (about 6 steps/s on one A10G), the mirror's 0.5 s poll and the uploader's
+   300 s cadence become 1/SCALE of that; the bandwidth to the object store (200 MB/s) is
+   unchanged, so an upload takes 1/SCALE of its real time too. Figures are printed scaled
+   back up (x SCALE).
 2. A stress test: saves back to back, each slower to upload than to make; the mirror's copies
    are caught by the next save and thrown away, the uploader's are not.
 """

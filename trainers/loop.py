@@ -46,11 +46,17 @@ class LengthGroupedBatches(torch.utils.data.Sampler):
     """Length-grouped batches whose order depends only on (seed, epoch): resumable mid-epoch.
 
     Examples are shuffled, cut into mega-batches of 50 batches, and sorted by length inside each
-    (transformers' `get_length_grouped_indices`), so dynamic padding wastes little.
+    (transformers' `get_length_grouped_indices`), so dynamic padding wastes little. With
+    `accumulation` > 1 the groups are effective batches (`batch_size` x `accumulation`), each
+    yielded as its micro-batches of `batch_size`: the same examples meet in one optimizer step
+    as in one batch of the effective size.
     """
 
-    def __init__(self, lengths: list[int], batch_size: int, seed: int) -> None:
+    def __init__(
+        self, lengths: list[int], batch_size: int, seed: int, accumulation: int = 1
+    ) -> None:
         self.lengths, self.batch_size, self.seed, self.epoch = lengths, batch_size, seed, 0
+        self.accumulation = accumulation
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -59,11 +65,19 @@ class LengthGroupedBatches(torch.utils.data.Sampler):
         from transformers.trainer_pt_utils import get_length_grouped_indices
 
         generator = torch.Generator().manual_seed(self.seed * 1009 + self.epoch)
-        order = get_length_grouped_indices(self.lengths, self.batch_size, generator=generator)
-        yield from (order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size))
+        group = self.batch_size * self.accumulation
+        order = get_length_grouped_indices(self.lengths, group, generator=generator)
+        for start in range(0, len(order), group):
+            effective = order[start : start + group]
+            yield from (
+                effective[i : i + self.batch_size]
+                for i in range(0, len(effective), self.batch_size)
+            )
 
     def __len__(self) -> int:
-        return math.ceil(len(self.lengths) / self.batch_size)
+        group = self.batch_size * self.accumulation
+        full, rest = divmod(len(self.lengths), group)
+        return full * self.accumulation + math.ceil(rest / self.batch_size)
 
 
 def train_and_evaluate(
@@ -107,7 +121,12 @@ def train_and_evaluate(
     if blank_inputs:
         data = {**data, "train": _blank(fmt, data["train"]), "dev": _blank(fmt, data["dev"])}
     set_seed(seed)
-    accelerator = Accelerator(cpu=cpu, mixed_precision=config.mixed_precision)
+    accumulation = config.gradient_accumulation_steps  # micro-batches per optimizer step
+    accelerator = Accelerator(
+        cpu=cpu,
+        mixed_precision=config.mixed_precision,
+        gradient_accumulation_steps=accumulation,
+    )
     tokenizer = load_tokenizer(encoder_dir)
     model = _initial_model(fmt, task, encoder_dir, random_init, init_model)
     pools = data.get("pools", {})
@@ -120,7 +139,12 @@ def train_and_evaluate(
         return outcome
     collate = fmt.collator(task, tokenizer)
     train = fmt.train_features(task, tokenizer, data["train"]["en"], max_length)
-    sampler = LengthGroupedBatches([fmt.length(r) for r in train], config.batch_size, seed)
+    sampler = LengthGroupedBatches(
+        [fmt.length(r) for r in train],
+        config.batch_size,
+        seed,
+        accumulation * accelerator.num_processes,  # one group: one effective batch
+    )
     # its own generator: creating an iterator would otherwise draw from the global RNG, which a
     # resumed run restores to after that draw, shifting every dropout mask that follows
     loader = torch.utils.data.DataLoader(
@@ -135,7 +159,8 @@ def train_and_evaluate(
         weight_decay=config.weight_decay,
         fused=accelerator.device.type == "cuda",
     )
-    total = len(loader) * config.epochs
+    updates_per_epoch = math.ceil(len(loader) / accumulation)  # optimizer steps
+    total = updates_per_epoch * config.epochs
     schedule = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total), total)
     model, optimizer, loader, schedule = accelerator.prepare(model, optimizer, loader, schedule)
     if config.compile:  # worth it on a GPU for long trials; compile time is minutes on a CPU
@@ -152,7 +177,7 @@ def train_and_evaluate(
     }
 
     bar = tqdm(
-        total=total,
+        total=len(loader) * config.epochs,  # micro-batches
         initial=progress.step,
         desc=task.name,
         disable=not (progress_bar and accelerator.is_main_process),
@@ -168,18 +193,25 @@ def train_and_evaluate(
             accelerator.skip_first_batches(loader, done_in_epoch) if done_in_epoch else loader
         )
         for batch in epoch_loader:
-            loss = fmt.loss(model, batch)
-            accelerator.backward(loss)
-            accelerator.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad(set_to_none=True)
-            progress.step += 1
+            # accumulate(): the loss is divided by the accumulation, and the prepared optimizer
+            # and schedule step only on the micro-batch that completes an effective batch
+            with accelerator.accumulate(model):
+                loss = fmt.loss(model, batch)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                schedule.step()
+                optimizer.zero_grad(set_to_none=True)
+            progress.step += 1  # micro-batches: what a resume skips
             bar.update(1)
             epoch_end = progress.step % len(loader) == 0  # saved below, after dev evaluation
+            in_epoch = progress.step - epoch * len(loader)
+            updates = epoch * math.ceil(len(loader) / accumulation) + in_epoch // accumulation
             if (
                 state_dir is not None
-                and progress.step % config.checkpoint_every == 0
+                and accelerator.sync_gradients  # never mid-accumulation: gradients are not saved
+                and updates % config.checkpoint_every == 0
                 and not epoch_end
             ):
                 progress.save(accelerator, state_dir)
@@ -188,8 +220,8 @@ def train_and_evaluate(
         key = metrics.primary_metric(task.metric_family)
         if progress.best_epoch < 0 or dev[key] > progress.best_dev[key]:
             progress.best_epoch, progress.best_dev = epoch, dev
-            best = {
-                k: v.detach().clone()
+            best = {  # on the CPU: a device copy would cost 4 bytes per parameter of memory
+                k: v.detach().to("cpu", copy=True)
                 for k, v in accelerator.unwrap_model(model).state_dict().items()
             }
             _save_best(state_dir, best)

@@ -47,7 +47,9 @@ class TrainConfig(BaseModel):
 
     lr: float = Field(1e-3, gt=0, lt=1)
     epochs: int = Field(6, ge=1, le=100)
-    batch_size: int = Field(32, ge=1, le=4096)
+    batch_size: int = Field(32, ge=1, le=4096)  # per device and micro-batch
+    # micro-batches per optimizer step: effective batch = batch_size x this x devices
+    gradient_accumulation_steps: int = Field(1, ge=1, le=1024)
     eval_batch_size: int = Field(64, ge=1, le=65536)  # length-sorted: small batches pad little
     warmup_ratio: float = Field(0.06, ge=0, le=0.5)
     weight_decay: float = Field(0.01, ge=0, le=1)
