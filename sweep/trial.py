@@ -229,7 +229,7 @@ def _train(
 
 def part_of(spec: TrialSpec, part: str) -> TrialSpec:
     """The resume identity of one part of a trial (an earlier stage, the V-information null
-    model): its own state folder, mirrored to object stores like the trial's own."""
+    model): its own state folder, uploaded to object stores like the trial's own."""
     return spec.model_copy(update={"key": f"{spec.key}-{part}"})
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -121,6 +122,10 @@ def train_and_evaluate(
     if blank_inputs:
         data = {**data, "train": _blank(fmt, data["train"]), "dev": _blank(fmt, data["dev"])}
     set_seed(seed)
+    if config.deterministic:  # read at cuBLAS's first call: before any GPU work of the process
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    # set either way: a Ray worker process runs many trials, this setting is process-wide
+    torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
     accumulation = config.gradient_accumulation_steps  # micro-batches per optimizer step
     accelerator = Accelerator(
         cpu=cpu,
@@ -326,7 +331,7 @@ class _Progress:
     @classmethod
     def load(cls, state_dir: Path | None) -> _Progress:
         """The progress of the saved state: its own copy inside `state/` (the top-level
-        progress.json is written last, as the mirror's commit mark, and may lag by one save)."""
+        progress.json is written last and may lag by one save)."""
         if state_dir is None:
             return cls()
         state, old = state_dir / "state", state_dir / "state.old"
@@ -347,8 +352,8 @@ class _Progress:
         shutil.rmtree(tmp, ignore_errors=True)
         accelerator.save_state(str(tmp))
         (tmp / "progress.json").write_text(payload)
-        # Two renames, never a delete in place: `state` is always a whole save or absent, so a
-        # mirror copying it sees one save (its inode check catches the swap).
+        # Two renames, never a delete in place: `state` is always a whole save or absent; and no
+        # file is written twice, so the uploader's hard-link snapshots never change under it.
         old, current = state_dir / "state.old", state_dir / "state"
         shutil.rmtree(old, ignore_errors=True)
         if current.exists():

@@ -56,6 +56,10 @@ class TrainConfig(BaseModel):
     checkpoint_every: int = Field(200, ge=1)  # optimizer steps between saved training states
     mixed_precision: str = Field("no", pattern=r"^(no|bf16|fp16)$")  # bf16 autocast on GPUs
     compile: bool = False  # torch.compile the model (GPU runs)
+    # PyTorch's deterministic GPU kernels where they exist (a warning names the others): what
+    # bit-identical GPU reruns and resumes need; off by default, as some are slower. CPU runs
+    # are deterministic either way (tests/trainers/test_determinism.py).
+    deterministic: bool = False
     selection: str = Field("en_dev", pattern=r"^en_dev$")  # zero-shot: never target-language dev
 
 

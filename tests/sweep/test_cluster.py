@@ -3,6 +3,7 @@ cluster (ray.cluster_utils.Cluster on this machine) whose storage is a local S3 
 
 import copy
 import logging
+import tempfile
 import threading
 import time
 from functools import partial
@@ -110,9 +111,16 @@ def wait_for(what: str, check, timeout: float = 90.0, every: float = 0.1):
 
 
 @pytest.mark.slow
-def test_nodes_join_and_die_while_the_sweep_runs(root, s3_endpoint, tmp_path):
+def test_nodes_join_and_die_while_the_sweep_runs(root, s3_endpoint, tmp_path, monkeypatch):
     from ray.cluster_utils import Cluster
 
+    from tests.sweep.test_artifacts import leftovers
+
+    private_tmp = tmp_path / "t"  # every node's processes: node-local folders land here
+    private_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(private_tmp))
+    monkeypatch.setenv("RAY_TMPDIR", "/tmp/ray")  # Ray's default: its socket paths stay short
+    monkeypatch.setattr(tempfile, "tempdir", None)
     exp = elastic_config(root, f"{s3_endpoint}/cluster")
     store = ResultsStore(exp.storage, exp.name)
     cluster = Cluster(
@@ -178,6 +186,9 @@ def test_nodes_join_and_die_while_the_sweep_runs(root, s3_endpoint, tmp_path):
     assert view.stages["target"]["done"] == 2 and view.eta_seconds == 0.0
     assert sum(view.per_node.values()) == 4
     assert store.size("scratch") == 0  # resume state deleted after DONE
+    assert leftovers(private_tmp) == []  # the killed node's state folder went with the retry
+    cached = [p for p in (private_tmp / "itx-node" / "cache").iterdir() if p.is_dir()]
+    assert len(cached) == 2  # the root and the intermediate encoder, once for all nodes here
     log.warning(
         "killed at saved step %d; retry started %.1f s after the kill, resumed from step %d",
         step_at_kill,
