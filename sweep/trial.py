@@ -135,7 +135,8 @@ def _fine_tune(
     scratch = spec.intermediate == SCRATCH
     extra: dict[str, float] = {}
     every = exp.resources.state_upload_every_s
-    with TrainingState(spec, store, every) as state:
+    tally: dict[str, int] = info.setdefault("state_uploads", {})  # summed over the parts
+    with TrainingState(spec, store, every, tally=tally) as state:
         info["resumed_from_step"] = state.resumed_from
         if state.resumed_from:
             log.info("trial %s resumes from step %d", spec.key, state.resumed_from)
@@ -143,7 +144,7 @@ def _fine_tune(
         for i, name in enumerate(task.before):  # earlier stages (XCOPA: SIQA), own state
             stage, stage_data = load_data(exp, exp.task(name), spec.seed, ())
             stage_spec = part_of(spec, f"stage-{i}")
-            with TrainingState(stage_spec, store, every, final_push=True) as stage_state:
+            with TrainingState(stage_spec, store, every, True, tally) as stage_state:
                 stage_outcome = _train(
                     exp,
                     stage,
@@ -169,7 +170,7 @@ def _fine_tune(
             on_save=state.on_save,
         )
         if spec.kind == "intermediate" and exp.difficulty.pvi and _has_log_probs(task):
-            with TrainingState(part_of(spec, "null"), store, every, final_push=True) as null_state:
+            with TrainingState(part_of(spec, "null"), store, every, True, tally) as null_state:
                 extra["v_information"] = _v_information(
                     exp, task, data, encoder, null_state, spec.seed, outcome
                 )

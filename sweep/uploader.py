@@ -198,7 +198,8 @@ class TrainingState:
     a node-local folder (sweep.node.temp_dir: gone after exit, or after a kill once the next
     process on the node starts), filled from the store on entry; `on_save` is the loop's hook
     into a `StateUploader`. On exit the pending save is uploaded when `final_push` (parts of a
-    trial end long before it) or when the block raised (a retry resumes from it).
+    trial end long before it) or when the block raised (a retry resumes from it), and the
+    upload counts are added into `tally`.
     """
 
     def __init__(
@@ -207,8 +208,10 @@ class TrainingState:
         store: ResultsStore,
         every: float = UPLOAD_EVERY_S,
         final_push: bool = False,
+        tally: dict[str, int] | None = None,
     ) -> None:
         self.spec, self.store, self.every, self.final_push = spec, store, every, final_push
+        self.tally = tally  # UploadStats added into it on exit (the trial's record keeps it)
         self.remote = not store.is_local
         self.path = Path(store.scratch(spec))  # replaced by a node-local folder when remote
         self.resumed_from = 0
@@ -239,5 +242,9 @@ class TrainingState:
             if self.uploader is not None:
                 stats = self.uploader.close(flush=self.final_push or exc[0] is not None)
                 log.info("trial %s: state uploads %s", self.spec.key, asdict(stats))
+                if self.tally is not None:
+                    for name, value in asdict(stats).items():
+                        if name != "last_step":
+                            self.tally[name] = self.tally.get(name, 0) + value
         finally:
             self._folders.close()

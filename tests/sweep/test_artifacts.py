@@ -228,7 +228,12 @@ def test_a_sweep_of_trials_leaves_only_the_bounded_cache(tmp_path, private_tmp):
     wanted += ("target/topic_easy/nli/seed=0", "target/topic_easy/pos/seed=0")
     for spec in build_plan(exp):
         if spec.label in wanted:
-            execute(spec, exp, store)
+            info: dict = {}
+            execute(spec, exp, store, info=info)
+            if spec.kind != "pretrain":  # every save uploaded or counted (the trial's record)
+                up = info["state_uploads"]
+                assert up["saves"] == up["uploads"] + up["skipped"] + up["dropped"] >= 2, up
+                assert up["uploads"] >= 1 and up["failed"] == 0, up
     assert leftovers(private_tmp) == []
     entries = [p for p in (private_tmp / "itx-node" / "cache").iterdir() if p.is_dir()]
     assert len(entries) == 2
