@@ -19,7 +19,15 @@ import pandas as pd
 
 from sweep.config import Experiment
 from sweep.node import sweep_node, temp_dir
-from sweep.plan import BASELINE, SCRATCH, TrialSpec
+from sweep.plan import TrialSpec
+from sweep.schema import (
+    BASELINE,
+    FIT_COLUMNS,
+    OPTIONAL_COLUMNS,
+    ROW_COLUMNS,
+    ROW_DTYPES,
+    SCRATCH,
+)
 from sweep.store import ResultsStore
 from sweep.uploader import TrainingState
 from trainers.mixing import mix
@@ -57,8 +65,8 @@ def execute(
         _pretrain(spec, exp, store, threads)
         return pd.DataFrame()
     with contextlib.ExitStack() as hold:  # the parent encoder's node-local copy, while in use
-        rows = _fine_tune(spec, exp, store, info, hold)
-    store.write_rows(spec, rows)
+        rows, fits = _fine_tune(spec, exp, store, info, hold)
+    store.write_rows(spec, rows, fits)
     for part in (spec, *parts_of(spec, exp)):  # resume state is only needed until DONE
         store.delete_dir(store.scratch(part))
     return rows
@@ -123,57 +131,53 @@ def _fine_tune(
     store: ResultsStore,
     info: dict[str, Any],
     hold: contextlib.ExitStack,
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train the trial (its earlier stages, itself, its null model), each fine-tune checked by
+    trainers.health and restarted under `exp.health`; returns its rows and its fits. The parent
+    encoder's node-local copy is held by `hold`."""
     from trainers.encoder import save_encoder
     from trainers.heads import encoder_of
 
     assert spec.parent is not None and spec.seed is not None  # guaranteed by build_plan
     parent_kind = "intermediate" if spec.kind == "target" and _has_encoder(spec) else "pretrain"
+    if parent_kind == "intermediate":
+        why = _unhealthy_parent(spec, exp, store)
+        if why:  # never trained on a broken encoder: skipped, and said so in its fits
+            log.warning("trial %s skipped: %s", spec.label, why)
+            return _rows_of_nothing(), _fits(spec, [_skipped_fit(why)])
     encoder = hold.enter_context(store.local_copy(store.artifact_of(parent_kind, spec.parent)))
     task = exp.task(spec.intermediate if spec.kind == "intermediate" else spec.target_task)
     languages = exp.languages_of(task) if spec.kind == "target" else ()
     scratch = spec.intermediate == SCRATCH
     extra: dict[str, float] = {}
-    every = exp.resources.state_upload_every_s
-    tally: dict[str, int] = info.setdefault("state_uploads", {})  # summed over the parts
-    with TrainingState(spec, store, every, tally=tally) as state:
-        info["resumed_from_step"] = state.resumed_from
-        if state.resumed_from:
-            log.info("trial %s resumes from step %d", spec.key, state.resumed_from)
-        model = None
-        for i, name in enumerate(task.before):  # earlier stages (XCOPA: SIQA), own state
-            stage, stage_data = load_data(exp, exp.task(name), spec.seed, ())
-            stage_spec = part_of(spec, f"stage-{i}")
-            with TrainingState(stage_spec, store, every, True, tally) as stage_state:
-                stage_outcome = _train(
-                    exp,
-                    stage,
-                    stage_data,
-                    encoder,
-                    stage_state.path,
-                    spec.seed,
-                    scratch and i == 0,
-                    model,
-                    on_save=stage_state.on_save,
-                )
-            model = stage_outcome.model
-        task, data = load_data(exp, task, spec.seed, languages)
-        outcome = _train(
+    fits: list[dict[str, Any]] = []
+    model = None
+    for i, name in enumerate(task.before):  # earlier stages (XCOPA: SIQA), own state
+        stage, stage_data = load_data(exp, exp.task(name), spec.seed, ())
+        stage_outcome = _checked(
             exp,
-            task,
-            data,
+            spec,
+            store,
+            f"stage-{i}",
+            stage,
+            stage_data,
             encoder,
-            state.path,
-            spec.seed,
-            scratch and model is None,
+            scratch and i == 0,
             model,
-            on_save=state.on_save,
+            fits,
+            info,
         )
-        if spec.kind == "intermediate" and exp.difficulty.pvi and _has_log_probs(task):
-            with TrainingState(part_of(spec, "null"), store, every, True, tally) as null_state:
-                extra["v_information"] = _v_information(
-                    exp, task, data, encoder, null_state, spec.seed, outcome
-                )
+        model = stage_outcome.model
+    task, data = load_data(exp, task, spec.seed, languages)
+    outcome = _checked(
+        exp, spec, store, "main", task, data, encoder, scratch and model is None, model, fits, info
+    )
+    if spec.kind == "intermediate" and exp.difficulty.pvi and _has_log_probs(task):
+        tally = info.setdefault("state_uploads", {})
+        extra["v_information"] = _v_information(
+            exp, spec, store, task, data, encoder, outcome, fits, tally
+        )
+    fit = _fit_columns(spec, fits)
     if outcome.data_issues:  # counted, never silently dropped: the report lists them
         store.write_json(
             f"data_issues/{spec.key}.json", {"trial": spec.label, "issues": outcome.data_issues}
@@ -190,10 +194,137 @@ def _fine_tune(
             written_sha = file_sha(out / "model.safetensors")
             store.upload_dir(out, store.artifact(spec))
         dev = {"en": {**outcome.dev, **extra}}
-        return _rows(spec, exp, task, dev, {}, outcome, written_sha, "dev")
+        rows = _rows(spec, exp, task, dev, {}, outcome, written_sha, "dev", fit)
+        return rows, _fits(spec, fits)
     # proves which encoder this trial read; the control reads none
     read_sha = "random" if scratch else file_sha(encoder / "model.safetensors")
-    return _rows(spec, exp, task, outcome.test, outcome.majority, outcome, read_sha, "test")
+    rows = _rows(spec, exp, task, outcome.test, outcome.majority, outcome, read_sha, "test", fit)
+    return rows, _fits(spec, fits)
+
+
+def attempt_part(part: str, attempt: int) -> str | None:
+    """Resume identity of a fine-tune attempt within its trial: the trial's own state for the
+    first main one, `stage-0`, `null`, then `main-restart-1`, `stage-0-restart-2`..."""
+    name = part if attempt == 0 else f"{part}-restart-{attempt}"
+    return None if name == "main" else name
+
+
+def _checked(
+    exp: Experiment,
+    spec: TrialSpec,
+    store: ResultsStore,
+    part: str,
+    task: Task,
+    data: dict,
+    encoder: Path,
+    random_init: bool,
+    init_model: Any,
+    fits: list[dict[str, Any]],
+    info: dict[str, Any],
+) -> Any:
+    """One fine-tune, checked; under the `restart` policy a degenerate one is trained again with
+    the next restart seed (each attempt its own resumable state: a kill mid-restart resumes it)."""
+    from trainers.health import check_outcome, restart_seed
+
+    policy = exp.health
+    attempts = policy.restarts + 1 if policy.policy == "restart" else 1
+    every = exp.resources.state_upload_every_s
+    tally: dict[str, int] = info.setdefault("state_uploads", {})  # summed over the parts
+    for attempt in range(attempts):
+        seed = restart_seed(spec.seed, attempt)
+        name = attempt_part(part, attempt)
+        state_spec = spec if name is None else part_of(spec, name)
+        # every attempt pushes its final state: a later restart may be killed
+        with TrainingState(state_spec, store, every, True, tally) as state:
+            if state.resumed_from:
+                log.info("trial %s (%s) resumes from step %d", spec.label, name, state.resumed_from)
+                info["resumed_from_step"] = state.resumed_from
+                info["resumed_part"] = name or "main"
+            outcome = _train(
+                exp,
+                task,
+                data,
+                encoder,
+                state.path,
+                seed,
+                random_init,
+                init_model,
+                on_save=state.on_save,  # the uploader's hook on object stores (sweep.uploader)
+            )
+        verdict, record = check_outcome(outcome, task, policy.alpha)
+        fits.append({**record, "part": part, "attempt": attempt, "restart_seed": seed})
+        if verdict.healthy:
+            break
+        log.warning("trial %s (%s, attempt %d): %s", spec.label, part, attempt, verdict.reason)
+    fits[-1]["kept"] = True
+    return outcome
+
+
+def _fit_columns(spec: TrialSpec, fits: list[dict[str, Any]]) -> dict[str, Any]:
+    """The row columns of the trial's fine-tune: its kept main attempt, and health overall."""
+    kept = [f for f in fits if f.get("kept")]
+    main = next(f for f in kept if f["part"] == "main")
+    return {
+        "dev_score": main["dev_score"],
+        "best_epoch": main["best_epoch"],
+        "steps": main["steps"],
+        "loss_start": main["loss_start"],
+        "loss_end": main["loss_end"],
+        "healthy": all(f["healthy"] for f in kept if f["part"] != "null"),
+        "restarts": max(f["attempt"] for f in fits if f["part"] == "main"),
+        "restart_seed": main["restart_seed"],
+    }
+
+
+def _fits(spec: TrialSpec, fits: list[dict[str, Any]]) -> pd.DataFrame:
+    identity = {
+        "trial_key": spec.key,
+        "kind": spec.kind,
+        "intermediate": spec.intermediate,
+        "seed": spec.seed,
+        "target_task": spec.target_task,
+    }
+    records = [{**identity, "kept": False, **f} for f in fits]
+    return pd.DataFrame.from_records(records, columns=list(FIT_COLUMNS))
+
+
+def _skipped_fit(why: str) -> dict[str, Any]:
+    nan = float("nan")
+    return {
+        "part": "main",
+        "task": None,
+        "attempt": -1,
+        "restart_seed": -1,
+        "metric": None,
+        "dev_curve": [],
+        "best_epoch": -1,
+        "dev_score": nan,
+        "n_dev": 0,
+        "chance": nan,
+        "majority": nan,
+        "threshold": nan,
+        "steps": 0,
+        "loss_start": nan,
+        "loss_end": nan,
+        "healthy": False,
+        "reason": f"skipped: {why}",
+        "kept": True,
+    }
+
+
+def _rows_of_nothing() -> pd.DataFrame:
+    return pd.DataFrame(columns=list(ROW_COLUMNS)).astype(ROW_DTYPES)
+
+
+def _unhealthy_parent(spec: TrialSpec, exp: Experiment, store: ResultsStore) -> str | None:
+    """Why this target must not train on its intermediate's encoder (None: it may)."""
+    if exp.health.policy != "restart":
+        return None
+    parent = spec.model_copy(update={"kind": "intermediate", "key": spec.parent})
+    rows = store.read_rows(parent)
+    if rows.empty or "healthy" not in rows or rows["healthy"].all():
+        return None
+    return f"intermediate {spec.intermediate} seed {spec.seed} is unhealthy (excluded)"
 
 
 def _train(
@@ -239,8 +370,11 @@ def parts_of(spec: TrialSpec, exp: Experiment) -> list[TrialSpec]:
     if spec.kind == "pretrain":
         return []
     name = spec.intermediate if spec.kind == "intermediate" else spec.target_task
-    stages = [part_of(spec, f"stage-{i}") for i in range(len(exp.task(name).before))]
-    return [*stages, part_of(spec, "null")] if spec.kind == "intermediate" else stages
+    parts = [f"stage-{i}" for i in range(len(exp.task(name).before))]
+    parts += ["main"] + (["null"] if spec.kind == "intermediate" else [])
+    attempts = range(exp.health.restarts + 1)
+    names = [attempt_part(p, a) for p in parts for a in attempts if not (p == "null" and a)]
+    return [part_of(spec, n) for n in names if n is not None]
 
 
 def _has_log_probs(task: Task) -> bool:
@@ -251,30 +385,42 @@ def _has_log_probs(task: Task) -> bool:
 
 def _v_information(
     exp: Experiment,
+    spec: TrialSpec,
+    store: ResultsStore,
     task: Task,
     data: dict,
     encoder: Path,
-    null_state: TrainingState,
-    seed: int,
     outcome: Any,
+    fits: list[dict[str, Any]],
+    tally: dict[str, int],
 ) -> float:
     """V-usable information of the English dev set: the intermediate model against the same
-    model trained on the same labels with blank inputs (its own resumable state folder)."""
+    model trained on the same labels with blank inputs (its own resumable state folder).
+
+    The null model is recorded in `fits` but never restarted nor excluded: it is meant to score
+    at the majority baseline, so only its loss says whether it trained."""
     from trainers.difficulty import model_log2_probs, v_information
     from trainers.heads import get_format
+    from trainers.health import check_outcome
 
-    null = _train(
-        exp,
-        task,
-        data,
-        encoder,
-        null_state.path,
-        seed,
-        False,
-        None,
-        blank_inputs=True,
-        on_save=null_state.on_save,
-    )
+    every = exp.resources.state_upload_every_s
+    with TrainingState(part_of(spec, "null"), store, every, True, tally) as null_state:
+        null = _train(
+            exp,
+            task,
+            data,
+            encoder,
+            null_state.path,
+            spec.seed,
+            False,
+            None,
+            blank_inputs=True,
+            on_save=null_state.on_save,
+        )
+    _, record = check_outcome(null, task, exp.health.alpha)
+    fell = record["loss_end"] < record["loss_start"]
+    record.update(healthy=fell, reason=None if fell else "null model: training loss did not fall")
+    fits.append({**record, "part": "null", "attempt": 0, "restart_seed": spec.seed, "kept": True})
     fmt = get_format(task.format)
     batch = exp.train.eval_batch_size
     return v_information(
@@ -318,7 +464,9 @@ def _rows(
     outcome: object,
     sha: str,
     split: str,
+    fit: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
+    """The trial's result rows; `fit` fills the fine-tune columns (dev score, steps, health)."""
     from trainers.metrics import primary_metric
     from trainers.tasks import shares_training_data
 
@@ -328,6 +476,7 @@ def _rows(
         and spec.intermediate not in (BASELINE, SCRATCH)
         and shares_training_data(exp.task(spec.intermediate), task)
     )
+    fit = {**OPTIONAL_COLUMNS, **(fit or {})}
     records = []
     for lang, by_metric in scores.items():
         for metric, value in by_metric.items():
@@ -350,7 +499,7 @@ def _rows(
                     "encoder_sha": sha,
                     "seconds": outcome.seconds,
                     "shared_training_data": shared,
+                    **fit,
                 }
             )
-    frame = pd.DataFrame.from_records(records)
-    return frame.astype({"seed": "int64", "n_examples": "int64", "train_size": "int64"})
+    return pd.DataFrame.from_records(records, columns=list(ROW_COLUMNS)).astype(ROW_DTYPES)

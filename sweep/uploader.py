@@ -5,7 +5,8 @@ snapshot by hard links, which costs no bytes and stays whole: the loop writes ea
 afterwards only renames or deletes it (`_Progress.save`), so a linked file never changes. One
 thread uploads snapshots on a wall-clock cadence (`every` seconds between upload starts), at most
 one in flight. A save arriving while an upload runs, or before the cadence allows the next one,
-waits as the pending snapshot; a newer save replaces it and the older one is skipped (logged and
+waits as the pending snapshot (an urgent save, asked for at a spot notice, waits only for the
+upload in flight); a newer save replaces it and the older one is skipped (logged and
 counted). The pending snapshot is always the newest, and it is uploaded as soon as the thread is
 free, so uploads never stop while saves keep coming, however slow the store. Best weights go up
 only when the loop replaced them (a new file) since the last upload; versions name them in BEST.
@@ -44,6 +45,7 @@ class UploadStats:
     dropped: int = 0  # pending at exit and not uploaded (a finished trial writes DONE next)
     bytes_uploaded: int = 0
     best_uploads: int = 0
+    urgent: int = 0  # saves asked for at a spot notice, uploaded without waiting for the cadence
     last_step: int = 0  # step of the newest upload
 
 
@@ -74,11 +76,18 @@ class StateUploader:
             self.best = name
             os.link(self.work / "best.safetensors", self._sent_best)
 
-    def on_save(self, state_dir: Path) -> None:
-        """The loop's save hook: snapshot by hard links, hand over; returns at once."""
+    def on_save(self, state_dir: Path, urgent: bool = False) -> None:
+        """The loop's save hook: snapshot by hard links, hand over; returns at once.
+
+        `urgent` (a save asked for at a spot notice, trainers.preempt): upload it as soon as the
+        upload in flight, if any, ends, whatever the cadence.
+        """
         step, snap = self._snapshot(state_dir)
         with self._cv:
             self.stats.saves += 1
+            if urgent:
+                self._next_start = 0.0
+                self.stats.urgent += 1
             if self._pending is not None:
                 old_step, old = self._pending
                 self.stats.skipped += 1
@@ -124,6 +133,7 @@ class StateUploader:
                 if self._pending is None:
                     return
                 item, self._pending = self._pending, None
+                self._next_start = time.monotonic() + self.every  # an urgent save resets it
             self._upload(item)
 
     def _ready(self) -> bool:
@@ -133,11 +143,11 @@ class StateUploader:
         """Upload the pending snapshot now, if there is one (the thread's work, by hand)."""
         with self._cv:
             item, self._pending = self._pending, None
+            self._next_start = time.monotonic() + self.every
         return item is not None and self._upload(item)
 
     def _upload(self, item: tuple[int, Path]) -> bool:
         step, snap = item
-        self._next_start = time.monotonic() + self.every
         best = snap / "best.safetensors"
         if best.exists() and self._sent_best.exists() and _same_file(best, self._sent_best):
             best.unlink()  # unchanged since the last upload: the version names the stored copy

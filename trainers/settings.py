@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -61,6 +62,8 @@ class TrainConfig(BaseModel):
     # are deterministic either way (tests/trainers/test_determinism.py).
     deterministic: bool = False
     selection: str = Field("en_dev", pattern=r"^en_dev$")  # zero-shot: never target-language dev
+    # what a sentence classification head reads: `<s>` (XLM-R, XTREME-R) or the mean of all tokens
+    pooling: Literal["cls", "mean"] = "cls"
 
 
 def pretrain_key(world: WorldConfig, model: ModelConfig, pretrain: PretrainConfig) -> str:

@@ -121,3 +121,32 @@ def test_the_cadence_bounds_uploads_and_the_newest_save_goes_next(tmp_path):
     assert stats.dropped in (0, 1)
     assert store.uploads[0][0] == 1
     assert_whole(store.uploads)
+
+
+def test_an_urgent_save_goes_up_after_the_upload_in_flight_whatever_the_cadence(tmp_path):
+    store = SlowStore(seconds=0.3)
+    work = tmp_path / "work"
+    uploader = StateUploader(SPEC, store, work, tmp_path / "snaps", every=300)
+    uploader.start()
+    save(work, 1, b"w1", files=2)
+    uploader.on_save(work)  # the first save goes up at once; the next waits 300 s
+    while uploader.pending is not None:  # taken by the upload thread
+        time.sleep(0.001)
+    save(work, 2, b"w2", files=2)
+    uploader.on_save(work)
+    save(work, 3, b"w3", files=2)
+    started = time.monotonic()
+    uploader.on_save(work, urgent=True)  # a spot notice: two minutes left
+    while uploader.stats.uploads < 2 and time.monotonic() - started < 10:
+        time.sleep(0.01)
+    urgent_seconds = time.monotonic() - started
+    save(work, 4, b"w4", files=2)
+    uploader.on_save(work)  # not urgent: the cadence holds again
+    time.sleep(0.5)
+    assert uploader.stats.uploads == 2 and uploader.pending is not None
+    stats = uploader.close(flush=False)
+
+    assert [s for s, _ in store.uploads] == [1, 3]  # step 2 replaced by the urgent step 3
+    assert urgent_seconds < 2.0  # about the 0.3 s left of upload 1 plus its own 0.3 s, not 300 s
+    assert stats.urgent == 1 and stats.skipped == 1 and stats.dropped == 1
+    assert_whole(store.uploads)

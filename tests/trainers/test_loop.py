@@ -209,3 +209,36 @@ def test_resume_mid_epoch_with_accumulation_ends_with_identical_weights(
     assert resumed.steps == whole.steps == 16  # 64 / 8 x 2 epochs
     for name, tensor in whole.model.state_dict().items():
         assert torch.equal(tensor, resumed.model.state_dict()[name]), name
+
+
+def test_a_requested_save_comes_at_the_next_optimizer_step_and_is_urgent(
+    encoder, pos_data, tmp_path
+):
+    from trainers import preempt
+
+    config = TRAIN.model_copy(
+        update={"batch_size": 8, "gradient_accumulation_steps": 2, "checkpoint_every": 100}
+    )
+    calls = []
+
+    def on_save(state_dir, urgent):
+        calls.append((json.loads((state_dir / "progress.json").read_text())["step"], urgent))
+
+    preempt.request_save()  # what sweep/spot.py does at a spot interruption notice
+    try:
+        train_and_evaluate(
+            get_task("pos"),
+            pos_data,
+            encoder,
+            config,
+            seed=3,
+            max_length=48,
+            state_dir=tmp_path,
+            on_save=on_save,
+        )
+    finally:
+        leftover = preempt.take_save_request()
+    assert not leftover  # the loop took the request
+    # micro-batch 1 is mid-accumulation: the save waits for micro-batch 2 (an optimizer step);
+    # then only the epoch ends (8 micro-batches each), never urgent
+    assert calls == [(2, True), (8, False), (16, False)]
