@@ -215,6 +215,8 @@ def test_a_kill_during_an_upload_leaves_the_artifact_unfinished(
     }
     assert {rel: meta["bytes"] for rel, meta in listed.items()} == on_disk
     assert all(meta["sha256"] for meta in listed.values())  # uploaded by this process
+    if spec.kind != "pretrain":  # both tables of the trial, each hashed (sweep.schema)
+        assert {"rows.parquet", "fits.parquet"} <= set(listed)
     assert leftovers(private_tmp) == []  # the retry swept the dead process's folders
 
 
