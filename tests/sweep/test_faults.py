@@ -137,12 +137,12 @@ def test_driver_killed_mid_sweep_then_rerun_retrains_nothing_finished(root, tmp_
     for key, step in saved.items():  # a trial killed with its driver resumes from its last save
         assert records[key]["resumed_from_step"] == step and records[key]["attempt"] == 2
 
-    # retention: encoders of intermediates kept, targets keep rows only, no resume state left
+    # retention: encoders of intermediates kept, targets keep rows and fits only, no resume state
     artifacts = Path(store.root) / "artifacts"
     for folder in (artifacts / "intermediate").iterdir():
         assert (folder / "model.safetensors").stat().st_size > 0
     for folder in (artifacts / "target").iterdir():
-        assert {p.name for p in folder.iterdir()} == {"DONE", "rows.parquet"}
+        assert {p.name for p in folder.iterdir()} == {"DONE", "rows.parquet", "fits.parquet"}
     assert store.size("scratch") == 0
     assert leftovers(private_tmp) == []  # no temporary folder of the killed run or the rerun
     final = store.size()
