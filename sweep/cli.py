@@ -116,6 +116,10 @@ def plan(config: Path, storage: StorageOpt = None) -> None:
     typer.echo(f"  seeds: {', '.join(map(str, exp.seeds))}")
     for key, value in summary.items():
         typer.echo(f"  {key}: {value}")
+    from trainers.memory import memory_lines  # light: no torch
+
+    for line in memory_lines(exp):
+        typer.echo(line)
 
 
 @app.command()

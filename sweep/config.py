@@ -124,6 +124,8 @@ class Resources(BaseModel):
     max_concurrent_trials: int = Field(2, ge=1, le=10_000)  # always set: see docs/DESIGN.md
     max_failures: int = Field(2, ge=0, le=100)
     num_cpus: int | None = Field(None, ge=1, le=4096)  # local Ray only; None = all of this machine
+    # object-store roots: seconds between training-state upload starts (sweep/uploader.py)
+    state_upload_every_s: float = Field(300.0, ge=0, le=86_400)
 
     @model_validator(mode="after")
     def _fits(self) -> Resources:
