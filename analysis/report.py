@@ -41,7 +41,7 @@ from analysis.models import (
     two_stage_by_target,
 )
 from analysis.results import BASELINE, CONTROL, Run, load_run, open_run, trial_counts
-from trainers.tasks import LANGUAGES as XTREME_R_LANGUAGE_LISTS  # torch-free registry module
+from trainers.tasks import TARGETS as REGISTERED_TARGETS  # torch-free registry module
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +90,9 @@ class Analysis:
         return self.fits[MAIN.name]
 
 
-# the benchmark's ten targets (the registry's language lists): all ten make "XTREME-R" averages
-XTREME_R_TARGETS = frozenset(XTREME_R_LANGUAGE_LISTS)
+# the benchmark's ten targets (the registry's targets with real data): only all ten make
+# "XTREME-R" averages
+XTREME_R_TARGETS = frozenset(t.name for t in REGISTERED_TARGETS if t.source)
 SOURCE_LANGUAGE = "en"  # every target is fine-tuned on English; the rest is zero-shot
 CONFOUNDED = ("exclude", "keep")
 # per-intermediate difficulty measures, in the order the report shows them

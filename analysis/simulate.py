@@ -304,22 +304,18 @@ def _write_json(fs: Any, path: str, payload: Any) -> None:
         out.write(json.dumps(payload, indent=2).encode())
 
 
-def xtreme_r_languages() -> dict[str, int]:
-    """Zero-shot languages (English excluded) per target of the XTREME-R study design, counted
-    from the task registry (trainers.tasks, torch-free), never a hand copy."""
-    from trainers.tasks import LANGUAGES
-
-    return {task: len([x for x in langs.split() if x != "en"]) for task, langs in LANGUAGES.items()}
-
-
 def xtreme_r_language_lists() -> dict[str, tuple[str, ...]]:
-    """Every evaluation language (English included where the target has it) per target."""
-    from trainers.tasks import LANGUAGES
+    """Every evaluation language (English included where the target has it) per XTREME-R
+    target, from the task registry (trainers.tasks, torch-free), never a hand copy."""
+    from trainers.tasks import TARGETS
 
-    return {task: tuple(langs.split()) for task, langs in LANGUAGES.items()}
+    return {t.name: tuple(t.languages) for t in TARGETS if t.source}
 
 
-XTREME_R_LANGUAGES = xtreme_r_languages()
+# Zero-shot languages (English excluded) per target of the XTREME-R study design.
+XTREME_R_LANGUAGES = {
+    name: sum(lang != "en" for lang in langs) for name, langs in xtreme_r_language_lists().items()
+}
 # The demo sweep's targets and zero-shot languages (configs/demo.yaml).
 DEMO_LANGUAGES = {"nli": 4, "pos": 4}
 

@@ -711,20 +711,28 @@ def test_autoscaler_launches_replaces_and_removes_nodes(
     got = store.read_rows(victim).sort_values(["language", "metric"]).reset_index(drop=True)
     rows = rows.sort_values(["language", "metric"]).reset_index(drop=True)
     assert got["value"].tolist() == rows["value"].tolist()
-    # (c) every worker node had its own temp folder, and none kept trial state behind
+    # (c) every worker node had its own temp folder; none kept trial state or temporary folders
+    # behind (sweep.node), only its cache of finished parent encoders, each whole (its DONE)
+    from tests.sweep.test_artifacts import leftovers
+
     folders = sorted((base / "nodes").iterdir())
     assert len(folders) == len(workers)
+    parents = [t for t in plan.values() if t.kind != "target"]  # the root and the intermediate
+    finished = {store.read_bytes(f"{store.artifact(t)}/DONE") for t in parents}
     left: dict[str, list[str]] = {}
+    cached: dict[str, int] = {}
     for folder in folders:
         if folder.name == node[-5:]:
             continue  # the killed node: its disk went with the instance
-        for path in folder.glob("itx-*"):
-            kind = "training state" if path.name.startswith("itx-state-") else "encoder copy"
-            left.setdefault(kind, []).append(f"{folder.name}/{path.name}")
-            if kind == "encoder copy":  # store.local_dir's download of a parent encoder
-                assert next(c.name for c in path.iterdir()) in plan, path
-    log.warning("left on the surviving nodes' disks: %s", left)
-    assert "training state" not in left  # every trial that ends removes its local state
+        left[folder.name] = leftovers(folder)
+        cache = folder / "itx-node" / "cache"
+        entries = [p for p in cache.iterdir() if p.is_dir()] if cache.is_dir() else []
+        cached[folder.name] = len(entries)
+        for entry in entries:
+            assert (entry / "DONE").read_bytes() in finished, entry
+    log.warning("left on the surviving nodes' disks: %s; cache entries: %s", left, cached)
+    assert all(found == [] for found in left.values()), left  # every trial cleaned up after itself
+    assert sum(cached.values()) > 0 and max(cached.values()) <= len(parents)
     # (d) planted credentials: in no object of the store, no file of Ray's session folder
     fs = store.fs
     objects = [
@@ -837,3 +845,41 @@ def test_the_driver_fetches_the_hub_encoder_before_any_trial(root, tmp_path, mon
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "no-such-encoder" in errors[0] and "cannot be loaded" in errors[0]
     assert started == []  # Ray never started: no trial, no node
+
+
+def test_tunes_copy_of_aws_credentials_is_filtered(monkeypatch):
+    """Tune puts AWS_* keys of the driver into each trainable's runtime_env (which Ray logs);
+    after keep_secrets_out_of_tune the same call carries none of them."""
+    from ray.tune.execution import class_cache
+
+    from sweep.cluster import keep_secrets_out_of_tune
+
+    monkeypatch.setattr(
+        class_cache, "ENV_VARS_TO_PROPAGATE", class_cache.ENV_VARS_TO_PROPAGATE | {*SECRET_VARS}
+    )
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "planted")
+
+    def runtime_env_of_a_trainable():
+        class Trainable:
+            pass
+
+        return class_cache._ActorClassCache().get(Trainable)._default_options["runtime_env"]
+
+    assert runtime_env_of_a_trainable()["env_vars"]["AWS_SECRET_ACCESS_KEY"] == "planted"
+    keep_secrets_out_of_tune()
+    assert "AWS_SECRET_ACCESS_KEY" not in runtime_env_of_a_trainable()["env_vars"]
+
+
+def test_a_cluster_can_grow_only_with_an_autoscaling_config(monkeypatch):
+    from sweep import cluster, fallback
+
+    def status(active):
+        report = {"active_nodes": active, "idle_nodes": None, "pending_nodes": []}
+        return lambda: {"autoscaler_report": report}
+
+    monkeypatch.setattr(fallback, "read_status", status({"node_f1f799f3": 1}))  # ray.init()
+    assert not cluster.autoscaler_running()
+    monkeypatch.setattr(fallback, "read_status", status({"head": 1}))  # `ray up cluster.yaml`
+    assert cluster.autoscaler_running()
+    monkeypatch.setattr(fallback, "read_status", dict)  # no monitor report yet
+    assert not cluster.autoscaler_running()
