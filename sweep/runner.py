@@ -11,6 +11,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sweep.cluster import prepare_cluster, refuse_credentials_in_uri, runtime_env
 from sweep.config import Experiment
 from sweep.plan import TrialSpec, build_plan
 from sweep.store import ResultsStore, first_line
@@ -121,12 +122,13 @@ def check_data(exp: Experiment) -> None:
     check_available(tasks, sorted(languages), exp.data.sources)
 
 
-def run_sweep(exp: Experiment, address: str | None = None, verbose: int = 1) -> SweepOutcome:
+def run_sweep(exp: Experiment, address: str | None = None, verbose: int = 0) -> SweepOutcome:
     """Run every unfinished trial of `exp`; finished ones (DONE markers) are reused, not rerun.
 
     Raises `StorageError` (one line) before anything starts when the storage root is unusable.
     A private local Ray is started unless `address` is given (`auto` inside `ray job submit`).
     """
+    refuse_credentials_in_uri(exp.storage)  # before anything could copy the URI anywhere
     if "://" not in exp.storage:  # trials run in Tune's working dirs: relative paths would move
         absolute = str(Path(exp.storage).expanduser().resolve())
         exp = Experiment.model_validate({**exp.model_dump(), "storage": absolute})
@@ -136,11 +138,20 @@ def run_sweep(exp: Experiment, address: str | None = None, verbose: int = 1) -> 
     import ray
     from ray import tune
 
+    from sweep.progress import SweepProgress, tracking_callbacks, trial_dirname, trial_name
     from sweep.searcher import DagSearcher
     from sweep.trainable import run_trial, trial_resources
+    from sweep.trial import execute
 
     trials = build_plan(exp)
     write_manifest(exp, store, trials)
+    if exp.encoder is not None:  # a download, not GPU work: the driver fetches the hub encoder
+        from trainers.sources import DataUnavailable
+
+        try:
+            execute(trials[0], exp, store)
+        except OSError as err:  # unreachable hub: one line, before any trial (exit code 2)
+            raise DataUnavailable(first_line(str(err))) from None
     done = {t.key for t in trials if store.is_done(t)}
     for spec in trials:
         if spec.key in done:
@@ -148,7 +159,10 @@ def run_sweep(exp: Experiment, address: str | None = None, verbose: int = 1) -> 
     outcome = SweepOutcome(run_dir=store.run, planned=len(trials), reused=sorted(done))
     params = {"experiment": exp.model_dump(mode="json"), "storage": exp.storage}
     searcher = DagSearcher(trials, done, params)
-    if len(done) < len(trials):
+    to_run = len(trials) - len(done)
+    progress = SweepProgress(to_run, len(done), skipped=lambda: len(searcher.skipped))
+    callbacks = [progress, *tracking_callbacks(exp)]  # a missing tracker fails before Ray starts
+    if to_run:
         started_ray = False
         if not ray.is_initialized():
             local = address is None
@@ -159,19 +173,34 @@ def run_sweep(exp: Experiment, address: str | None = None, verbose: int = 1) -> 
                 num_cpus=(exp.resources.num_cpus or os.cpu_count()) if local else None,
                 include_dashboard=False,
                 logging_level=logging.WARNING,
+                runtime_env=runtime_env(exp.resources.cpu),
             )
             started_ray = True
+        session = None
         try:
+            log.info(
+                "sweep %s: %d trials to run (%d finished earlier), up to %d at a time; "
+                "curves: tensorboard --logdir %s/tune",
+                exp.name,
+                to_run,
+                len(done),
+                exp.resources.max_concurrent_trials,
+                store.run,
+            )
+            # cluster checks (sweep/cluster.py): secrets, storage probed from every node
+            session = prepare_cluster(
+                store, address is not None, exp.resources.max_concurrent_trials
+            )
+            params.update(session.params())
             tuner = tune.Tuner(
                 tune.with_resources(run_trial, trial_resources),
                 tune_config=tune.TuneConfig(
                     search_alg=searcher,
-                    num_samples=-1,
+                    num_samples=to_run,  # the searcher's count, not "infinite" (-1)
                     max_concurrent_trials=exp.resources.max_concurrent_trials,
                     reuse_actors=True,
-                    trial_dirname_creator=lambda t: (
-                        f"{t.config['spec']['kind']}-{t.config['spec']['key']}"
-                    ),
+                    trial_name_creator=trial_name,
+                    trial_dirname_creator=trial_dirname,
                 ),
                 run_config=tune.RunConfig(
                     name="tune",
@@ -179,7 +208,9 @@ def run_sweep(exp: Experiment, address: str | None = None, verbose: int = 1) -> 
                     storage_path=store.run,
                     storage_filesystem=store.fs,
                     failure_config=tune.FailureConfig(max_failures=exp.resources.max_failures),
+                    # Tune's console output at 1+ dumps each trial's config; ours is by label
                     verbose=verbose,
+                    callbacks=callbacks,
                 ),
             )
             grid = tuner.fit()
@@ -190,6 +221,8 @@ def run_sweep(exp: Experiment, address: str | None = None, verbose: int = 1) -> 
                     errors = records.get(key, {}).get("errors") or [first_line(result.error)]
                     searcher.errored[key] = errors[-1]
         finally:
+            if session is not None:
+                session.close(store)
             if started_ray:
                 ray.shutdown()
     outcome.issued = list(searcher.issued)
@@ -210,7 +243,10 @@ class RunView:
     per_node: dict[str, int]  # node (host/short node id) -> trials run there in this run
     failures: dict[str, str]  # trial label -> first line of its last error
     skipped: dict[str, str]  # trial label -> reason
-    eta_seconds: float | None  # None until a trial of this run has finished
+    eta_seconds: float | None  # None: no honest estimate yet (`eta_unknown` says why)
+    eta_unknown: str = ""
+    elapsed_seconds: float | None = None  # since the last `itx run` started; None: unknown
+    running: dict[str, str] = field(default_factory=dict)  # label -> "epoch 2/5, 1m10s"
 
 
 def describe_run(store: ResultsStore) -> RunView:
@@ -230,6 +266,7 @@ def describe_run(store: ResultsStore) -> RunView:
     failures: dict[str, str] = {}
     skipped: dict[str, str] = {}
     durations: dict[str, list[float]] = {}
+    running: dict[str, str] = {}
     left: list[tuple[str, float]] = []  # (kind, seconds already spent) of unfinished trials
     for spec in specs:
         record = records.get(spec.key, {})
@@ -247,6 +284,8 @@ def describe_run(store: ResultsStore) -> RunView:
         elif record.get("state") == "running":
             state = "running"
             left.append((spec.kind, _age(record.get("started"))))
+            detail = [record["progress"]] if record.get("progress") else []
+            running[spec.label] = ", ".join([*detail, duration(left[-1][1])])
         else:
             state = "pending"
             left.append((spec.kind, 0.0))
@@ -257,7 +296,12 @@ def describe_run(store: ResultsStore) -> RunView:
             node = f"{record.get('host', '?')}/{(record.get('node_id') or '?')[:8]}"
             per_node[node] = per_node.get(node, 0) + 1
     concurrency = manifest["config"]["resources"]["max_concurrent_trials"]
-    return RunView(stages, per_node, failures, skipped, _eta(durations, left, concurrency))
+    eta, unknown = _eta(durations, left, concurrency)
+    ended = [r["finished"] for r in records.values() if r.get("finished")]
+    elapsed = _age(manifest.get("created"))
+    if not left and ended and manifest.get("created"):  # finished: the run's span, not "so far"
+        elapsed = elapsed - _age(max(ended))
+    return RunView(stages, per_node, failures, skipped, eta, unknown, elapsed, running)
 
 
 def _age(started: str | None) -> float:
@@ -268,29 +312,34 @@ def _age(started: str | None) -> float:
 
 def _eta(
     durations: dict[str, list[float]], left: list[tuple[str, float]], concurrency: int
-) -> float | None:
-    """Remaining work (median duration per stage, minus time already spent) over concurrency."""
+) -> tuple[float | None, str]:
+    """Remaining work (median duration per stage, minus time already spent) over concurrency.
+
+    Never a false zero: a stage with trials left but none finished in this run has no estimate
+    (another stage's durations say nothing: a cached pretraining takes a second, a target
+    minutes), and running trials already past their stage's median make the rest unknown too.
+    """
     if not left:
-        return 0.0
-    every = [d for kind in durations.values() for d in kind]
-    if not every:
-        return None
-    fallback = statistics.median(every)
-    work = sum(
-        max(statistics.median(durations.get(kind, [fallback])) - spent, 0.0) for kind, spent in left
-    )
-    return work / max(1, min(concurrency, len(left)))
+        return 0.0, ""
+    unmeasured = sorted({kind for kind, _ in left if not durations.get(kind)})
+    if unmeasured:
+        return None, f"no {'/'.join(unmeasured)} trial of this run has finished yet"
+    work = 0.0
+    for kind, spent in left:
+        remaining = statistics.median(durations[kind]) - spent
+        if remaining <= 0:
+            return None, f"a running {kind} trial has run longer than the stage's median"
+        work += remaining
+    return work / max(1, min(concurrency, len(left))), ""
 
 
-def run_status(store: ResultsStore) -> dict[str, dict[str, int]]:
-    """Per stage: planned, done, errored, skipped, pending (running counts as pending)."""
-    table = {}
-    for kind, row in describe_run(store).stages.items():
-        table[kind] = {
-            "planned": row["planned"],
-            "done": row["done"],
-            "errored": row["failed"],
-            "skipped": row["skipped"],
-            "pending": row["pending"] + row["running"],
-        }
-    return table
+def duration(seconds: float) -> str:
+    """'45 s', '2m10s', '1h05m': a status line's time, never rounded down to zero minutes."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, secs = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
