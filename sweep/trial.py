@@ -161,16 +161,26 @@ def _fine_tune(
             f"stage-{i}",
             stage,
             stage_data,
-            encoder,
-            scratch and i == 0,
-            model,
-            fits,
-            info,
+            encoder=encoder,
+            random_init=scratch and i == 0,
+            init_model=model,
+            fits=fits,
+            info=info,
         )
         model = stage_outcome.model
     task, data = load_data(exp, task, spec.seed, languages)
     outcome = _checked(
-        exp, spec, store, "main", task, data, encoder, scratch and model is None, model, fits, info
+        exp,
+        spec,
+        store,
+        "main",
+        task,
+        data,
+        encoder=encoder,
+        random_init=scratch and model is None,
+        init_model=model,
+        fits=fits,
+        info=info,
     )
     if spec.kind == "intermediate" and exp.difficulty.pvi and _has_log_probs(task):
         tally = info.setdefault("state_uploads", {})
@@ -216,6 +226,7 @@ def _checked(
     part: str,
     task: Task,
     data: dict,
+    *,
     encoder: Path,
     random_init: bool,
     init_model: Any,
