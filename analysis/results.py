@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+
+from trainers.paths import check_name, excerpt, open_storage
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +63,18 @@ class Run:
     embeddings: dict[str, list[float]] = field(default_factory=dict)  # task -> TextEmb vector
 
 
+class RunError(ValueError):
+    """A run that cannot be reported as it is; the message is one line naming what is wrong."""
+
+
 def open_run(run: str) -> tuple[pafs.FileSystem, str]:
-    """Filesystem and base path of a run folder; a plain path is local and made absolute."""
-    if "://" not in run:
-        return pafs.LocalFileSystem(), Path(run).expanduser().resolve().as_posix()
-    fs, base = pafs.FileSystem.from_uri(run)
-    return fs, base.rstrip("/")
+    """Filesystem and base path of a run folder; a plain path is local and made absolute.
+
+    RunError for a URI itx does not accept (ftp://, mock://, s3:// without a bucket...)."""
+    try:
+        return open_storage(run)
+    except ValueError as err:
+        raise RunError(str(err)) from None
 
 
 def empty_rows() -> pd.DataFrame:
@@ -81,15 +91,20 @@ def load_run(run: str) -> Run:
     """
     fs, base = open_run(run)
     problems: list[str] = []
-    manifest = _read_json(fs, f"{base}/manifest.json", problems)
+    manifest = _read_manifest(fs, base, run)
     status = _read_json(fs, f"{base}/status.json", problems)
     results_dir = f"{base}/results"
-    if manifest is None and fs.get_file_info(results_dir).type != pafs.FileType.Directory:
+    kind = fs.get_file_info(results_dir).type
+    if manifest is None and kind != pafs.FileType.Directory:
         raise FileNotFoundError(f"{run}: no manifest.json and no results/; is this a run folder?")
+    if kind not in (pafs.FileType.Directory, pafs.FileType.NotFound):
+        raise RunError(f"{run}: results is not a folder; move it away and rerun `itx run`")
     if manifest is None:
-        problems.append("manifest.json is missing or unreadable; trial counts are unknown")
+        problems.append("manifest.json is missing; every result file is used, trial counts unknown")
     status = _clean_status(status, problems)
     rows = _read_results(fs, results_dir, problems)
+    if manifest is not None:
+        rows = _planned_only(rows, manifest, problems)
     embeddings = _read_embeddings(fs, f"{base}/task_embeddings", problems)
     for problem in problems:
         log.warning("%s: %s", run, problem)
@@ -102,19 +117,134 @@ def load_run(run: str) -> Run:
     )
 
 
+def _read_manifest(fs: pafs.FileSystem, base: str, run: str) -> dict[str, Any] | None:
+    """The manifest, None when absent; RunError (one line) when present but unusable: without
+    its trial list the report cannot tell this run's rows from stale or foreign ones."""
+    path = f"{base}/manifest.json"
+    info = fs.get_file_info(path)
+    if info.type == pafs.FileType.NotFound:
+        return None
+    problem = None
+    if info.type != pafs.FileType.File:
+        problem = "is not a file"
+    elif info.size is not None and info.size > MAX_MANIFEST_BYTES:
+        problem = f"is {info.size:,} bytes; a manifest is at most {MAX_MANIFEST_BYTES:,}"
+    else:
+        try:
+            with fs.open_input_stream(path) as stream:
+                manifest = json.loads(stream.read(MAX_MANIFEST_BYTES + 1))
+            problem = manifest_problem(manifest)
+        except (OSError, ValueError, RecursionError) as err:
+            problem = f"unreadable ({_short(err)})"
+    if problem:
+        raise RunError(
+            f"{run}: manifest.json {problem}; rerun `itx run` with the config to rewrite it"
+        )
+    return manifest
+
+
+MAX_MANIFEST_BYTES = 256 << 20  # 100k trials are about 20 MB
+TRIAL_KINDS = ("pretrain", "intermediate", "target")
+
+
+def manifest_problem(manifest: Any) -> str | None:
+    """What makes a manifest unusable (one phrase), or None: the parts status and report read."""
+    if not isinstance(manifest, dict):
+        return f"is not a JSON object (a {type(manifest).__name__})"
+    config = manifest.get("config", {})
+    if not isinstance(config, dict):
+        return f"config is not an object (got {excerpt(config)})"
+    for part in ("world", "resources", "difficulty", "data"):
+        if not isinstance(config.get(part, {}), dict):
+            return f"config.{part} is not an object (got {excerpt(config[part])})"
+    if not isinstance((config.get("world") or {}).get("languages", []), list):
+        return "config.world.languages is not a list"
+    tasks = manifest.get("tasks", {})
+    if not isinstance(tasks, dict) or not all(isinstance(v, dict) for v in tasks.values()):
+        return "tasks is not an object of objects"
+    trials = manifest.get("trials")
+    if not isinstance(trials, list):
+        return f"trials is not a list (got {excerpt(trials)})"
+    for i, trial in enumerate(trials):
+        if not isinstance(trial, dict):
+            return f"trials[{i}] is not an object (got {excerpt(trial)})"
+        try:
+            check_name(trial.get("key"))
+        except ValueError as err:
+            return f"trials[{i}].key: {err}"
+        if trial.get("kind") not in TRIAL_KINDS:
+            return (
+                f"trials[{i}].kind {excerpt(trial.get('kind'))} is unknown; "
+                f"allowed: {', '.join(TRIAL_KINDS)}"
+            )
+    return None
+
+
+def _planned_only(
+    rows: pd.DataFrame, manifest: dict[str, Any], problems: list[str]
+) -> pd.DataFrame:
+    """Rows of the manifest's trials only, by trial key: a result file left by an earlier
+    config under the same run name, or a foreign one, is ignored and named."""
+    planned = {t["key"] for t in manifest["trials"] if t.get("kind") != "pretrain"}
+    stray = ~rows["trial_key"].isin(planned)
+    if stray.any():
+        keys = sorted(rows.loc[stray, "trial_key"].astype(str).unique())
+        problems.append(
+            f"{int(stray.sum())} rows of {len(keys)} trials not in the manifest (an earlier "
+            f"config of this run, or foreign files) ignored: {_some(keys)}"
+        )
+        rows = rows.loc[~stray].reset_index(drop=True)
+    return rows
+
+
+def _some(keys: list[str], n: int = 5) -> str:
+    return ", ".join(keys[:n]) + (f" ... (+{len(keys) - n})" if len(keys) > n else "")
+
+
+def _list_files(fs: pafs.FileSystem, folder: str, problems: list[str]) -> list[pafs.FileInfo]:
+    """Files directly in `folder` (none when it is absent). A local file whose name is not UTF-8
+    (pyarrow cannot list such a folder) is named as a problem and skipped."""
+    selector = pafs.FileSelector(folder, allow_not_found=True)
+    try:
+        return [i for i in fs.get_file_info(selector) if i.is_file]
+    except UnicodeDecodeError:
+        if not isinstance(fs, pafs.LocalFileSystem):
+            raise
+    infos = []
+    short = folder.rsplit("/", 1)[-1]
+    for entry in os.scandir(os.fsencode(folder)):
+        try:
+            name = entry.name.decode("utf-8")
+        except UnicodeDecodeError:
+            problems.append(f"{short}/{excerpt(entry.name, 40)}: file name is not UTF-8, ignored")
+            continue
+        info = fs.get_file_info(f"{folder}/{name}")
+        if info.is_file:
+            infos.append(info)
+    return infos
+
+
 def _read_embeddings(fs: pafs.FileSystem, folder: str, problems: list[str]) -> dict:
     """Task embeddings written by the trials (TextEmb under the pretrained encoder)."""
-    selector = pafs.FileSelector(folder, allow_not_found=True)
     out: dict[str, list[float]] = {}
-    for info in sorted(fs.get_file_info(selector), key=lambda i: i.path):
-        if not info.is_file or not info.path.endswith(".json"):
+    for info in sorted(_list_files(fs, folder, problems), key=lambda i: i.path):
+        if not info.path.endswith(".json"):
             continue
+        name = f"task_embeddings/{info.path.rsplit('/', 1)[-1]}"
         payload = _read_json(fs, info.path, problems)
         vector = (payload or {}).get("vector")
         if isinstance(vector, list) and vector and isinstance(payload.get("task"), str):
-            out[payload["task"]] = [float(x) for x in vector]
+            try:
+                values = [float(x) for x in vector]
+            except (TypeError, ValueError):
+                problems.append(f"{name}: vector is not numbers, ignored")
+                continue
+            if not all(map(math.isfinite, values)):
+                problems.append(f"{name}: vector holds non-finite numbers, ignored")
+                continue
+            out[payload["task"]] = values
         elif payload is not None:
-            problems.append(f"task_embeddings/{info.path.rsplit('/', 1)[-1]}: no vector, ignored")
+            problems.append(f"{name}: no vector, ignored")
     return out
 
 
@@ -124,8 +254,12 @@ def _read_json(fs: pafs.FileSystem, path: str, problems: list[str]) -> Any:
     name = path.rsplit("/", 1)[-1]
     try:
         with fs.open_input_stream(path) as stream:
-            payload = json.loads(stream.read())
-    except (OSError, ValueError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            payload = json.loads(stream.read(MAX_MANIFEST_BYTES))
+    except (
+        OSError,
+        ValueError,
+        RecursionError,
+    ) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         problems.append(f"{name}: unreadable, ignored ({_short(err)})")
         return None
     if not isinstance(payload, dict):
@@ -148,9 +282,8 @@ def _clean_status(status: Any, problems: list[str]) -> dict[str, dict[str, str]]
 
 
 def _read_results(fs: pafs.FileSystem, results_dir: str, problems: list[str]) -> pd.DataFrame:
-    selector = pafs.FileSelector(results_dir, allow_not_found=True)
     # Writers leave `.tmp-*` files while renaming; only finished `.parquet` files are results.
-    every = [i for i in fs.get_file_info(selector) if i.is_file]
+    every = _list_files(fs, results_dir, problems)
     infos = sorted((i for i in every if i.path.endswith(".parquet")), key=lambda i: i.path)
     for info in every:
         name = info.path.rsplit("/", 1)[-1]
@@ -210,10 +343,27 @@ def _read_one(fs: pafs.FileSystem, path: str, problems: list[str]) -> pa.Table |
         problems.append(f"{name}: nulls in {', '.join(nulls)}, skipped")
         return None
     try:
-        return table.select(list(ROW_DTYPES)).cast(SCHEMA)
+        table = table.select(list(ROW_DTYPES)).cast(SCHEMA)
     except (pa.ArrowException, ValueError, TypeError) as err:
         problems.append(f"{name}: columns of unexpected type, skipped ({_short(err)})")
         return None
+    # a file holds the rows of the trial it is named after: a copy under another name (a forged
+    # 0000000000000000.parquet sorting first) would otherwise shadow the genuine file
+    stem = name.removeprefix("results/").removesuffix(".parquet")
+    keys = set(table.column("trial_key").drop_null().to_pylist())
+    if keys != {stem} and table.num_rows:
+        problems.append(
+            f"{name}: holds rows of trial(s) {_some(sorted(map(str, keys)), 3)}, not of "
+            f"{stem!r} it is named after; skipped"
+        )
+        return None
+    # a measured value is finite: inf or NaN would poison every mean and stall the model fits
+    finite = pc.is_finite(table.column("value")).fill_null(False)
+    bad = table.num_rows - pc.sum(finite).as_py() if table.num_rows else 0
+    if bad:
+        problems.append(f"{name}: {bad} rows with a missing or non-finite value ignored")
+        table = table.filter(finite)
+    return table
 
 
 def trial_counts(run: Run) -> dict[str, int]:

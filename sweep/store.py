@@ -29,6 +29,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from sweep.plan import TrialSpec
+from trainers.paths import check_name, open_storage, store_path
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +64,10 @@ def open_root(uri: str) -> tuple[pafs.FileSystem, str]:
     Object-store credentials and endpoints come from the environment only (AWS_ACCESS_KEY_ID,
     AWS_ENDPOINT_URL, instance profiles...), never from the config, so none is ever written out.
     """
-    if "://" not in uri:
-        path = Path(uri).expanduser().resolve()
-        return pafs.LocalFileSystem(), path.as_posix()
-    fs, base = pafs.FileSystem.from_uri(uri)
-    return fs, base.rstrip("/")
+    try:
+        return open_storage(uri)  # folders, file://, s3://, gs:// only; gs retries bounded
+    except ValueError as err:
+        raise StorageError(str(err)) from None
 
 
 def first_line(err: BaseException | str) -> str:
@@ -81,8 +81,11 @@ class ResultsStore:
     def __init__(self, root: str, name: str) -> None:
         self.uri = root
         self.fs, self.root = open_root(root)
-        self.name = name
-        self.run = f"{self.root}/{name}"
+        try:
+            self.name = check_name(name)
+        except ValueError as err:
+            raise StorageError(f"run name {err}") from None
+        self.run = store_path(self.root, name)
 
     @property
     def is_local(self) -> bool:
@@ -90,28 +93,32 @@ class ResultsStore:
 
     # ---- paths ----------------------------------------------------------------------------
     def artifact(self, spec: TrialSpec) -> str:
-        return f"{self.root}/artifacts/{spec.kind}/{spec.key}"
+        return self.artifact_of(spec.kind, spec.key)
 
     def artifact_of(self, kind: str, key: str) -> str:
-        return f"{self.root}/artifacts/{kind}/{key}"
+        return store_path(self.root, "artifacts", kind, key)
 
     def scratch(self, spec: TrialSpec) -> str:
-        return f"{self.root}/scratch/{spec.key}"
+        return store_path(self.root, "scratch", spec.key)
+
+    def path(self, relative: str) -> str:
+        """A path inside this run's folder; ValueError for anything that would leave it."""
+        return store_path(self.run, relative)
 
     def result_file(self, spec: TrialSpec) -> str:
-        return f"{self.run}/results/{spec.key}.parquet"
+        return store_path(self.run, "results", f"{spec.key}.parquet")
 
     def state_root(self, spec: TrialSpec) -> str:
         """Versioned training state of a trial on an object store: v<step>/ folders + LATEST."""
         return self.scratch(spec)
 
     def record_file(self, key: str) -> str:
-        return f"{self.run}/trials/{key}.json"
+        return store_path(self.run, "trials", f"{key}.json")
 
     # ---- checks ---------------------------------------------------------------------------
     def check_writable(self) -> None:
         """Write, read back and delete a probe under the run folder; StorageError if any fails."""
-        probe = f"{self.run}/.probe-{uuid.uuid4().hex}"
+        probe = store_path(self.run, f".probe-{uuid.uuid4().hex}")
         try:
             self.write_bytes(probe, b"probe")
             if self.read_bytes(probe) != b"probe":
@@ -122,7 +129,7 @@ class ResultsStore:
 
     def size(self, relative: str = "") -> int:
         """Bytes of every file under the root (or under `relative` inside it)."""
-        base = f"{self.root}/{relative}".rstrip("/")
+        base = store_path(self.root, relative) if relative else self.root
         if not self.exists(base):
             return 0
         found = self.fs.get_file_info(pafs.FileSelector(base, recursive=True))
@@ -133,7 +140,25 @@ class ResultsStore:
         return self.fs.get_file_info(path).type != pafs.FileType.NotFound
 
     def is_done(self, spec: TrialSpec) -> bool:
-        return self.exists(f"{self.artifact(spec)}/DONE")
+        """DONE and what it vouches for: a fine-tuning trial's rows, a pretrain's weights.
+        DONE beside missing files is not done: the trial reruns."""
+        base = self.artifact(spec)
+        if not self.exists(f"{base}/DONE"):
+            return False
+        needed = {
+            "pretrain": ("model.safetensors",),
+            "intermediate": ("rows.parquet",),
+            "target": ("rows.parquet",),
+        }[spec.kind]
+        missing = [name for name in needed if not self.exists(f"{base}/{name}")]
+        if missing:
+            log.warning(
+                "trial %s: DONE without %s; counted as not done, it reruns",
+                spec.key,
+                ", ".join(missing),
+            )
+            return False
+        return True
 
     def write_bytes(self, path: str, data: bytes) -> None:
         """Atomic where the filesystem allows: temp file in the same folder, then rename."""
@@ -213,8 +238,8 @@ class ResultsStore:
         """Upload a consistent local snapshot as v<step>/, then point LATEST at it, then drop
         older versions: a kill at any moment leaves LATEST naming a complete version."""
         base = self.state_root(spec)
-        self.upload_dir(snapshot, f"{base}/v{step:08d}")
-        self.write_bytes(f"{base}/LATEST", f"v{step:08d}".encode())
+        self.upload_dir(snapshot, store_path(base, f"v{step:08d}"))
+        self.write_bytes(store_path(base, "LATEST"), f"v{step:08d}".encode())
         for info in self.fs.get_file_info(pafs.FileSelector(base, allow_not_found=True)):
             name = info.base_name
             if (
@@ -231,9 +256,9 @@ class ResultsStore:
         local.mkdir(parents=True)
         if not self.exists(latest):
             return 0
-        version = self.read_bytes(latest).decode().strip()
+        version = self.read_bytes(latest).decode(errors="replace").strip()
         pafs.copy_files(
-            f"{self.state_root(spec)}/{version}",
+            store_path(self.state_root(spec), version),  # a forged LATEST cannot leave the root
             str(local),
             source_filesystem=self.fs,
             destination_filesystem=pafs.LocalFileSystem(),
@@ -246,7 +271,7 @@ class ResultsStore:
 
     def read_records(self) -> dict[str, dict[str, Any]]:
         """Every trial record of this run, by key; a half-written one is skipped, not fatal."""
-        folder = f"{self.run}/trials"
+        folder = store_path(self.run, "trials")
         records: dict[str, dict[str, Any]] = {}
         for info in self.fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True)):
             if info.type != pafs.FileType.File or not info.base_name.endswith(".json"):
@@ -262,9 +287,9 @@ class ResultsStore:
     # ---- run-level files -----------------------------------------------------------------------
     def write_json(self, relative: str, payload: Any) -> None:
         self.write_bytes(
-            f"{self.run}/{relative}", json.dumps(payload, indent=2, default=str).encode()
+            store_path(self.run, relative), json.dumps(payload, indent=2, default=str).encode()
         )
 
     def read_json(self, relative: str) -> Any:
-        path = f"{self.run}/{relative}"
+        path = store_path(self.run, relative)
         return json.loads(self.read_bytes(path)) if self.exists(path) else None
