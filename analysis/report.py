@@ -11,11 +11,14 @@ import html
 import io
 import logging
 import math
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.fs as pafs
 from matplotlib.figure import Figure
 
 from analysis.gains import (
@@ -42,6 +45,7 @@ from analysis.models import (
     two_stage_by_target,
 )
 from analysis.results import BASELINE, CONTROL, Run, load_run, open_run, trial_counts
+from trainers.paths import store_path
 
 log = logging.getLogger(__name__)
 
@@ -173,12 +177,14 @@ def analyse(run: Run, backend: str | None = None, confounded: str = "exclude") -
 
 
 def write_report(
-    run: str, backend: str | None = None, confounded: str = "exclude"
+    run: str, backend: str | None = None, confounded: str = "exclude", out: str | None = None
 ) -> dict[str, str]:
-    """Build the report of `run` and write it into the run folder (`backend` and `confounded`
-    as in analyse).
+    """Build the report of `run` and write it into the run folder, or into `out` (a folder or
+    URI: for a store you may only read); `backend` and `confounded` as in analyse.
 
-    Returns {name relative to the run folder: where it was written}, e.g. "report.html".
+    Atomic: every file goes into a temporary folder beside the report first; only when all are
+    written is the report swapped in (`install_report`). A full disk leaves the old report.
+    Returns {name relative to the report folder: where it was written}, e.g. "report.html".
     """
     analysis = analyse(load_run(run), backend, confounded)
     blocks = build_blocks(analysis)
@@ -203,16 +209,101 @@ def write_report(
     files.update({f"figures/{b.name}": b.png for b in blocks if b.kind == "figure"})
     files["report.md"] = render_markdown(blocks).encode()
     files["report.html"] = render_html(title, blocks).encode()
-    fs, base = open_run(run)
-    for folder in sorted({f"{base}/{name.rsplit('/', 1)[0]}" for name in files if "/" in name}):
-        fs.create_dir(folder, recursive=True)
-    written = {}
-    for name, data in files.items():
-        with fs.open_output_stream(f"{base}/{name}") as out:
-            out.write(data)
-        written[name] = f"{run.rstrip('/')}/{name}" if "://" in run else f"{base}/{name}"
-    log.info("report of %s: %d files written", run, len(written))
+    target = out or run
+    fs, base = open_run(target)
+    install_report(fs, base, files)
+    shown = target.rstrip("/") if "://" in target else base
+    written = {name: f"{shown}/{name}" for name in files}
+    log.info("report of %s: %d files written to %s", run, len(written), shown)
     return written
+
+
+REPORT_PARTS = ("report.md", "report.html", "tables", "figures")  # what a report replaces
+
+
+class ReportNotWritten(OSError):
+    """The report could not be written; the old one, if any, is untouched. One line."""
+
+
+def install_report(fs: Any, base: str, files: dict[str, bytes]) -> None:
+    """Write `files` (paths relative to `base`, under REPORT_PARTS) into `<base>/.report-new-<id>`,
+    then swap each part in: the old part moves into `<base>/.report-old-<id>`, the new one takes
+    its place, and the old is deleted last. Any failure before the swap leaves the old report
+    whole; a failure during it moves the parts already swapped back."""
+    tag = uuid.uuid4().hex[:12]
+    new, old = store_path(base, f".report-new-{tag}"), store_path(base, f".report-old-{tag}")
+    for part in REPORT_PARTS:  # a folder where a file belongs (or the reverse): refuse up front
+        kind = fs.get_file_info(store_path(base, part)).type
+        wanted = pafs.FileType.Directory if part in ("tables", "figures") else pafs.FileType.File
+        if kind not in (pafs.FileType.NotFound, wanted):
+            raise ReportNotWritten(
+                f"{base}/{part} is a {'folder' if kind == pafs.FileType.Directory else 'file'};"
+                " move it away, or write the report elsewhere with --out DIR"
+            )
+    try:
+        for name, data in files.items():
+            path = store_path(new, name)
+            fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+            with fs.open_output_stream(path) as stream:
+                stream.write(data)
+    except OSError as err:
+        _remove(fs, new)
+        raise ReportNotWritten(
+            f"cannot write the report into {base} ({_first(err)}); the old report is untouched;"
+            " free space, or write it elsewhere with --out DIR"
+        ) from None
+    swapped: list[str] = []
+    try:
+        for part in REPORT_PARTS:
+            if fs.get_file_info(store_path(new, part)).type == pafs.FileType.NotFound:
+                continue
+            if fs.get_file_info(store_path(base, part)).type != pafs.FileType.NotFound:
+                fs.create_dir(old, recursive=True)
+                _move(fs, store_path(base, part), store_path(old, part))
+            swapped.append(part)
+            _move(fs, store_path(new, part), store_path(base, part))
+    except OSError as err:
+        for part in reversed(swapped):  # put the old report back as it was
+            try:
+                if fs.get_file_info(store_path(old, part)).type != pafs.FileType.NotFound:
+                    _remove(fs, store_path(base, part))
+                    _move(fs, store_path(old, part), store_path(base, part))
+            except OSError as undo:
+                log.warning("report: could not restore %s: %s", part, _first(undo))
+        _remove(fs, new)
+        raise ReportNotWritten(
+            f"cannot swap the new report into {base} ({_first(err)}); the old one was restored"
+        ) from None
+    _remove(fs, new)
+    _remove(fs, old)
+
+
+def _move(fs: Any, source: str, dest: str) -> None:
+    """A rename; object stores cannot rename a folder, so there it moves file by file."""
+    info = fs.get_file_info(source)
+    if info.type == pafs.FileType.File or isinstance(fs, pafs.LocalFileSystem):
+        fs.move(source, dest)
+        return
+    for item in fs.get_file_info(pafs.FileSelector(source, recursive=True)):
+        if item.type == pafs.FileType.File:
+            fs.move(item.path, dest + item.path[len(source) :])
+    fs.delete_dir(source)
+
+
+def _remove(fs: Any, path: str) -> None:
+    try:
+        kind = fs.get_file_info(path).type
+        if kind == pafs.FileType.Directory:
+            fs.delete_dir(path)
+        elif kind == pafs.FileType.File:
+            fs.delete_file(path)
+    except OSError as err:  # leftover temporary folders are named, not fatal
+        log.warning("report: could not remove %s: %s", path, _first(err))
+
+
+def _first(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return (lines[0] if lines else type(err).__name__)[:200]
 
 
 # ---- content ---------------------------------------------------------------------------------

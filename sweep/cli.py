@@ -6,7 +6,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
@@ -44,26 +44,38 @@ def run(
     """Start the sweep in CONFIG, or resume it; finished trials are not rerun."""
     exp = load_or_exit(config, storage)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from sweep.lease import RunLease
     from sweep.runner import run_sweep
-    from sweep.store import StorageError
+    from sweep.store import ResultsStore, StorageError, first_line
     from trainers.sources import DataUnavailable
 
-    if address is None:  # a local Ray has this machine's CPUs: a bigger request never runs
-        cores = exp.resources.num_cpus or os.cpu_count() or 1
-        need = max(exp.resources.cpu, exp.resources.pretrain_cpu)
-        if need > cores:
-            typer.echo(
-                f"error: {config}: resources: a trial asks for {need} CPUs but this machine has "
-                f"{cores}; lower resources.cpu/pretrain_cpu or pass --address",
-                err=True,
-            )
-            raise typer.Exit(code=2)
+    if address is None:  # a local Ray has this machine's CPUs and GPUs: a bigger request hangs
+        _check_local_resources(config, exp)
     started = time.perf_counter()
+    try:
+        store = ResultsStore(exp.storage, exp.name)
+        store.check_writable()
+        lease = RunLease(store).acquire()  # one sweep per run: a second refuses here
+    except StorageError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(code=2) from None
+    if lease.took_over:
+        typer.echo(f"note: took over {lease.took_over}", err=True)
     try:
         outcome = run_sweep(exp, address=address)
     except (StorageError, DataUnavailable) as err:  # before any trial: one line, exit code 2
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(code=2) from None
+    except Exception as err:  # mid-run: a full disk, storage made read-only, a lost cluster
+        typer.echo(
+            f"error: sweep {exp.name} stopped after {time.perf_counter() - started:.0f} s: "
+            f"{first_line(err)}; finished trials are kept (DONE markers), unfinished ones resume"
+            f" from their last save: fix the cause and rerun `itx run {config}`",
+            err=True,
+        )
+        raise typer.Exit(code=1) from None
+    finally:
+        lease.release()
     typer.echo(
         f"sweep {exp.name}: {outcome.planned} trials planned, {len(outcome.reused)} reused, "
         f"{len(outcome.issued)} run, {len(outcome.errored)} errored, "
@@ -74,6 +86,37 @@ def run(
         typer.echo(f"  {key}: {reason}", err=True)
     if outcome.errored:
         raise typer.Exit(code=1)
+
+
+def _check_local_resources(config: Path, exp: Experiment) -> None:
+    """A request the local Ray cannot meet would wait forever: refuse it in one line, exit 2."""
+    cores = exp.resources.num_cpus or os.cpu_count() or 1
+    need = max(exp.resources.cpu, exp.resources.pretrain_cpu)
+    if need > cores:
+        _fail(
+            f"{config}: resources: a trial asks for {need} CPUs but this machine has "
+            f"{cores}; lower resources.cpu/pretrain_cpu or pass --address"
+        )
+    if exp.resources.gpu:
+        gpus = local_gpus()
+        if exp.resources.gpu > gpus:
+            _fail(
+                f"{config}: resources.gpu: a trial asks for {exp.resources.gpu:g} GPU(s) but this"
+                f" machine has {gpus}; set resources.gpu: 0 (CPU), or pass --address of a cluster"
+                " with GPUs"
+            )
+
+
+def local_gpus() -> int:
+    """GPUs a local Ray would see (CUDA_VISIBLE_DEVICES respected), as torch counts them."""
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code=2)
 
 
 @app.command()
@@ -110,15 +153,16 @@ def status(
     from rich.live import Live
 
     from sweep.runner import describe_run
-    from sweep.store import ResultsStore
+    from sweep.store import ResultsStore, StorageError, first_line
 
     root, _, name = run_dir.rstrip("/").rpartition("/")
-    store = ResultsStore(root or ".", name)
     try:
+        store = ResultsStore(root or ".", name)
         view = describe_run(store)
-    except FileNotFoundError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(code=2) from None
+    except (FileNotFoundError, StorageError, ValueError) as err:  # RunDamaged is a ValueError
+        _fail(first_line(str(err)))
+    except OSError as err:
+        _fail(f"{run_dir}: cannot read the run ({first_line(err)})")
     if not watch:
         Console().print(_status_table(run_dir, view))
         return
@@ -166,19 +210,27 @@ def report(
         str | None,
         typer.Option(help="Mixed-model backend: statsmodels or lme4 (R); default from the config."),
     ] = None,
+    out: Annotated[
+        str | None,
+        typer.Option(help="Write the report here (folder or URI) instead of into RUN_DIR."),
+    ] = None,
 ) -> None:
-    """Write report.md, report.html and CSV tables into RUN_DIR (a folder or s3://...)."""
-    from analysis.report import write_report
+    """Write report.md, report.html and CSV tables into RUN_DIR (a folder or s3://...), or --out.
+
+    Atomic: all files are written to a temporary folder first, then swapped in."""
+    from analysis.report import ReportNotWritten, write_report
+    from analysis.results import RunError
 
     if backend not in (None, "statsmodels", "lme4"):
-        typer.echo(
-            f"error: --backend: unknown backend {backend!r}; allowed: statsmodels, lme4", err=True
-        )
-        raise typer.Exit(code=2)
+        _fail(f"--backend: unknown backend {backend!r}; allowed: statsmodels, lme4")
     try:
-        written = write_report(run_dir, backend)
-    except FileNotFoundError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(code=2) from None
+        written = write_report(run_dir, backend, out=out)
+    except (FileNotFoundError, RunError, ReportNotWritten) as err:
+        _fail(str(err).splitlines()[0][:500] if str(err) else type(err).__name__)
+    except OSError as err:  # a read-only run folder: creating the temporary folder fails
+        _fail(
+            f"cannot write the report into {out or run_dir} ({str(err).splitlines()[0][:200]});"
+            " a store you may only read: write it elsewhere with --out DIR"
+        )
     for kind, path in written.items():
         typer.echo(f"{kind}: {path}")

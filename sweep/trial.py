@@ -55,7 +55,9 @@ def execute(
     if spec.kind == "pretrain":
         _pretrain(spec, exp, store, threads)
         return pd.DataFrame()
+    discarded = DISCARDED_STATES[0]
     rows = _fine_tune(spec, exp, store, info)
+    info["discarded_states"] = DISCARDED_STATES[0] - discarded
     store.write_rows(spec, rows)
     for part in (spec, *parts_of(spec, exp)):  # resume state is only needed until DONE
         store.delete_dir(store.scratch(part))
@@ -188,23 +190,45 @@ def _train(
     init_model: Any,
     blank_inputs: bool = False,
 ) -> Any:
-    from trainers.loop import train_and_evaluate
+    from trainers.loop import CorruptState, train_and_evaluate
 
-    return train_and_evaluate(
-        task,
-        data,
-        encoder,
-        exp.train_for(task.name),
-        seed=seed,
-        max_length=exp.max_length_for(task.name),
-        state_dir=state_dir,
-        random_init=random_init,
-        cpu=exp.resources.gpu == 0,
-        progress_bar=False,  # inside Tune, its status table is the progress view
-        max_malformed=exp.data.max_malformed,
-        init_model=init_model,
-        blank_inputs=blank_inputs,
-    )
+    def attempt() -> Any:
+        return train_and_evaluate(
+            task,
+            data,
+            encoder,
+            exp.train_for(task.name),
+            seed=seed,
+            max_length=exp.max_length_for(task.name),
+            state_dir=state_dir,
+            random_init=random_init,
+            cpu=exp.resources.gpu == 0,
+            progress_bar=False,  # inside Tune, its status table is the progress view
+            max_malformed=exp.data.max_malformed,
+            init_model=init_model,
+            blank_inputs=blank_inputs,
+        )
+
+    try:
+        return attempt()
+    except CorruptState as err:  # every retry would fail alike: discard it, train from the start
+        discard_state(state_dir, err)
+        return attempt()
+
+
+DISCARDED_STATES = [0]  # corrupt training states discarded in this process (see discard_state)
+
+
+def discard_state(state_dir: Path, err: BaseException) -> None:
+    """Delete an unusable training state (logged, counted): the trial then trains from the start.
+
+    The loop keeps one save (state/ is swapped, not versioned), so there is no earlier good save
+    to fall back to. On object stores the mirror's next upload replaces the bad version."""
+    cause = f"{err}; {type(err.__cause__).__name__}" if err.__cause__ else str(err)
+    log.warning("%s (%s): discarded, training from the start", cause[:300], state_dir)
+    shutil.rmtree(state_dir, ignore_errors=True)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    DISCARDED_STATES[0] += 1
 
 
 def part_of(spec: TrialSpec, part: str) -> TrialSpec:
@@ -262,7 +286,7 @@ def _write_task_embedding(
     from trainers.heads.base import text_of
 
     path = f"task_embeddings/{task.name}.json"
-    if store.exists(f"{store.run}/{path}"):
+    if store.exists(store.path(path)):  # store_path: a task name cannot leave the run folder
         return
     examples = data.get("train", {}).get("en") or next(iter(data.get("test", {}).values()), [])
     texts = [text_of(e) for e in examples[:EMBEDDING_TEXTS]]
@@ -317,7 +341,10 @@ class TrainingState:
             self.path.mkdir(parents=True, exist_ok=True)
             from trainers.loop import saved_step  # the loop's own reading of its saves
 
-            self.resumed_from = saved_step(self.path)
+            try:
+                self.resumed_from = saved_step(self.path)
+            except (OSError, ValueError, TypeError):  # damaged progress.json: the loop discards it
+                self.resumed_from = 0
         return self
 
     def __exit__(self, *exc: object) -> None:
