@@ -7,6 +7,7 @@ the PNG figures and CSV tables into the run folder, through the same pyarrow fil
 from __future__ import annotations
 
 import base64
+import errno
 import html
 import io
 import logging
@@ -186,7 +187,29 @@ def write_report(
     written is the report swapped in (`install_report`). A full disk leaves the old report.
     Returns {name relative to the report folder: where it was written}, e.g. "report.html".
     """
-    analysis = analyse(load_run(run), backend, confounded)
+    loaded = load_run(run)
+    target = out or run
+    fs, base = open_run(target)
+    new = store_path(base, f".report-new-{uuid.uuid4().hex[:12]}")
+    try:  # before minutes of fitting: a folder we may not write fails now
+        fs.create_dir(new, recursive=True)
+    except OSError as err:
+        raise ReportNotWritten(_unwritable(base, err)) from None
+    _check_parts(fs, base, new)
+    try:
+        files = _report_files(analyse(loaded, backend, confounded))
+    except BaseException:
+        _remove(fs, new)
+        raise
+    install_report(fs, base, files, new)
+    shown = target.rstrip("/") if "://" in target else base
+    written = {name: f"{shown}/{name}" for name in files}
+    log.info("report of %s: %d files written to %s", run, len(written), shown)
+    return written
+
+
+def _report_files(analysis: Analysis) -> dict[str, bytes]:
+    """Every file of the report, by path relative to the report folder."""
     blocks = build_blocks(analysis)
     title = _title(analysis.run)
     files: dict[str, bytes] = {
@@ -209,13 +232,7 @@ def write_report(
     files.update({f"figures/{b.name}": b.png for b in blocks if b.kind == "figure"})
     files["report.md"] = render_markdown(blocks).encode()
     files["report.html"] = render_html(title, blocks).encode()
-    target = out or run
-    fs, base = open_run(target)
-    install_report(fs, base, files)
-    shown = target.rstrip("/") if "://" in target else base
-    written = {name: f"{shown}/{name}" for name in files}
-    log.info("report of %s: %d files written to %s", run, len(written), shown)
-    return written
+    return files
 
 
 REPORT_PARTS = ("report.md", "report.html", "tables", "figures")  # what a report replaces
@@ -225,21 +242,24 @@ class ReportNotWritten(OSError):
     """The report could not be written; the old one, if any, is untouched. One line."""
 
 
-def install_report(fs: Any, base: str, files: dict[str, bytes]) -> None:
+def _unwritable(base: str, err: OSError) -> str:
+    full = getattr(err, "errno", None) == errno.ENOSPC or "space" in str(err).lower()
+    cause = "the disk is full: free space" if full else "a store you may only read"
+    return (
+        f"cannot write the report into {base} ({_first(err)}); {cause}, "
+        "or write it elsewhere with --out DIR"
+    )
+
+
+def install_report(fs: Any, base: str, files: dict[str, bytes], new: str | None = None) -> None:
     """Write `files` (paths relative to `base`, under REPORT_PARTS) into `<base>/.report-new-<id>`,
     then swap each part in: the old part moves into `<base>/.report-old-<id>`, the new one takes
     its place, and the old is deleted last. Any failure before the swap leaves the old report
     whole; a failure during it moves the parts already swapped back."""
     tag = uuid.uuid4().hex[:12]
-    new, old = store_path(base, f".report-new-{tag}"), store_path(base, f".report-old-{tag}")
-    for part in REPORT_PARTS:  # a folder where a file belongs (or the reverse): refuse up front
-        kind = fs.get_file_info(store_path(base, part)).type
-        wanted = pafs.FileType.Directory if part in ("tables", "figures") else pafs.FileType.File
-        if kind not in (pafs.FileType.NotFound, wanted):
-            raise ReportNotWritten(
-                f"{base}/{part} is a {'folder' if kind == pafs.FileType.Directory else 'file'};"
-                " move it away, or write the report elsewhere with --out DIR"
-            )
+    new = new or store_path(base, f".report-new-{tag}")
+    old = store_path(base, f".report-old-{tag}")
+    _check_parts(fs, base, new)
     try:
         for name, data in files.items():
             path = store_path(new, name)
@@ -248,10 +268,7 @@ def install_report(fs: Any, base: str, files: dict[str, bytes]) -> None:
                 stream.write(data)
     except OSError as err:
         _remove(fs, new)
-        raise ReportNotWritten(
-            f"cannot write the report into {base} ({_first(err)}); the old report is untouched;"
-            " free space, or write it elsewhere with --out DIR"
-        ) from None
+        raise ReportNotWritten(f"{_unwritable(base, err)}; the old report is untouched") from None
     swapped: list[str] = []
     try:
         for part in REPORT_PARTS:
@@ -276,6 +293,19 @@ def install_report(fs: Any, base: str, files: dict[str, bytes]) -> None:
         ) from None
     _remove(fs, new)
     _remove(fs, old)
+
+
+def _check_parts(fs: Any, base: str, new: str) -> None:
+    """A folder where a report file belongs (or the reverse): refused before anything changes."""
+    for part in REPORT_PARTS:
+        kind = fs.get_file_info(store_path(base, part)).type
+        wanted = pafs.FileType.Directory if part in ("tables", "figures") else pafs.FileType.File
+        if kind not in (pafs.FileType.NotFound, wanted):
+            _remove(fs, new)
+            raise ReportNotWritten(
+                f"{base}/{part} is a {'folder' if kind == pafs.FileType.Directory else 'file'};"
+                " move it away, or write the report elsewhere with --out DIR"
+            )
 
 
 def _move(fs: Any, source: str, dest: str) -> None:

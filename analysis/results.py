@@ -172,11 +172,14 @@ def _list_files(fs: pafs.FileSystem, folder: str, problems: list[str]) -> list[p
     """Files directly in `folder` (none when it is absent). A local file whose name is not UTF-8
     (pyarrow cannot list such a folder) is named as a problem and skipped."""
     selector = pafs.FileSelector(folder, allow_not_found=True)
-    try:
-        return [i for i in fs.get_file_info(selector) if i.is_file]
+    try:  # pyarrow decodes a name when `.path` is read, not when listing
+        return [i for i in fs.get_file_info(selector) if i.is_file and i.path]
     except UnicodeDecodeError:
         if not isinstance(fs, pafs.LocalFileSystem):
-            raise
+            problems.append(
+                f"{folder.rsplit('/', 1)[-1]}: a file name is not UTF-8; folder skipped"
+            )
+            return []
     infos = []
     short = folder.rsplit("/", 1)[-1]
     for entry in os.scandir(os.fsencode(folder)):

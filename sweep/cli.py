@@ -114,6 +114,19 @@ def local_gpus() -> int:
     return torch.cuda.device_count()
 
 
+def _unexpected(command: str, err: Exception) -> NoReturn:
+    """One line and exit code 1 for an error no check names; ITX_DEBUG=1 re-raises it."""
+    if os.environ.get("ITX_DEBUG"):
+        raise err
+    from sweep.store import first_line
+
+    typer.echo(
+        f"error: itx {command} failed: {first_line(err)} (ITX_DEBUG=1 shows the traceback)",
+        err=True,
+    )
+    raise typer.Exit(code=1)
+
+
 def _fail(message: str) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code=2)
@@ -163,6 +176,8 @@ def status(
         _fail(first_line(str(err)))
     except OSError as err:
         _fail(f"{run_dir}: cannot read the run ({first_line(err)})")
+    except Exception as err:  # a damage no check foresaw: still one line, never a traceback
+        _unexpected("status", err)
     if not watch:
         Console().print(_status_table(run_dir, view))
         return
@@ -200,6 +215,10 @@ def _status_table(run_dir: str, view: RunView) -> RenderableType:
     lines.append(f"ETA: {eta}")
     lines.extend(f"[red]failed[/red] {label}: {error}" for label, error in view.failures.items())
     lines.extend(f"skipped {label}: {reason}" for label, reason in view.skipped.items())
+    if view.ignored:
+        lines.append(
+            f"ignored {len(view.ignored)} damaged record(s): {', '.join(view.ignored[:3])}"
+        )
     return Group(*lines)
 
 
@@ -232,5 +251,7 @@ def report(
             f"cannot write the report into {out or run_dir} ({str(err).splitlines()[0][:200]});"
             " a store you may only read: write it elsewhere with --out DIR"
         )
+    except Exception as err:  # a damage no check foresaw: still one line, never a traceback
+        _unexpected("report", err)
     for kind, path in written.items():
         typer.echo(f"{kind}: {path}")

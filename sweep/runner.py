@@ -214,6 +214,7 @@ class RunView:
     failures: dict[str, str]  # trial label -> first line of its last error
     skipped: dict[str, str]  # trial label -> reason
     eta_seconds: float | None  # None until a trial of this run has finished
+    ignored: list[str] = field(default_factory=list)  # damaged trial records, not counted
 
 
 def describe_run(store: ResultsStore) -> RunView:
@@ -224,7 +225,13 @@ def describe_run(store: ResultsStore) -> RunView:
     """
     manifest, specs = _read_plan(store)
     status = _status_of(store)
-    records = {k: r for k, r in store.read_records().items() if isinstance(r, dict)}
+    records = store.read_records()
+    ignored = [
+        f"trials/{k}.json (not a JSON object)"
+        for k, r in records.items()
+        if not isinstance(r, dict)
+    ]
+    records = {k: r for k, r in records.items() if isinstance(r, dict)}
     stages: dict[str, dict[str, int]] = {}
     per_node: dict[str, int] = {}
     failures: dict[str, str] = {}
@@ -260,7 +267,8 @@ def describe_run(store: ResultsStore) -> RunView:
             per_node[node] = per_node.get(node, 0) + 1
     concurrency = (manifest.get("config", {}).get("resources") or {}).get("max_concurrent_trials")
     concurrency = concurrency if isinstance(concurrency, int) and concurrency > 0 else 1
-    return RunView(stages, per_node, failures, skipped, _eta(durations, left, concurrency))
+    eta = _eta(durations, left, concurrency)
+    return RunView(stages, per_node, failures, skipped, eta, sorted(ignored))
 
 
 class RunDamaged(ValueError):

@@ -256,14 +256,22 @@ class ResultsStore:
         local.mkdir(parents=True)
         if not self.exists(latest):
             return 0
-        version = self.read_bytes(latest).decode(errors="replace").strip()
+        version = self.read_bytes(latest)[:64].decode(errors="replace").strip()
+        try:
+            step = int(version.removeprefix("v"))
+            source = store_path(self.state_root(spec), version)  # a forged LATEST stays inside
+        except ValueError:
+            log.warning(
+                "trial %s: LATEST %r names no state version; from the start", spec.key, version
+            )
+            return 0
         pafs.copy_files(
-            store_path(self.state_root(spec), version),  # a forged LATEST cannot leave the root
+            source,
             str(local),
             source_filesystem=self.fs,
             destination_filesystem=pafs.LocalFileSystem(),
         )
-        return int(version.removeprefix("v"))
+        return step
 
     # ---- per-trial records (what `itx status` reads) -------------------------------------------
     def write_record(self, key: str, record: dict[str, Any]) -> None:
