@@ -271,19 +271,21 @@ def install_report(fs: Any, base: str, files: dict[str, bytes], new: str | None 
         raise ReportNotWritten(f"{_unwritable(base, err)}; the old report is untouched") from None
     swapped: list[str] = []
     try:
-        for part in REPORT_PARTS:
-            if fs.get_file_info(store_path(new, part)).type == pafs.FileType.NotFound:
-                continue
+        for part in REPORT_PARTS:  # a part the new report lacks goes too: nothing stale stays
+            swapped.append(part)
             if fs.get_file_info(store_path(base, part)).type != pafs.FileType.NotFound:
                 fs.create_dir(old, recursive=True)
                 _move(fs, store_path(base, part), store_path(old, part))
-            swapped.append(part)
-            _move(fs, store_path(new, part), store_path(base, part))
+            if fs.get_file_info(store_path(new, part)).type != pafs.FileType.NotFound:
+                _move(fs, store_path(new, part), store_path(base, part))
     except OSError as err:
         for part in reversed(swapped):  # put the old report back as it was
             try:
-                if fs.get_file_info(store_path(old, part)).type != pafs.FileType.NotFound:
+                moved_in = fs.get_file_info(store_path(new, part)).type == pafs.FileType.NotFound
+                had_old = fs.get_file_info(store_path(old, part)).type != pafs.FileType.NotFound
+                if moved_in or had_old:
                     _remove(fs, store_path(base, part))
+                if had_old:
                     _move(fs, store_path(old, part), store_path(base, part))
             except OSError as undo:
                 log.warning("report: could not restore %s: %s", part, _first(undo))

@@ -103,9 +103,7 @@ def load_run(run: str) -> Run:
     if manifest is None:
         problems.append("manifest.json is missing; every result file is used, trial counts unknown")
     status = _clean_status(status, problems)
-    rows = _read_results(fs, results_dir, problems)
-    if manifest is not None:
-        rows = _planned_only(rows, manifest, problems)
+    rows = _read_results(fs, results_dir, problems, manifest)
     embeddings = _read_embeddings(fs, f"{base}/task_embeddings", problems)
     for problem in problems:
         log.warning("%s: %s", run, problem)
@@ -251,7 +249,9 @@ def _clean_status(status: Any, problems: list[str]) -> dict[str, dict[str, str]]
     return clean
 
 
-def _read_results(fs: pafs.FileSystem, results_dir: str, problems: list[str]) -> pd.DataFrame:
+def _read_results(
+    fs: pafs.FileSystem, results_dir: str, problems: list[str], manifest: dict | None = None
+) -> pd.DataFrame:
     # Writers leave `.tmp-*` files while renaming; only finished `.parquet` files are results.
     every = _list_files(fs, results_dir, problems)
     infos = sorted((i for i in every if i.path.endswith(".parquet")), key=lambda i: i.path)
@@ -268,6 +268,8 @@ def _read_results(fs: pafs.FileSystem, results_dir: str, problems: list[str]) ->
     for column, dtype in ROW_DTYPES.items():
         if dtype == "object":  # None for nulls, whatever string dtype pandas would pick
             rows[column] = rows[column].astype(object).where(rows[column].notna(), None)
+    if manifest is not None:  # before duplicates: a stale row must not shadow a planned one
+        rows = _planned_only(rows, manifest, problems)
     duplicated = rows.duplicated(list(ROW_IDENTITY), keep="first")
     if duplicated.any():
         keys = sorted(rows.loc[duplicated, "trial_key"].astype(str).unique())

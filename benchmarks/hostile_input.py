@@ -67,7 +67,8 @@ def run_case(case: Case, checkout: Path, timeout: float) -> dict[str, object]:
     seconds = time.perf_counter() - started
     data = out.read_bytes()
     lines = [line for line in data.decode(errors="replace").splitlines() if line.strip()]
-    first = next((line for line in lines if "error" in line.lower()), lines[0] if lines else "")
+    # the line a user reads: our one-line error, else the end of a traceback (the exception)
+    first = next((line for line in lines if line.startswith("error:")), lines[-1] if lines else "")
     escaped = (tmp / "escaped").exists() or Path("/escaped").exists()
     if not os.environ.get("ITX_KEEP"):
         subprocess.run(["rm", "-rf", str(tmp)], check=False)

@@ -49,6 +49,13 @@ class DataSizes(BaseModel):
     # per-source overrides of trainers/sources.yaml: a mirror, a revision or local files
     sources: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
+    @field_validator("sources")
+    @classmethod
+    def _source_names(cls, sources: Any) -> Any:
+        for name in sources if isinstance(sources, dict) else ():
+            check_name(name)  # a source name may name a cache folder
+        return sources
+
     @model_validator(mode="after")
     def _sizes(self) -> DataSizes:
         if self.source == "synthetic":
@@ -191,15 +198,6 @@ class Experiment(BaseModel):
     @classmethod
     def _storage(cls, storage: str) -> str:
         return check_storage(storage)
-
-    @model_validator(mode="after")
-    def _source_names(self) -> Experiment:
-        for name in getattr(self.data, "sources", None) or {}:
-            try:
-                check_name(name)
-            except ValueError as err:
-                raise ValueError(f"data.sources: {err}") from None
-        return self
 
     @field_validator("intermediates", "targets", "languages", "seeds")
     @classmethod

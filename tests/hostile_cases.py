@@ -53,6 +53,7 @@ class Case:
     build: Callable[[Path], list[str]]  # writes files under the folder, returns itx arguments
     heavy: bool = False  # may start Ray in a checkout without the check (benchmark only)
     as_nobody: bool = False  # needs a user that root's permissions do not override
+    refused: bool = True  # one line, exit 2; else served, naming what was ignored (exit 0)
 
 
 def _config(tmp: Path, name: str = "c.yaml", **changes: object) -> Path:
@@ -358,16 +359,18 @@ CASES: tuple[Case, ...] = (
             )
         ),
     ),
-    Case("status: trial record is a list", 5, _status(lambda r: _record(r, [1, 2]))),
+    Case("status: trial record is a list", 5, _status(lambda r: _record(r, [1, 2])), refused=False),
     Case(
         'status: "started": "yesterday"',
         5,
         _status(lambda r: _record(r, {"state": "running", "started": "yesterday"})),
+        refused=False,
     ),
     Case(
         "status: state done without seconds",
         5,
         _status(lambda r: _record(r, {"state": "done"})),
+        refused=False,
     ),
     Case(
         "report: trials null",
@@ -381,15 +384,15 @@ CASES: tuple[Case, ...] = (
     ),
     Case("report: results/ is a file", 5, _report(_results_file)),
     Case("report: non-UTF-8 file name", 5, _report(_bad_name)),
-    Case("report: non-numeric task embedding", 5, _report(_embedding)),
+    Case("report: non-numeric task embedding", 5, _report(_embedding), refused=False),
     Case("report: read-only run folder", 5, _report(_read_only), as_nobody=True),
     Case(
         "report: report.html is a folder",
         5,
         _report(lambda r: (r / "report.html").mkdir()),
     ),
-    Case("report: a value of inf", 5, _report(_inf_value)),
-    Case("report: forged 0000000000000000.parquet", 2, _report(_forged)),
+    Case("report: a value of inf", 5, _report(_inf_value), refused=False),
+    Case("report: forged 0000000000000000.parquet", 2, _report(_forged), refused=False),
     Case("run: config changed under the same name", 2, _changed_config),
     Case("run: another itx run holds the run", 7, _leased, heavy=True),
 )
