@@ -120,17 +120,23 @@ def main() -> None:
     parser.add_argument("--checkout", type=Path, default=ROOT, help="the itx tree to attack")
     parser.add_argument("--timeout", type=float, default=60.0)
     parser.add_argument("--heavy", action="store_true", help="also the cases that may start Ray")
+    parser.add_argument("--heavy-only", action="store_true", help="only those")
     parser.add_argument("--only", default="", help="run the cases whose name contains this")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--compare", nargs=2, type=Path, metavar=("BEFORE", "AFTER"))
     args = parser.parse_args()
-    if args.compare:
-        before, after = (json.loads(p.read_text()) for p in args.compare)
+    if args.compare:  # several JSON files per side may be joined with commas
+        before, after = (
+            [r for part in str(p).split(",") for r in json.loads(Path(part).read_text())]
+            for p in args.compare
+        )
         sys.stdout.write(table(after, before) + "\n")
         return
     results = []
     for case in CASES:
-        if (case.heavy and not args.heavy) or args.only not in case.name:
+        if (case.heavy and not (args.heavy or args.heavy_only)) or args.only not in case.name:
+            continue
+        if args.heavy_only and not case.heavy:
             continue
         result = run_case(case, args.checkout.resolve(), args.timeout)
         sys.stderr.write(f"{result}\n")

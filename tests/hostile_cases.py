@@ -76,15 +76,15 @@ def _text(tmp: Path, text: str, name: str = "c.yaml") -> Path:
 
 
 def _bomb(levels: int, where: str) -> str:
-    """A billion-laughs document: level i lists level i-1 nine times."""
+    """A billion-laughs document: level i lists level i-1 nine times (about 1 KB of YAML)."""
     lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
     lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, levels + 1)]
     base = yaml.safe_dump(TINY, sort_keys=False)
-    if where == "seeds":
-        base = base.replace("seeds:\n- 0\n", f"seeds: *a{levels}\n")
-    else:
-        base = base.replace("data:\n", f"data:\n  sources: {{mnli: {{x: *a{levels}}}}}\n", 1)
-    return "\n".join(lines) + "\n" + base
+    if where == "seeds":  # anchors as top-level keys: the first error is seeds.0, quoted
+        return "\n".join(lines) + "\n" + base.replace("seeds:\n- 0\n", f"seeds: *a{levels}\n")
+    # data.sources takes any mapping per source: the whole expansion is kept, then hashed
+    body = "".join(f"      {line}\n" for line in lines)
+    return base.replace("data:\n", f"data:\n  sources:\n    mnli:\n{body}", 1)
 
 
 # ---- runs for status and report --------------------------------------------------------------
@@ -145,12 +145,14 @@ def _record(run: Path, payload: object) -> None:
     (run / "trials" / f"{key}.json").write_text(json.dumps(payload))
 
 
-def _first_result(run: Path) -> Path:
-    return sorted((run / "results").glob("*.parquet"))[0]
-
-
 def _inf_value(run: Path) -> None:
-    path = _first_result(run)
+    """One target score of an intermediate is inf: its gain, and the mixed model's input, too."""
+    path = next(
+        p
+        for p in sorted((run / "results").glob("*.parquet"))
+        if pd.read_parquet(p)[["kind", "intermediate"]].iloc[0].tolist()[0] == "target"
+        and pd.read_parquet(p)["intermediate"].iloc[0] not in ("none", "scratch")
+    )
     rows = pd.read_parquet(path)
     rows.loc[0, "value"] = float("inf")
     rows.to_parquet(path, index=False)
@@ -301,7 +303,10 @@ CASES: tuple[Case, ...] = (
     Case(
         "20 MB config",
         3,
-        lambda t: ["plan", str(_text(t, yaml.safe_dump({**TINY, "name": "x" * 20_000_000})))],
+        lambda t: [
+            "plan",
+            str(_text(t, yaml.safe_dump(TINY).replace("name: tiny", "name: " + "x" * 20_000_000))),
+        ],
     ),
     Case("world.seed -1", 4, lambda t: ["plan", str(_config(t, world__seed=-1))]),
     Case("world.seed 10**32", 4, lambda t: ["plan", str(_config(t, world__seed=10**32))]),
@@ -336,6 +341,7 @@ CASES: tuple[Case, ...] = (
         "status: no config.resources",
         5,
         _status(lambda r: _edit_manifest(r, lambda m: m["config"].pop("resources"))),
+        refused=False,
     ),
     Case(
         "status: trial of unknown kind",
@@ -383,7 +389,7 @@ CASES: tuple[Case, ...] = (
         _report(lambda r: _edit_manifest(r, lambda m: m.update(config="oops"))),
     ),
     Case("report: results/ is a file", 5, _report(_results_file)),
-    Case("report: non-UTF-8 file name", 5, _report(_bad_name)),
+    Case("report: non-UTF-8 file name", 5, _report(_bad_name), refused=False),
     Case("report: non-numeric task embedding", 5, _report(_embedding), refused=False),
     Case("report: read-only run folder", 5, _report(_read_only), as_nobody=True),
     Case(
