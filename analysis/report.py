@@ -279,6 +279,7 @@ def install_report(fs: Any, base: str, files: dict[str, bytes], new: str | None 
             if fs.get_file_info(store_path(new, part)).type != pafs.FileType.NotFound:
                 _move(fs, store_path(new, part), store_path(base, part))
     except OSError as err:
+        restored = True
         for part in reversed(swapped):  # put the old report back as it was
             try:
                 moved_in = fs.get_file_info(store_path(new, part)).type == pafs.FileType.NotFound
@@ -288,8 +289,11 @@ def install_report(fs: Any, base: str, files: dict[str, bytes], new: str | None 
                 if had_old:
                     _move(fs, store_path(old, part), store_path(base, part))
             except OSError as undo:
-                log.warning("report: could not restore %s: %s", part, _first(undo))
+                restored = False  # the old part stays in `old`, named in the log
+                log.warning("report: could not restore %s from %s: %s", part, old, _first(undo))
         _remove(fs, new)
+        if restored:
+            _remove(fs, old)
         raise ReportNotWritten(
             f"cannot swap the new report into {base} ({_first(err)}); the old one was restored"
         ) from None

@@ -360,6 +360,38 @@ def test_a_full_disk_leaves_the_old_report_whole(sim_run):
     COUNTS["storage failures tried"] += 2
 
 
+class MoveFailsAfter:
+    """A filesystem whose `n`th rename fails (a mount lost in the middle of the swap)."""
+
+    def __init__(self, fs, n):
+        self.fs, self.n, self.moves = fs, n, 0
+
+    def __getattr__(self, name):
+        return getattr(self.fs, name)
+
+    def move(self, source, dest):
+        self.moves += 1
+        if self.moves == self.n:
+            raise OSError(errno.EIO, "Input/output error", source)
+        return self.fs.move(source, dest)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5])
+def test_a_failure_in_the_middle_of_the_swap_restores_the_old_report(tmp_path, n):
+    import pyarrow.fs as pafs
+
+    local = pafs.LocalFileSystem()
+    old = {"report.md": b"old", "report.html": b"old", "tables/gains.csv": b"old"}
+    install_report(local, str(tmp_path), old)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    new = {**{k: b"new" for k in old}, "figures/gain_heatmap.png": b"new"}
+    with pytest.raises(ReportNotWritten, match="the old one was restored"):
+        install_report(MoveFailsAfter(local, n), str(tmp_path), new)
+    after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert after == before and not list(tmp_path.glob(".report-*"))
+    COUNTS["storage failures tried"] += 1
+
+
 # ---- damaged saves and markers -------------------------------------------------------------------
 def test_done_without_rows_is_not_done(tmp_path):
     store = ResultsStore(str(tmp_path), "run")
