@@ -125,11 +125,19 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--compare", nargs=2, type=Path, metavar=("BEFORE", "AFTER"))
     args = parser.parse_args()
-    if args.compare:  # several JSON files per side may be joined with commas
+    if args.compare:  # several JSON files per side may be joined with commas; later ones win
         before, after = (
-            [r for part in str(p).split(",") for r in json.loads(Path(part).read_text())]
+            list(
+                {
+                    r["case"]: r
+                    for part in str(p).split(",")
+                    for r in json.loads(Path(part).read_text())
+                }.values()
+            )
             for p in args.compare
         )
+        order = {c.name: i for i, c in enumerate(CASES)}
+        after.sort(key=lambda r: order.get(r["case"], len(order)))
         sys.stdout.write(table(after, before) + "\n")
         return
     results = []
