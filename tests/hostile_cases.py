@@ -211,6 +211,19 @@ def _changed_config(tmp: Path) -> list[str]:
     return ["run", str(_config(tmp, train__lr=0.003))]
 
 
+def _read_only_mid_run(tmp: Path, delay: float = 40.0) -> list[str]:
+    """`itx run` as `nobody` on a store that a timer makes read-only `delay` seconds in."""
+    import subprocess
+
+    config = _config(tmp)
+    (tmp / "runs").mkdir()
+    subprocess.run(["chown", "-R", "65534:65534", str(tmp)], check=True)
+    subprocess.Popen(
+        ["sh", "-c", f"sleep {delay}; chmod -R a-w {tmp / 'runs'}"], start_new_session=True
+    )
+    return ["run", str(config)]
+
+
 def _fifo(tmp: Path) -> list[str]:
     os.mkfifo(tmp / "fifo.yaml")
     return ["plan", str(tmp / "fifo.yaml")]
@@ -401,4 +414,12 @@ CASES: tuple[Case, ...] = (
     Case("report: forged 0000000000000000.parquet", 2, _report(_forged), refused=False),
     Case("run: config changed under the same name", 2, _changed_config),
     Case("run: another itx run holds the run", 7, _leased, heavy=True),
+    Case(
+        "run: storage turns read-only mid-run",
+        9,
+        _read_only_mid_run,
+        heavy=True,
+        as_nobody=True,
+        refused=False,
+    ),
 )
