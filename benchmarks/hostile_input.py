@@ -9,13 +9,15 @@ lines and bytes of output and wall time, against any checkout.
 The cases live in tests/hostile_cases.py (tests/test_hostile.py asserts them in-process). Each
 runs in a fresh folder as a subprocess with PYTHONPATH=<checkout>, killed with its process group
 after --timeout seconds ("timeout" in the table). `--heavy` adds the cases that start Ray (and
-train a seconds-scale sweep) in a checkout that lets them through. Read-only cases run as
-`nobody` (root ignores file modes).
+train a seconds-scale sweep) in a checkout that lets them through; the mid-run storage failures
+among them mount a bind mount remounted read-only, or a 1 MB tmpfs, so they need root. A
+read-only run folder is reported as `nobody` (root ignores file modes).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -70,6 +72,12 @@ def run_case(case: Case, checkout: Path, timeout: float) -> dict[str, object]:
     # the line a user reads: our one-line error, else the end of a traceback (the exception)
     first = next((line for line in lines if line.startswith("error:")), lines[-1] if lines else "")
     escaped = (tmp / "escaped").exists() or Path("/escaped").exists()
+    if (tmp / ".kill").exists():  # a case's own timer
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int((tmp / ".kill").read_text()), signal.SIGKILL)
+    if (tmp / ".umount").exists():  # mounts a case made (root only)
+        for mount in reversed((tmp / ".umount").read_text().split()):
+            subprocess.run(["umount", "-l", mount], check=False)
     if not os.environ.get("ITX_KEEP"):
         subprocess.run(["rm", "-rf", str(tmp)], check=False)
     else:

@@ -114,6 +114,15 @@ def local_gpus() -> int:
     return torch.cuda.device_count()
 
 
+def _answers(location: str) -> None:
+    """The storage of `location` answers one call in bounded time (else NoAnswer, one line)."""
+    from analysis.results import open_run
+    from trainers.paths import FIRST_ANSWER_SECONDS, within
+
+    fs, base = open_run(location)
+    within(FIRST_ANSWER_SECONDS, location, lambda: fs.get_file_info(base))
+
+
 def _unexpected(command: str, err: Exception) -> NoReturn:
     """One line and exit code 1 for an error no check names; ITX_DEBUG=1 re-raises it."""
     if os.environ.get("ITX_DEBUG"):
@@ -167,11 +176,12 @@ def status(
 
     from sweep.runner import describe_run
     from sweep.store import ResultsStore, StorageError, first_line
+    from trainers.paths import FIRST_ANSWER_SECONDS, within
 
     root, _, name = run_dir.rstrip("/").rpartition("/")
     try:
         store = ResultsStore(root or ".", name)
-        view = describe_run(store)
+        view = within(FIRST_ANSWER_SECONDS * 2, run_dir, lambda: describe_run(store))
     except (FileNotFoundError, StorageError, ValueError) as err:  # RunDamaged is a ValueError
         _fail(first_line(str(err)))
     except OSError as err:
@@ -239,12 +249,16 @@ def report(
     Atomic: all files are written to a temporary folder first, then swapped in."""
     from analysis.report import ReportNotWritten, write_report
     from analysis.results import RunError
+    from trainers.paths import NoAnswer
 
     if backend not in (None, "statsmodels", "lme4"):
         _fail(f"--backend: unknown backend {backend!r}; allowed: statsmodels, lme4")
     try:
+        _answers(run_dir)
+        if out:
+            _answers(out)
         written = write_report(run_dir, backend, out=out)
-    except (FileNotFoundError, RunError, ReportNotWritten) as err:
+    except (FileNotFoundError, RunError, ReportNotWritten, NoAnswer) as err:
         _fail(str(err).splitlines()[0][:500] if str(err) else type(err).__name__)
     except OSError as err:  # a read-only run folder: creating the temporary folder fails
         _fail(

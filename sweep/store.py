@@ -29,7 +29,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from sweep.plan import TrialSpec
-from trainers.paths import check_name, open_storage, store_path
+from trainers.paths import FIRST_ANSWER_SECONDS, check_name, open_storage, store_path, within
 
 log = logging.getLogger(__name__)
 
@@ -119,11 +119,15 @@ class ResultsStore:
     def check_writable(self) -> None:
         """Write, read back and delete a probe under the run folder; StorageError if any fails."""
         probe = store_path(self.run, f".probe-{uuid.uuid4().hex}")
-        try:
+
+        def write_read_delete() -> None:
             self.write_bytes(probe, b"probe")
             if self.read_bytes(probe) != b"probe":
                 raise OSError("a written probe file read back different bytes")
             self.fs.delete_file(probe)
+
+        try:  # bounded: offline, some object-store calls retry for minutes
+            within(FIRST_ANSWER_SECONDS, f"storage {self.uri!r}", write_read_delete)
         except OSError as err:
             raise StorageError(f"storage {self.uri!r} is not writable: {first_line(err)}") from None
 

@@ -211,17 +211,35 @@ def _changed_config(tmp: Path) -> list[str]:
     return ["run", str(_config(tmp, train__lr=0.003))]
 
 
-def _read_only_mid_run(tmp: Path, delay: float = 40.0) -> list[str]:
-    """`itx run` as `nobody` on a store that a timer makes read-only `delay` seconds in."""
+def _mounted(tmp: Path, *mount: str) -> Path:
+    """`tmp/runs` as a mount (root only); the harness unmounts what `.umount` lists."""
     import subprocess
 
-    config = _config(tmp)
-    (tmp / "runs").mkdir()
-    subprocess.run(["chown", "-R", "65534:65534", str(tmp)], check=True)
-    subprocess.Popen(
-        ["sh", "-c", f"sleep {delay}; chmod -R a-w {tmp / 'runs'}"], start_new_session=True
+    runs = tmp / "runs"
+    runs.mkdir()
+    subprocess.run(["mount", *mount, str(runs)], check=True)
+    with (tmp / ".umount").open("a") as listing:
+        listing.write(f"{runs}\n")
+    return runs
+
+
+def _read_only_mid_run(tmp: Path, delay: float = 25.0) -> list[str]:
+    """`itx run` on a store that turns read-only `delay` seconds in (a bind mount, remounted)."""
+    import subprocess
+
+    (tmp / "store").mkdir()
+    runs = _mounted(tmp, "--bind", str(tmp / "store"))
+    timer = subprocess.Popen(
+        ["sh", "-c", f"sleep {delay}; mount -o remount,ro,bind {runs}"], start_new_session=True
     )
-    return ["run", str(config)]
+    (tmp / ".kill").write_text(str(timer.pid))
+    return ["run", str(_config(tmp))]
+
+
+def _full_disk(tmp: Path) -> list[str]:
+    """`itx run` on a 1 MB file system: the disk fills during the sweep."""
+    _mounted(tmp, "-t", "tmpfs", "-o", "size=1m", "tmpfs")
+    return ["run", str(_config(tmp))]
 
 
 def _fifo(tmp: Path) -> list[str]:
@@ -412,14 +430,8 @@ CASES: tuple[Case, ...] = (
     ),
     Case("report: a value of inf", 5, _report(_inf_value), refused=False),
     Case("report: forged 0000000000000000.parquet", 2, _report(_forged), refused=False),
-    Case("run: config changed under the same name", 2, _changed_config),
+    Case("run: config changed under the same name", 2, _changed_config, heavy=True),
     Case("run: another itx run holds the run", 7, _leased, heavy=True),
-    Case(
-        "run: storage turns read-only mid-run",
-        9,
-        _read_only_mid_run,
-        heavy=True,
-        as_nobody=True,
-        refused=False,
-    ),
+    Case("run: storage turns read-only mid-run", 9, _read_only_mid_run, heavy=True, refused=False),
+    Case("run: the disk fills mid-run", 9, _full_disk, heavy=True, refused=False),
 )

@@ -8,7 +8,9 @@ all use it: `sweep` and `analysis` both import `trainers`, never each other.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
@@ -26,6 +28,36 @@ ALLOWED_STORAGE = "a folder, file:///path, s3://bucket/path or gs://bucket/path"
 # Google Cloud Storage retries a failing call for 15 minutes by default: offline, `itx` would
 # look hung. Bounded here unless the URI sets it (gs://bucket/root?retry_limit_seconds=60).
 GCS_RETRY_LIMIT_SECONDS = 15
+# Some calls ignore that limit (GCS create_dir offline: minutes): the first access of a command
+# waits this long at most, then the command says the storage does not answer.
+FIRST_ANSWER_SECONDS = 30.0
+
+T = TypeVar("T")
+
+
+class NoAnswer(OSError):
+    """The storage did not answer in time; the message is one line."""
+
+
+def within(seconds: float, what: str, call: Callable[[], T]) -> T:
+    """`call()`, or NoAnswer if it has not returned after `seconds` (it then runs on in a daemon
+    thread that the process abandons at exit: pyarrow offers no way to cancel a call)."""
+    box: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = call()
+        except BaseException as err:  # re-raised in the caller's thread
+            box["error"] = err
+
+    worker = threading.Thread(target=target, daemon=True, name="itx-storage-probe")
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise NoAnswer(f"{what}: no answer within {seconds:.0f} s (offline, or a wrong endpoint?)")
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["value"]  # type: ignore[return-value]
 
 
 def excerpt(value: object, limit: int = 60) -> str:
