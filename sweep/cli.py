@@ -67,9 +67,14 @@ def run(
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(code=2) from None
     except Exception as err:  # mid-run: a full disk, storage made read-only, a lost cluster
+        cause = first_line(err)
+        try:  # Tune's own error hides the cause when its storage went away: name it
+            store.check_writable()
+        except StorageError as storage:
+            cause = str(storage)
         typer.echo(
             f"error: sweep {exp.name} stopped after {time.perf_counter() - started:.0f} s: "
-            f"{first_line(err)}; finished trials are kept (DONE markers), unfinished ones resume"
+            f"{cause}; finished trials are kept (DONE markers), unfinished ones resume"
             f" from their last save: fix the cause and rerun `itx run {config}`",
             err=True,
         )
