@@ -54,6 +54,7 @@ class Case:
     heavy: bool = False  # may start Ray in a checkout without the check (benchmark only)
     as_nobody: bool = False  # needs a user that root's permissions do not override
     refused: bool = True  # one line, exit 2; else served, naming what was ignored (exit 0)
+    mid_run: bool = False  # storage fails after the sweep started: one summary line, exit 1
 
 
 def _config(tmp: Path, name: str = "c.yaml", **changes: object) -> Path:
@@ -432,6 +433,6 @@ CASES: tuple[Case, ...] = (
     Case("report: forged 0000000000000000.parquet", 2, _report(_forged), refused=False),
     Case("run: config changed under the same name", 2, _changed_config, heavy=True),
     Case("run: another itx run holds the run", 7, _leased, heavy=True),
-    Case("run: storage turns read-only mid-run", 9, _read_only_mid_run, heavy=True, refused=False),
-    Case("run: the disk fills mid-run", 9, _full_disk, heavy=True, refused=False),
+    Case("run: storage turns read-only mid-run", 9, _read_only_mid_run, heavy=True, mid_run=True),
+    Case("run: the disk fills mid-run", 9, _full_disk, heavy=True, mid_run=True),
 )

@@ -7,11 +7,13 @@ ones as subprocesses against any checkout (the before/after table in RELIABILITY
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -36,7 +38,8 @@ from tests.hostile_cases import CASES, TINY, report_run, status_run
 from trainers.paths import check_name, check_storage, open_storage, store_path
 
 # gs:// offline waits out its bounded retries (15 s): shown by benchmarks/hostile_input.py --heavy
-IN_PROCESS = [c for c in CASES if not c.as_nobody and "gs://" not in c.name]
+IN_PROCESS = [c for c in CASES if not (c.as_nobody or c.mid_run) and "gs://" not in c.name]
+MID_RUN = [c for c in CASES if c.mid_run]
 
 
 def invoke(args: list[str]) -> tuple[int, list[str], float]:
@@ -64,6 +67,31 @@ def test_attack(case, tmp_path, monkeypatch):
         assert not any("Traceback" in line for line in lines)
         COUNTS["damaged inputs served around"] += 1
     assert seconds < 60
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", MID_RUN, ids=[c.name for c in MID_RUN])
+def test_storage_failing_mid_run_gives_one_summary_line(case, tmp_path, monkeypatch):
+    """A real sweep whose store turns read-only, or whose 1 MB disk fills, while it runs."""
+    if os.geteuid() != 0:
+        pytest.skip("the read-only remount and the tmpfs need root")
+    monkeypatch.chdir(tmp_path)
+    try:
+        code, lines, _ = invoke(case.build(tmp_path))
+    finally:
+        if (tmp_path / ".kill").exists():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int((tmp_path / ".kill").read_text()), signal.SIGKILL)
+        for mount in (tmp_path / ".umount").read_text().split():
+            subprocess.run(["umount", "-l", mount], check=False)
+    # Ray's log of each failed trial (with the worker's traceback) comes first, as in any run
+    # where trials fail; the driver's own output is one summary line, last, never a traceback
+    errors = [line for line in lines if line.startswith("error:")]
+    assert code == 1 and len(errors) == 1 and lines[-1] == errors[0], lines[-3:]
+    assert errors[0].startswith("error: sweep tiny stopped after ")
+    assert "is not writable" in errors[0] and "rerun `itx run" in errors[0]
+    assert not any("Traceback" in line and "─" in line for line in lines)  # typer's, the driver's
+    COUNTS["storage failures tried"] += 1
 
 
 def test_report_from_a_read_only_run_folder():
