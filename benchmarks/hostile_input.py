@@ -69,8 +69,13 @@ def run_case(case: Case, checkout: Path, timeout: float) -> dict[str, object]:
     seconds = time.perf_counter() - started
     data = out.read_bytes()
     lines = [line for line in data.decode(errors="replace").splitlines() if line.strip()]
-    # the line a user reads: our one-line error, else the end of a traceback (the exception)
-    first = next((line for line in lines if line.startswith("error:")), lines[-1] if lines else "")
+    # the line a user reads: our one-line error, else what was ignored, else the last line (the
+    # exception of a traceback)
+    first = next(
+        (line for line in lines if line.startswith("error:")),
+        next((line for line in lines if "ignored" in line or "skipped" in line), None)
+        or (lines[-1] if lines else ""),
+    )
     escaped = (tmp / "escaped").exists() or Path("/escaped").exists()
     if (tmp / ".kill").exists():  # a case's own timer
         with contextlib.suppress(ProcessLookupError, ValueError):
