@@ -11,10 +11,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from sweep.config import Experiment
+from sweep.schema import BASELINE, SCRATCH
 from trainers.settings import pretrain_key
-
-BASELINE = "none"  # the pretrained encoder with no intermediate training
-SCRATCH = "scratch"  # a random encoder: the no-pretraining control
 
 
 class TrialSpec(BaseModel):

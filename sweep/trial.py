@@ -20,7 +20,15 @@ import numpy as np
 import pandas as pd
 
 from sweep.config import Experiment
-from sweep.plan import BASELINE, SCRATCH, TrialSpec
+from sweep.plan import TrialSpec
+from sweep.schema import (
+    BASELINE,
+    FIT_COLUMNS,
+    OPTIONAL_COLUMNS,
+    ROW_COLUMNS,
+    ROW_DTYPES,
+    SCRATCH,
+)
 from sweep.store import ResultsStore
 from trainers.mixing import mix
 from trainers.tasks import Task
@@ -56,9 +64,9 @@ def execute(
         _pretrain(spec, exp, store, threads)
         return pd.DataFrame()
     discarded = DISCARDED_STATES[0]
-    rows = _fine_tune(spec, exp, store, info)
+    rows, fits = _fine_tune(spec, exp, store, info)
     info["discarded_states"] = DISCARDED_STATES[0] - discarded
-    store.write_rows(spec, rows)
+    store.write_rows(spec, rows, fits)
     for part in (spec, *parts_of(spec, exp)):  # resume state is only needed until DONE
         store.delete_dir(store.scratch(part))
     return rows
@@ -118,45 +126,51 @@ def load_data(
 
 def _fine_tune(
     spec: TrialSpec, exp: Experiment, store: ResultsStore, info: dict[str, Any]
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train the trial (its earlier stages, itself, its null model), each fine-tune checked by
+    trainers.health and restarted under `exp.health`; returns its rows and its fits."""
     from trainers.encoder import save_encoder
     from trainers.heads import encoder_of
 
     assert spec.parent is not None and spec.seed is not None  # guaranteed by build_plan
     parent_kind = "intermediate" if spec.kind == "target" and _has_encoder(spec) else "pretrain"
+    if parent_kind == "intermediate":
+        why = _unhealthy_parent(spec, exp, store)
+        if why:  # never trained on a broken encoder: skipped, and said so in its fits
+            log.warning("trial %s skipped: %s", spec.label, why)
+            return _rows_of_nothing(), _fits(spec, [_skipped_fit(why)])
     encoder = store.local_dir(store.artifact_of(parent_kind, spec.parent))
     task = exp.task(spec.intermediate if spec.kind == "intermediate" else spec.target_task)
     languages = exp.languages_of(task) if spec.kind == "target" else ()
     scratch = spec.intermediate == SCRATCH
     extra: dict[str, float] = {}
-    with TrainingState(spec, store) as state:
-        info["resumed_from_step"] = state.resumed_from
-        if state.resumed_from:
-            log.info("trial %s resumes from step %d", spec.key, state.resumed_from)
-        model = None
-        for i, name in enumerate(task.before):  # earlier stages (XCOPA: SIQA), own state
-            stage, stage_data = load_data(exp, exp.task(name), spec.seed, ())
-            with TrainingState(part_of(spec, f"stage-{i}"), store, final_push=True) as stage_state:
-                stage_outcome = _train(
-                    exp,
-                    stage,
-                    stage_data,
-                    encoder,
-                    stage_state.path,
-                    spec.seed,
-                    scratch and i == 0,
-                    model,
-                )
-            model = stage_outcome.model
-        task, data = load_data(exp, task, spec.seed, languages)
-        outcome = _train(
-            exp, task, data, encoder, state.path, spec.seed, scratch and model is None, model
+    fits: list[dict[str, Any]] = []
+    model = None
+    for i, name in enumerate(task.before):  # earlier stages (XCOPA: SIQA), own state
+        stage, stage_data = load_data(exp, exp.task(name), spec.seed, ())
+        stage_outcome = _checked(
+            exp,
+            spec,
+            store,
+            f"stage-{i}",
+            stage,
+            stage_data,
+            encoder,
+            scratch and i == 0,
+            model,
+            fits,
+            info,
         )
-        if spec.kind == "intermediate" and exp.difficulty.pvi and _has_log_probs(task):
-            with TrainingState(part_of(spec, "null"), store, final_push=True) as null_state:
-                extra["v_information"] = _v_information(
-                    exp, task, data, encoder, null_state.path, spec.seed, outcome
-                )
+        model = stage_outcome.model
+    task, data = load_data(exp, task, spec.seed, languages)
+    outcome = _checked(
+        exp, spec, store, "main", task, data, encoder, scratch and model is None, model, fits, info
+    )
+    if spec.kind == "intermediate" and exp.difficulty.pvi and _has_log_probs(task):
+        extra["v_information"] = _v_information(
+            exp, spec, store, task, data, encoder, outcome, fits
+        )
+    fit = _fit_columns(spec, fits)
     if outcome.data_issues:  # counted, never silently dropped: the report lists them
         store.write_json(
             f"data_issues/{spec.key}.json", {"trial": spec.label, "issues": outcome.data_issues}
@@ -173,10 +187,125 @@ def _fine_tune(
         store.upload_dir(out, store.artifact(spec))
         shutil.rmtree(out, ignore_errors=True)
         dev = {"en": {**outcome.dev, **extra}}
-        return _rows(spec, exp, task, dev, {}, outcome, written_sha, "dev")
+        rows = _rows(spec, exp, task, dev, {}, outcome, written_sha, "dev", fit)
+        return rows, _fits(spec, fits)
     # proves which encoder this trial read; the control reads none
     read_sha = "random" if scratch else file_sha(encoder / "model.safetensors")
-    return _rows(spec, exp, task, outcome.test, outcome.majority, outcome, read_sha, "test")
+    rows = _rows(spec, exp, task, outcome.test, outcome.majority, outcome, read_sha, "test", fit)
+    return rows, _fits(spec, fits)
+
+
+def attempt_part(part: str, attempt: int) -> str | None:
+    """Resume identity of a fine-tune attempt within its trial: the trial's own state for the
+    first main one, `stage-0`, `null`, then `main-restart-1`, `stage-0-restart-2`..."""
+    name = part if attempt == 0 else f"{part}-restart-{attempt}"
+    return None if name == "main" else name
+
+
+def _checked(
+    exp: Experiment,
+    spec: TrialSpec,
+    store: ResultsStore,
+    part: str,
+    task: Task,
+    data: dict,
+    encoder: Path,
+    random_init: bool,
+    init_model: Any,
+    fits: list[dict[str, Any]],
+    info: dict[str, Any],
+) -> Any:
+    """One fine-tune, checked; under the `restart` policy a degenerate one is trained again with
+    the next restart seed (each attempt its own resumable state: a kill mid-restart resumes it)."""
+    from trainers.health import check_outcome, restart_seed
+
+    policy = exp.health
+    attempts = policy.restarts + 1 if policy.policy == "restart" else 1
+    for attempt in range(attempts):
+        seed = restart_seed(spec.seed, attempt)
+        name = attempt_part(part, attempt)
+        state_spec = spec if name is None else part_of(spec, name)
+        # every attempt pushes its final state: a later restart may be killed
+        with TrainingState(state_spec, store, final_push=True) as state:
+            if state.resumed_from:
+                log.info("trial %s (%s) resumes from step %d", spec.label, name, state.resumed_from)
+                info["resumed_from_step"] = state.resumed_from
+                info["resumed_part"] = name or "main"
+            outcome = _train(exp, task, data, encoder, state.path, seed, random_init, init_model)
+        verdict, record = check_outcome(outcome, task, policy.alpha)
+        fits.append({**record, "part": part, "attempt": attempt, "restart_seed": seed})
+        if verdict.healthy:
+            break
+        log.warning("trial %s (%s, attempt %d): %s", spec.label, part, attempt, verdict.reason)
+    fits[-1]["kept"] = True
+    return outcome
+
+
+def _fit_columns(spec: TrialSpec, fits: list[dict[str, Any]]) -> dict[str, Any]:
+    """The row columns of the trial's fine-tune: its kept main attempt, and health overall."""
+    kept = [f for f in fits if f.get("kept")]
+    main = next(f for f in kept if f["part"] == "main")
+    return {
+        "dev_score": main["dev_score"],
+        "best_epoch": main["best_epoch"],
+        "steps": main["steps"],
+        "loss_start": main["loss_start"],
+        "loss_end": main["loss_end"],
+        "healthy": all(f["healthy"] for f in kept if f["part"] != "null"),
+        "restarts": max(f["attempt"] for f in fits if f["part"] == "main"),
+        "restart_seed": main["restart_seed"],
+    }
+
+
+def _fits(spec: TrialSpec, fits: list[dict[str, Any]]) -> pd.DataFrame:
+    identity = {
+        "trial_key": spec.key,
+        "kind": spec.kind,
+        "intermediate": spec.intermediate,
+        "seed": spec.seed,
+        "target_task": spec.target_task,
+    }
+    records = [{**identity, "kept": False, **f} for f in fits]
+    return pd.DataFrame.from_records(records, columns=list(FIT_COLUMNS))
+
+
+def _skipped_fit(why: str) -> dict[str, Any]:
+    nan = float("nan")
+    return {
+        "part": "main",
+        "task": None,
+        "attempt": -1,
+        "restart_seed": -1,
+        "metric": None,
+        "dev_curve": [],
+        "best_epoch": -1,
+        "dev_score": nan,
+        "n_dev": 0,
+        "chance": nan,
+        "majority": nan,
+        "threshold": nan,
+        "steps": 0,
+        "loss_start": nan,
+        "loss_end": nan,
+        "healthy": False,
+        "reason": f"skipped: {why}",
+        "kept": True,
+    }
+
+
+def _rows_of_nothing() -> pd.DataFrame:
+    return pd.DataFrame(columns=list(ROW_COLUMNS)).astype(ROW_DTYPES)
+
+
+def _unhealthy_parent(spec: TrialSpec, exp: Experiment, store: ResultsStore) -> str | None:
+    """Why this target must not train on its intermediate's encoder (None: it may)."""
+    if exp.health.policy != "restart":
+        return None
+    parent = spec.model_copy(update={"kind": "intermediate", "key": spec.parent})
+    rows = store.read_rows(parent)
+    if rows.empty or "healthy" not in rows or rows["healthy"].all():
+        return None
+    return f"intermediate {spec.intermediate} seed {spec.seed} is unhealthy (excluded)"
 
 
 def _train(
@@ -242,8 +371,11 @@ def parts_of(spec: TrialSpec, exp: Experiment) -> list[TrialSpec]:
     if spec.kind == "pretrain":
         return []
     name = spec.intermediate if spec.kind == "intermediate" else spec.target_task
-    stages = [part_of(spec, f"stage-{i}") for i in range(len(exp.task(name).before))]
-    return [*stages, part_of(spec, "null")] if spec.kind == "intermediate" else stages
+    parts = [f"stage-{i}" for i in range(len(exp.task(name).before))]
+    parts += ["main"] + (["null"] if spec.kind == "intermediate" else [])
+    attempts = range(exp.health.restarts + 1)
+    names = [attempt_part(p, a) for p in parts for a in attempts if not (p == "null" and a)]
+    return [part_of(spec, n) for n in names if n is not None]
 
 
 def _has_log_probs(task: Task) -> bool:
@@ -254,19 +386,31 @@ def _has_log_probs(task: Task) -> bool:
 
 def _v_information(
     exp: Experiment,
+    spec: TrialSpec,
+    store: ResultsStore,
     task: Task,
     data: dict,
     encoder: Path,
-    null_dir: Path,
-    seed: int,
     outcome: Any,
+    fits: list[dict[str, Any]],
 ) -> float:
     """V-usable information of the English dev set: the intermediate model against the same
-    model trained on the same labels with blank inputs (its own resumable state folder)."""
+    model trained on the same labels with blank inputs (its own resumable state folder).
+
+    The null model is recorded in `fits` but never restarted nor excluded: it is meant to score
+    at the majority baseline, so only its loss says whether it trained."""
     from trainers.difficulty import model_log2_probs, v_information
     from trainers.heads import get_format
+    from trainers.health import check_outcome
 
-    null = _train(exp, task, data, encoder, null_dir, seed, False, None, blank_inputs=True)
+    with TrainingState(part_of(spec, "null"), store, final_push=True) as null_state:
+        null = _train(
+            exp, task, data, encoder, null_state.path, spec.seed, False, None, blank_inputs=True
+        )
+    _, record = check_outcome(null, task, exp.health.alpha)
+    fell = record["loss_end"] < record["loss_start"]
+    record.update(healthy=fell, reason=None if fell else "null model: training loss did not fall")
+    fits.append({**record, "part": "null", "attempt": 0, "restart_seed": spec.seed, "kept": True})
     fmt = get_format(task.format)
     batch = exp.train.eval_batch_size
     return v_information(
@@ -415,7 +559,9 @@ def _rows(
     outcome: object,
     sha: str,
     split: str,
+    fit: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
+    """The trial's result rows; `fit` fills the fine-tune columns (dev score, steps, health)."""
     from trainers.metrics import primary_metric
     from trainers.tasks import shares_training_data
 
@@ -425,6 +571,7 @@ def _rows(
         and spec.intermediate not in (BASELINE, SCRATCH)
         and shares_training_data(exp.task(spec.intermediate), task)
     )
+    fit = {**OPTIONAL_COLUMNS, **(fit or {})}
     records = []
     for lang, by_metric in scores.items():
         for metric, value in by_metric.items():
@@ -447,7 +594,7 @@ def _rows(
                     "encoder_sha": sha,
                     "seconds": outcome.seconds,
                     "shared_training_data": shared,
+                    **fit,
                 }
             )
-    frame = pd.DataFrame.from_records(records)
-    return frame.astype({"seed": "int64", "n_examples": "int64", "train_size": "int64"})
+    return pd.DataFrame.from_records(records, columns=list(ROW_COLUMNS)).astype(ROW_DTYPES)
