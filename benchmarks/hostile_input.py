@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -73,7 +74,7 @@ def run_case(case: Case, checkout: Path, timeout: float) -> dict[str, object]:
     # exception of a traceback)
     first = next(
         (line for line in lines if line.startswith("error:")),
-        next((line for line in lines if "ignored" in line or "skipped" in line), None)
+        next((line for line in lines if "ignored" in line or line.endswith("skipped")), None)
         or (lines[-1] if lines else ""),
     )
     escaped = (tmp / "escaped").exists() or Path("/escaped").exists()
@@ -125,6 +126,7 @@ def table(results: list[dict], before: list[dict] | None = None) -> str:
 
 
 def _cell(text: str) -> str:
+    text = re.sub(r"/tmp/itx-hostile-[^/ ':]+", "<tmp>", text)  # each case's own folder
     return text.replace("|", "\\|").replace("`", "'")
 
 
