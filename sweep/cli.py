@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
-from sweep.config import ConfigError, Experiment, load_config
+from sweep.config import BACKENDS, ConfigError, Experiment, load_config
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -18,6 +18,25 @@ if TYPE_CHECKING:
     from sweep.runner import RunView
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False, add_completion=False)
+
+
+def _version(show: bool) -> None:
+    if show:
+        import importlib.metadata
+
+        typer.echo(f"itx {importlib.metadata.version('itx')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Does the difficulty of an English intermediate task change zero-shot transfer?"""
+
 
 StorageOpt = Annotated[
     str | None,
@@ -45,6 +64,7 @@ def run(
     exp = load_or_exit(config, storage)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from sweep.lease import RunLease
+    from sweep.progress import TrackingUnavailable
     from sweep.runner import run_sweep
     from sweep.store import ResultsStore, StorageError, first_line
     from trainers.sources import DataUnavailable
@@ -63,7 +83,11 @@ def run(
         typer.echo(f"note: took over {lease.took_over}", err=True)
     try:
         outcome = run_sweep(exp, address=address)
-    except (StorageError, DataUnavailable) as err:  # before any trial: one line, exit code 2
+    except (
+        StorageError,
+        DataUnavailable,
+        TrackingUnavailable,
+    ) as err:  # before any trial: one line, exit code 2
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(code=2) from None
     except Exception as err:  # mid-run: a full disk, storage made read-only, a lost cluster
@@ -162,6 +186,10 @@ def plan(config: Path, storage: StorageOpt = None) -> None:
     typer.echo(f"  seeds: {', '.join(map(str, exp.seeds))}")
     for key, value in summary.items():
         typer.echo(f"  {key}: {value}")
+    from trainers.memory import memory_lines  # light: no torch
+
+    for line in memory_lines(exp):
+        typer.echo(line)
 
 
 @app.command()
@@ -208,7 +236,7 @@ def _status_table(run_dir: str, view: RunView) -> RenderableType:
     from rich.console import Group
     from rich.table import Table
 
-    from sweep.runner import STATES
+    from sweep.runner import STATES, duration
 
     table = Table(title=f"{run_dir}", title_justify="left")
     table.add_column("stage")
@@ -224,10 +252,12 @@ def _status_table(run_dir: str, view: RunView) -> RenderableType:
     if not left:
         eta = "none left to run"
     elif view.eta_seconds is None:
-        eta = "unknown (no trial of this run has finished)"
+        eta = f"unknown ({view.eta_unknown})"
     else:
-        eta = f"{view.eta_seconds / 60:.1f} min"
-    lines.append(f"ETA: {eta}")
+        eta = f"{duration(view.eta_seconds)} for {left} trials left"
+    elapsed = "unknown" if view.elapsed_seconds is None else duration(view.elapsed_seconds)
+    lines.append(f"elapsed: {elapsed}; ETA: {eta}")
+    lines.extend(f"running {label}: {detail}" for label, detail in view.running.items())
     lines.extend(f"[red]failed[/red] {label}: {error}" for label, error in view.failures.items())
     lines.extend(f"skipped {label}: {reason}" for label, reason in view.skipped.items())
     if view.ignored:
@@ -256,8 +286,9 @@ def report(
     from analysis.results import RunError
     from trainers.paths import NoAnswer
 
-    if backend not in (None, "statsmodels", "lme4"):
-        _fail(f"--backend: unknown backend {backend!r}; allowed: statsmodels, lme4")
+    allowed = BACKENDS  # the config's own choices: one list for the YAML key and this flag
+    if backend is not None and backend not in allowed:
+        _fail(f"--backend: unknown backend {backend!r}; allowed: {', '.join(allowed)}")
     try:
         _answers(run_dir)
         if out:
