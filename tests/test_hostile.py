@@ -191,6 +191,34 @@ def test_a_forged_state_pointer_cannot_leave_the_root(tmp_path):
     assert not list((tmp_path / "local").iterdir())
 
 
+def test_a_forged_best_pointer_discards_the_state_on_an_object_store(tmp_path, caplog):
+    """A version's BEST names the best weights to download; one naming a path is refused, the
+    state discarded (counted), the trial trains from the start: nothing outside is read."""
+    from sweep import trial
+    from tests.sweep.test_store import moto_s3, save
+
+    endpoints = moto_s3()
+    root = next(endpoints)
+    try:
+        store = ResultsStore(f"{root}/forged-best", "run")
+        spec = TrialSpec(key="k1", kind="target", intermediate="none", seed=0, target_task="nli")
+        with trial.TrainingState(spec, store, every=0, final_push=True) as state:
+            save(state.path, step=4, weights=b"w4", best=b"b4")
+            state.on_save(state.path)
+        base = store.state_root(spec)
+        assert store.read_bytes(f"{base}/v00000004/BEST") == b"best-00000004.safetensors"
+        store.write_bytes(f"{base}/v00000004/BEST", b"../../../forged-best/run/manifest.json")
+        discarded = trial.DISCARDED_STATES[0]
+        with caplog.at_level(logging.WARNING), trial.TrainingState(spec, store, every=0) as again:
+            assert again.resumed_from == 0 and not list(again.path.iterdir())
+        assert trial.DISCARDED_STATES[0] == discarded + 1
+        assert "BEST names '../../../forged-best" in caplog.text
+        assert "discarded, training from the start" in caplog.text
+    finally:
+        next(endpoints, None)
+    COUNTS["path names refused"] += 1
+
+
 # ---- storage URIs --------------------------------------------------------------------------------
 def test_gcs_retries_are_bounded_unless_the_uri_sets_them():
     fs, base = open_storage("gs://bucket/root")
