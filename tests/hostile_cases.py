@@ -224,14 +224,17 @@ def _mounted(tmp: Path, *mount: str) -> Path:
     return runs
 
 
-def _read_only_mid_run(tmp: Path, delay: float = 25.0) -> list[str]:
-    """`itx run` on a store that turns read-only `delay` seconds in (a bind mount, remounted)."""
+def _read_only_mid_run(tmp: Path) -> list[str]:
+    """`itx run` on a store that turns read-only once its first trial is DONE (a bind mount,
+    remounted): mid-run however fast the machine (a fixed delay let a fast sweep finish first)."""
     import subprocess
 
     (tmp / "store").mkdir()
     runs = _mounted(tmp, "--bind", str(tmp / "store"))
+    first_done = f"find {runs} -name DONE -path '*/artifacts/*' | grep -q ."
     timer = subprocess.Popen(
-        ["sh", "-c", f"sleep {delay}; mount -o remount,ro,bind {runs}"], start_new_session=True
+        ["sh", "-c", f"until {first_done}; do sleep 0.2; done; mount -o remount,ro,bind {runs}"],
+        start_new_session=True,
     )
     (tmp / ".kill").write_text(str(timer.pid))
     return ["run", str(_config(tmp))]
