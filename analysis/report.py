@@ -7,13 +7,17 @@ the PNG figures and CSV tables into the run folder, through the same pyarrow fil
 from __future__ import annotations
 
 import base64
+import errno
 import html
 import logging
 import math
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
+import pyarrow.fs as pafs
 
 from analysis import figures, health
 from analysis.gains import (
@@ -41,6 +45,7 @@ from analysis.models import (
     two_stage_by_target,
 )
 from analysis.results import BASELINE, CONTROL, Run, load_run, open_run, trial_counts
+from trainers.paths import store_path
 from trainers.tasks import TARGETS as REGISTERED_TARGETS  # torch-free registry module
 
 log = logging.getLogger(__name__)
@@ -181,14 +186,38 @@ def analyse(run: Run, backend: str | None = None, confounded: str = "exclude") -
 
 
 def write_report(
-    run: str, backend: str | None = None, confounded: str = "exclude"
+    run: str, backend: str | None = None, confounded: str = "exclude", out: str | None = None
 ) -> dict[str, str]:
-    """Build the report of `run` and write it into the run folder (`backend` and `confounded`
-    as in analyse).
+    """Build the report of `run` and write it into the run folder, or into `out` (a folder or
+    URI: for a store you may only read); `backend` and `confounded` as in analyse.
 
-    Returns {name relative to the run folder: where it was written}, e.g. "report.html".
+    Atomic: every file goes into a temporary folder beside the report first; only when all are
+    written is the report swapped in (`install_report`). A full disk leaves the old report.
+    Returns {name relative to the report folder: where it was written}, e.g. "report.html".
     """
-    analysis = analyse(load_run(run), backend, confounded)
+    loaded = load_run(run)
+    target = out or run
+    fs, base = open_run(target)
+    new = store_path(base, f".report-new-{uuid.uuid4().hex[:12]}")
+    try:  # before minutes of fitting: a folder we may not write fails now
+        fs.create_dir(new, recursive=True)
+    except OSError as err:
+        raise ReportNotWritten(_unwritable(base, err)) from None
+    _check_parts(fs, base, new)
+    try:
+        files = _report_files(analyse(loaded, backend, confounded))
+    except BaseException:
+        _remove(fs, new)
+        raise
+    install_report(fs, base, files, new)
+    shown = target.rstrip("/") if "://" in target else base
+    written = {name: f"{shown}/{name}" for name in files}
+    log.info("report of %s: %d files written to %s", run, len(written), shown)
+    return written
+
+
+def _report_files(analysis: Analysis) -> dict[str, bytes]:
+    """Every file of the report, by path relative to the report folder."""
     blocks = build_blocks(analysis)
     title = _title(analysis.run)
     files: dict[str, bytes] = {
@@ -213,16 +242,114 @@ def write_report(
     files.update({f"figures/{b.name}": b.png for b in blocks if b.kind == "figure"})
     files["report.md"] = render_markdown(blocks).encode()
     files["report.html"] = render_html(title, blocks).encode()
-    fs, base = open_run(run)
-    for folder in sorted({f"{base}/{name.rsplit('/', 1)[0]}" for name in files if "/" in name}):
-        fs.create_dir(folder, recursive=True)
-    written = {}
-    for name, data in files.items():
-        with fs.open_output_stream(f"{base}/{name}") as out:
-            out.write(data)
-        written[name] = f"{run.rstrip('/')}/{name}" if "://" in run else f"{base}/{name}"
-    log.info("report of %s: %d files written", run, len(written))
-    return written
+    return files
+
+
+REPORT_PARTS = ("report.md", "report.html", "tables", "figures")  # what a report replaces
+
+
+class ReportNotWritten(OSError):
+    """The report could not be written; the old one, if any, is untouched. One line."""
+
+
+def _unwritable(base: str, err: OSError) -> str:
+    full = getattr(err, "errno", None) == errno.ENOSPC or "space" in str(err).lower()
+    cause = "the disk is full: free space" if full else "a store you may only read"
+    return (
+        f"cannot write the report into {base} ({_first(err)}); {cause}, "
+        "or write it elsewhere with --out DIR"
+    )
+
+
+def install_report(fs: Any, base: str, files: dict[str, bytes], new: str | None = None) -> None:
+    """Write `files` (paths relative to `base`, under REPORT_PARTS) into `<base>/.report-new-<id>`,
+    then swap each part in: the old part moves into `<base>/.report-old-<id>`, the new one takes
+    its place, and the old is deleted last. Any failure before the swap leaves the old report
+    whole; a failure during it moves the parts already swapped back."""
+    tag = uuid.uuid4().hex[:12]
+    new = new or store_path(base, f".report-new-{tag}")
+    old = store_path(base, f".report-old-{tag}")
+    _check_parts(fs, base, new)
+    try:
+        for name, data in files.items():
+            path = store_path(new, name)
+            fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+            with fs.open_output_stream(path) as stream:
+                stream.write(data)
+    except OSError as err:
+        _remove(fs, new)
+        raise ReportNotWritten(f"{_unwritable(base, err)}; the old report is untouched") from None
+    swapped: list[str] = []
+    try:
+        for part in REPORT_PARTS:  # a part the new report lacks goes too: nothing stale stays
+            swapped.append(part)
+            if fs.get_file_info(store_path(base, part)).type != pafs.FileType.NotFound:
+                fs.create_dir(old, recursive=True)
+                _move(fs, store_path(base, part), store_path(old, part))
+            if fs.get_file_info(store_path(new, part)).type != pafs.FileType.NotFound:
+                _move(fs, store_path(new, part), store_path(base, part))
+    except OSError as err:
+        restored = True
+        for part in reversed(swapped):  # put the old report back as it was
+            try:
+                moved_in = fs.get_file_info(store_path(new, part)).type == pafs.FileType.NotFound
+                had_old = fs.get_file_info(store_path(old, part)).type != pafs.FileType.NotFound
+                if moved_in or had_old:
+                    _remove(fs, store_path(base, part))
+                if had_old:
+                    _move(fs, store_path(old, part), store_path(base, part))
+            except OSError as undo:
+                restored = False  # the old part stays in `old`, named in the log
+                log.warning("report: could not restore %s from %s: %s", part, old, _first(undo))
+        _remove(fs, new)
+        if restored:
+            _remove(fs, old)
+        raise ReportNotWritten(
+            f"cannot swap the new report into {base} ({_first(err)}); the old one was restored"
+        ) from None
+    _remove(fs, new)
+    _remove(fs, old)
+
+
+def _check_parts(fs: Any, base: str, new: str) -> None:
+    """A folder where a report file belongs (or the reverse): refused before anything changes."""
+    for part in REPORT_PARTS:
+        kind = fs.get_file_info(store_path(base, part)).type
+        wanted = pafs.FileType.Directory if part in ("tables", "figures") else pafs.FileType.File
+        if kind not in (pafs.FileType.NotFound, wanted):
+            _remove(fs, new)
+            raise ReportNotWritten(
+                f"{base}/{part} is a {'folder' if kind == pafs.FileType.Directory else 'file'};"
+                " move it away, or write the report elsewhere with --out DIR"
+            )
+
+
+def _move(fs: Any, source: str, dest: str) -> None:
+    """A rename; object stores cannot rename a folder, so there it moves file by file."""
+    info = fs.get_file_info(source)
+    if info.type == pafs.FileType.File or isinstance(fs, pafs.LocalFileSystem):
+        fs.move(source, dest)
+        return
+    for item in fs.get_file_info(pafs.FileSelector(source, recursive=True)):
+        if item.type == pafs.FileType.File:
+            fs.move(item.path, dest + item.path[len(source) :])
+    fs.delete_dir(source)
+
+
+def _remove(fs: Any, path: str) -> None:
+    try:
+        kind = fs.get_file_info(path).type
+        if kind == pafs.FileType.Directory:
+            fs.delete_dir(path)
+        elif kind == pafs.FileType.File:
+            fs.delete_file(path)
+    except OSError as err:  # leftover temporary folders are named, not fatal
+        log.warning("report: could not remove %s: %s", path, _first(err))
+
+
+def _first(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return (lines[0] if lines else type(err).__name__)[:200]
 
 
 # ---- content ---------------------------------------------------------------------------------

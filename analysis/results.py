@@ -7,17 +7,21 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from sweep import schema
 from sweep.schema import BASELINE, SCRATCH  # noqa: F401 (BASELINE re-exported)
+from trainers.paths import excerpt, open_storage
+from trainers.runfiles import manifest_problem
 
 CONTROL = SCRATCH  # the name the analysis reads it by
 
@@ -48,12 +52,18 @@ class Run:
     excluded: pd.DataFrame = field(default_factory=lambda: empty_rows())
 
 
+class RunError(ValueError):
+    """A run that cannot be reported as it is; the message is one line naming what is wrong."""
+
+
 def open_run(run: str) -> tuple[pafs.FileSystem, str]:
-    """Filesystem and base path of a run folder; a plain path is local and made absolute."""
-    if "://" not in run:
-        return pafs.LocalFileSystem(), Path(run).expanduser().resolve().as_posix()
-    fs, base = pafs.FileSystem.from_uri(run)
-    return fs, base.rstrip("/")
+    """Filesystem and base path of a run folder; a plain path is local and made absolute.
+
+    RunError for a URI itx does not accept (ftp://, mock://, s3:// without a bucket...)."""
+    try:
+        return open_storage(run)
+    except ValueError as err:
+        raise RunError(str(err)) from None
 
 
 def empty_rows() -> pd.DataFrame:
@@ -90,15 +100,18 @@ def load_run(run: str) -> Run:
     """
     fs, base = open_run(run)
     problems: list[str] = []
-    manifest = _read_json(fs, f"{base}/{schema.MANIFEST}", problems)
+    manifest = _read_manifest(fs, base, run)
     status = _read_json(fs, f"{base}/{schema.STATUS}", problems)
     results_dir = f"{base}/{schema.RESULTS_DIR}"
-    if manifest is None and fs.get_file_info(results_dir).type != pafs.FileType.Directory:
+    kind = fs.get_file_info(results_dir).type
+    if manifest is None and kind != pafs.FileType.Directory:
         raise FileNotFoundError(f"{run}: no manifest.json and no results/; is this a run folder?")
+    if kind not in (pafs.FileType.Directory, pafs.FileType.NotFound):
+        raise RunError(f"{run}: results is not a folder; move it away and rerun `itx run`")
     if manifest is None:
-        problems.append("manifest.json is missing or unreadable; trial counts are unknown")
+        problems.append("manifest.json is missing; every result file is used, trial counts unknown")
     status = _clean_status(status, problems)
-    rows = _read_results(fs, results_dir, problems)
+    rows = _read_results(fs, results_dir, problems, manifest)
     rows, excluded = split_healthy(rows, health_policy(manifest or {}))
     fits = _read_fits(fs, f"{base}/{schema.FITS_DIR}", problems)
     for fit in fits[fits["attempt"] == -1].itertuples():  # children of unhealthy intermediates
@@ -115,6 +128,82 @@ def load_run(run: str) -> Run:
         fits=fits,
         excluded=excluded,
     )
+
+
+def _read_manifest(fs: pafs.FileSystem, base: str, run: str) -> dict[str, Any] | None:
+    """The manifest, None when absent; RunError (one line) when present but unusable: without
+    its trial list the report cannot tell this run's rows from stale or foreign ones."""
+    path = f"{base}/{schema.MANIFEST}"
+    info = fs.get_file_info(path)
+    if info.type == pafs.FileType.NotFound:
+        return None
+    problem = None
+    if info.type != pafs.FileType.File:
+        problem = "is not a file"
+    elif info.size is not None and info.size > MAX_MANIFEST_BYTES:
+        problem = f"is {info.size:,} bytes; a manifest is at most {MAX_MANIFEST_BYTES:,}"
+    else:
+        try:
+            with fs.open_input_stream(path) as stream:
+                manifest = json.loads(stream.read(MAX_MANIFEST_BYTES + 1))
+            problem = manifest_problem(manifest)
+        except (OSError, ValueError, RecursionError) as err:
+            problem = f"unreadable ({_short(err)})"
+    if problem:
+        raise RunError(
+            f"{run}: manifest.json {problem}; rerun `itx run` with the config to rewrite it"
+        )
+    return manifest
+
+
+MAX_MANIFEST_BYTES = 256 << 20  # 100k trials are about 20 MB
+
+
+def _planned_only(
+    rows: pd.DataFrame, manifest: dict[str, Any], problems: list[str]
+) -> pd.DataFrame:
+    """Rows of the manifest's trials only, by trial key: a result file left by an earlier
+    config under the same run name, or a foreign one, is ignored and named."""
+    planned = {t["key"] for t in manifest["trials"] if t.get("kind") != "pretrain"}
+    stray = ~rows["trial_key"].isin(planned)
+    if stray.any():
+        keys = sorted(rows.loc[stray, "trial_key"].astype(str).unique())
+        problems.append(
+            f"{int(stray.sum())} rows of {len(keys)} trials not in the manifest (an earlier "
+            f"config of this run, or foreign files) ignored: {_some(keys)}"
+        )
+        rows = rows.loc[~stray].reset_index(drop=True)
+    return rows
+
+
+def _some(keys: list[str], n: int = 5) -> str:
+    return ", ".join(keys[:n]) + (f" ... (+{len(keys) - n})" if len(keys) > n else "")
+
+
+def _list_files(fs: pafs.FileSystem, folder: str, problems: list[str]) -> list[pafs.FileInfo]:
+    """Files directly in `folder` (none when it is absent). A local file whose name is not UTF-8
+    (pyarrow cannot list such a folder) is named as a problem and skipped."""
+    selector = pafs.FileSelector(folder, allow_not_found=True)
+    try:  # pyarrow decodes a name when `.path` is read, not when listing
+        return [i for i in fs.get_file_info(selector) if i.is_file and i.path]
+    except UnicodeDecodeError:
+        if not isinstance(fs, pafs.LocalFileSystem):
+            problems.append(
+                f"{folder.rsplit('/', 1)[-1]}: a file name is not UTF-8; folder skipped"
+            )
+            return []
+    infos = []
+    short = folder.rsplit("/", 1)[-1]
+    for entry in os.scandir(os.fsencode(folder)):
+        try:
+            name = entry.name.decode("utf-8")
+        except UnicodeDecodeError:
+            problems.append(f"{short}/{excerpt(entry.name, 40)}: file name is not UTF-8, ignored")
+            continue
+        info = fs.get_file_info(f"{folder}/{name}")
+        if info.is_file:
+            infos.append(info)
+    return infos
 
 
 def _read_fits(fs: pafs.FileSystem, folder: str, problems: list[str]) -> pd.DataFrame:
@@ -139,17 +228,25 @@ def _read_fits(fs: pafs.FileSystem, folder: str, problems: list[str]) -> pd.Data
 
 def _read_embeddings(fs: pafs.FileSystem, folder: str, problems: list[str]) -> dict:
     """Task embeddings written by the trials (TextEmb under the pretrained encoder)."""
-    selector = pafs.FileSelector(folder, allow_not_found=True)
     out: dict[str, list[float]] = {}
-    for info in sorted(fs.get_file_info(selector), key=lambda i: i.path):
-        if not info.is_file or not info.path.endswith(".json"):
+    for info in sorted(_list_files(fs, folder, problems), key=lambda i: i.path):
+        if not info.path.endswith(".json"):
             continue
+        name = f"task_embeddings/{info.path.rsplit('/', 1)[-1]}"
         payload = _read_json(fs, info.path, problems)
         vector = (payload or {}).get("vector")
         if isinstance(vector, list) and vector and isinstance(payload.get("task"), str):
-            out[payload["task"]] = [float(x) for x in vector]
+            try:
+                values = [float(x) for x in vector]
+            except (TypeError, ValueError):
+                problems.append(f"{name}: vector is not numbers, ignored")
+                continue
+            if not all(map(math.isfinite, values)):
+                problems.append(f"{name}: vector holds non-finite numbers, ignored")
+                continue
+            out[payload["task"]] = values
         elif payload is not None:
-            problems.append(f"task_embeddings/{info.path.rsplit('/', 1)[-1]}: no vector, ignored")
+            problems.append(f"{name}: no vector, ignored")
     return out
 
 
@@ -159,8 +256,12 @@ def _read_json(fs: pafs.FileSystem, path: str, problems: list[str]) -> Any:
     name = path.rsplit("/", 1)[-1]
     try:
         with fs.open_input_stream(path) as stream:
-            payload = json.loads(stream.read())
-    except (OSError, ValueError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            payload = json.loads(stream.read(MAX_MANIFEST_BYTES))
+    except (
+        OSError,
+        ValueError,
+        RecursionError,
+    ) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         problems.append(f"{name}: unreadable, ignored ({_short(err)})")
         return None
     if not isinstance(payload, dict):
@@ -182,10 +283,11 @@ def _clean_status(status: Any, problems: list[str]) -> dict[str, dict[str, str]]
     return clean
 
 
-def _read_results(fs: pafs.FileSystem, results_dir: str, problems: list[str]) -> pd.DataFrame:
-    selector = pafs.FileSelector(results_dir, allow_not_found=True)
+def _read_results(
+    fs: pafs.FileSystem, results_dir: str, problems: list[str], manifest: dict | None = None
+) -> pd.DataFrame:
     # Writers leave `.tmp-*` files while renaming; only finished `.parquet` files are results.
-    every = [i for i in fs.get_file_info(selector) if i.is_file]
+    every = _list_files(fs, results_dir, problems)
     infos = sorted((i for i in every if i.path.endswith(".parquet")), key=lambda i: i.path)
     for info in every:
         name = info.path.rsplit("/", 1)[-1]
@@ -200,6 +302,8 @@ def _read_results(fs: pafs.FileSystem, results_dir: str, problems: list[str]) ->
     for column, dtype in ROW_DTYPES.items():
         if dtype == "object":  # None for nulls, whatever string dtype pandas would pick
             rows[column] = rows[column].astype(object).where(rows[column].notna(), None)
+    if manifest is not None:  # before duplicates: a stale row must not shadow a planned one
+        rows = _planned_only(rows, manifest, problems)
     duplicated = rows.duplicated(list(ROW_IDENTITY), keep="first")
     if duplicated.any():
         keys = sorted(rows.loc[duplicated, "trial_key"].astype(str).unique())
@@ -236,10 +340,27 @@ def _read_one(fs: pafs.FileSystem, path: str, problems: list[str]) -> pa.Table |
         problems.append(f"{name}: nulls in {', '.join(nulls)}, skipped")
         return None
     try:
-        return table.select(list(ROW_DTYPES)).cast(SCHEMA)
+        table = table.select(list(ROW_DTYPES)).cast(SCHEMA)
     except (pa.ArrowException, ValueError, TypeError) as err:
         problems.append(f"{name}: columns of unexpected type, skipped ({_short(err)})")
         return None
+    # a file holds the rows of the trial it is named after: a copy under another name (a forged
+    # 0000000000000000.parquet sorting first) would otherwise shadow the genuine file
+    stem = name.removeprefix("results/").removesuffix(".parquet")
+    keys = set(table.column("trial_key").drop_null().to_pylist())
+    if keys != {stem} and table.num_rows:
+        problems.append(
+            f"{name}: holds rows of trial(s) {_some(sorted(map(str, keys)), 3)}, not of "
+            f"{stem!r} it is named after; skipped"
+        )
+        return None
+    # a measured value is finite: inf or NaN would poison every mean and stall the model fits
+    finite = pc.is_finite(table.column("value")).fill_null(False)
+    bad = table.num_rows - pc.sum(finite).as_py() if table.num_rows else 0
+    if bad:
+        problems.append(f"{name}: {bad} rows with a missing or non-finite value ignored")
+        table = table.filter(finite)
+    return table
 
 
 def trial_counts(run: Run) -> dict[str, int]:

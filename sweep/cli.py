@@ -6,7 +6,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
@@ -63,22 +63,24 @@ def run(
     """Start the sweep in CONFIG, or resume it; finished trials are not rerun."""
     exp = load_or_exit(config, storage)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from sweep.lease import RunLease
     from sweep.progress import TrackingUnavailable
     from sweep.runner import run_sweep
-    from sweep.store import StorageError
+    from sweep.store import ResultsStore, StorageError, first_line
     from trainers.sources import DataUnavailable
 
-    if address is None:  # a local Ray has this machine's CPUs: a bigger request never runs
-        cores = exp.resources.num_cpus or os.cpu_count() or 1
-        need = max(exp.resources.cpu, exp.resources.pretrain_cpu)
-        if need > cores:
-            typer.echo(
-                f"error: {config}: resources: a trial asks for {need} CPUs but this machine has "
-                f"{cores}; lower resources.cpu/pretrain_cpu or pass --address",
-                err=True,
-            )
-            raise typer.Exit(code=2)
+    if address is None:  # a local Ray has this machine's CPUs and GPUs: a bigger request hangs
+        _check_local_resources(config, exp)
     started = time.perf_counter()
+    try:
+        store = ResultsStore(exp.storage, exp.name)
+        store.check_writable()
+        lease = RunLease(store).acquire()  # one sweep per run: a second refuses here
+    except StorageError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(code=2) from None
+    if lease.took_over:
+        typer.echo(f"note: took over {lease.took_over}", err=True)
     try:
         outcome = run_sweep(exp, address=address)
     except (
@@ -88,6 +90,21 @@ def run(
     ) as err:  # before any trial: one line, exit code 2
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(code=2) from None
+    except Exception as err:  # mid-run: a full disk, storage made read-only, a lost cluster
+        cause = first_line(err)
+        try:  # Tune's own error hides the cause when its storage went away: name it
+            store.check_writable()
+        except StorageError as storage:
+            cause = str(storage)
+        typer.echo(
+            f"error: sweep {exp.name} stopped after {time.perf_counter() - started:.0f} s: "
+            f"{cause}; finished trials are kept (DONE markers), unfinished ones resume"
+            f" from their last save: fix the cause and rerun `itx run {config}`",
+            err=True,
+        )
+        raise typer.Exit(code=1) from None
+    finally:
+        lease.release()
     typer.echo(
         f"sweep {exp.name}: {outcome.planned} trials planned, {len(outcome.reused)} reused, "
         f"{len(outcome.issued)} run, {len(outcome.errored)} errored, "
@@ -98,6 +115,59 @@ def run(
         typer.echo(f"  {key}: {reason}", err=True)
     if outcome.errored:
         raise typer.Exit(code=1)
+
+
+def _check_local_resources(config: Path, exp: Experiment) -> None:
+    """A request the local Ray cannot meet would wait forever: refuse it in one line, exit 2."""
+    cores = exp.resources.num_cpus or os.cpu_count() or 1
+    need = max(exp.resources.cpu, exp.resources.pretrain_cpu)
+    if need > cores:
+        _fail(
+            f"{config}: resources: a trial asks for {need} CPUs but this machine has "
+            f"{cores}; lower resources.cpu/pretrain_cpu or pass --address"
+        )
+    if exp.resources.gpu:
+        gpus = local_gpus()
+        if exp.resources.gpu > gpus:
+            _fail(
+                f"{config}: resources.gpu: a trial asks for {exp.resources.gpu:g} GPU(s) but this"
+                f" machine has {gpus}; set resources.gpu: 0 (CPU), or pass --address of a cluster"
+                " with GPUs"
+            )
+
+
+def local_gpus() -> int:
+    """GPUs a local Ray would see (CUDA_VISIBLE_DEVICES respected), as torch counts them."""
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def _answers(location: str) -> None:
+    """The storage of `location` answers one call in bounded time (else NoAnswer, one line)."""
+    from analysis.results import open_run
+    from trainers.paths import FIRST_ANSWER_SECONDS, within
+
+    fs, base = open_run(location)
+    within(FIRST_ANSWER_SECONDS, location, lambda: fs.get_file_info(base))
+
+
+def _unexpected(command: str, err: Exception) -> NoReturn:
+    """One line and exit code 1 for an error no check names; ITX_DEBUG=1 re-raises it."""
+    if os.environ.get("ITX_DEBUG"):
+        raise err
+    from sweep.store import first_line
+
+    typer.echo(
+        f"error: itx {command} failed: {first_line(err)} (ITX_DEBUG=1 shows the traceback)",
+        err=True,
+    )
+    raise typer.Exit(code=1)
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code=2)
 
 
 @app.command()
@@ -138,15 +208,19 @@ def status(
     from rich.live import Live
 
     from sweep.runner import describe_run
-    from sweep.store import ResultsStore
+    from sweep.store import ResultsStore, StorageError, first_line
+    from trainers.paths import FIRST_ANSWER_SECONDS, within
 
     root, _, name = run_dir.rstrip("/").rpartition("/")
-    store = ResultsStore(root or ".", name)
     try:
-        view = describe_run(store)
-    except FileNotFoundError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(code=2) from None
+        store = ResultsStore(root or ".", name)
+        view = within(FIRST_ANSWER_SECONDS * 2, run_dir, lambda: describe_run(store))
+    except (FileNotFoundError, StorageError, ValueError) as err:  # RunDamaged is a ValueError
+        _fail(first_line(str(err)))
+    except OSError as err:
+        _fail(f"{run_dir}: cannot read the run ({first_line(err)})")
+    except Exception as err:  # a damage no check foresaw: still one line, never a traceback
+        _unexpected("status", err)
     if not watch:
         Console().print(_status_table(run_dir, view))
         return
@@ -186,6 +260,10 @@ def _status_table(run_dir: str, view: RunView) -> RenderableType:
     lines.extend(f"running {label}: {detail}" for label, detail in view.running.items())
     lines.extend(f"[red]failed[/red] {label}: {error}" for label, error in view.failures.items())
     lines.extend(f"skipped {label}: {reason}" for label, reason in view.skipped.items())
+    if view.ignored:
+        lines.append(
+            f"ignored {len(view.ignored)} damaged record(s): {', '.join(view.ignored[:3])}"
+        )
     return Group(*lines)
 
 
@@ -196,21 +274,34 @@ def report(
         str | None,
         typer.Option(help="Mixed-model backend: statsmodels or lme4 (R); default from the config."),
     ] = None,
+    out: Annotated[
+        str | None,
+        typer.Option(help="Write the report here (folder or URI) instead of into RUN_DIR."),
+    ] = None,
 ) -> None:
-    """Write report.md, report.html and CSV tables into RUN_DIR (a folder or s3://...)."""
-    from analysis.report import write_report
+    """Write report.md, report.html and CSV tables into RUN_DIR (a folder or s3://...), or --out.
+
+    Atomic: all files are written to a temporary folder first, then swapped in."""
+    from analysis.report import ReportNotWritten, write_report
+    from analysis.results import RunError
+    from trainers.paths import NoAnswer
 
     allowed = BACKENDS  # the config's own choices: one list for the YAML key and this flag
     if backend is not None and backend not in allowed:
-        typer.echo(
-            f"error: --backend: unknown backend {backend!r}; allowed: {', '.join(allowed)}",
-            err=True,
-        )
-        raise typer.Exit(code=2)
+        _fail(f"--backend: unknown backend {backend!r}; allowed: {', '.join(allowed)}")
     try:
-        written = write_report(run_dir, backend)
-    except FileNotFoundError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(code=2) from None
+        _answers(run_dir)
+        if out:
+            _answers(out)
+        written = write_report(run_dir, backend, out=out)
+    except (FileNotFoundError, RunError, ReportNotWritten, NoAnswer) as err:
+        _fail(str(err).splitlines()[0][:500] if str(err) else type(err).__name__)
+    except OSError as err:  # a read-only run folder: creating the temporary folder fails
+        _fail(
+            f"cannot write the report into {out or run_dir} ({str(err).splitlines()[0][:200]});"
+            " a store you may only read: write it elsewhere with --out DIR"
+        )
+    except Exception as err:  # a damage no check foresaw: still one line, never a traceback
+        _unexpected("report", err)
     for kind, path in written.items():
         typer.echo(f"{kind}: {path}")

@@ -146,7 +146,7 @@ class NodeProbe:
 
 
 def token_path(store: ResultsStore, token: str) -> str:
-    return f"{store.run}/.nodes/{token}"
+    return store.path(f".nodes/{token}")  # store_path: the token stays one plain name
 
 
 def filesystem_of(path: str) -> str:
@@ -173,7 +173,7 @@ def probe_here(uri: str, name: str, token: str) -> NodeProbe:
     error = None
     try:
         sees = store.exists(token_path(store, token))
-        probe = f"{store.run}/.nodes/probe-{uuid.uuid4().hex}"
+        probe = store.path(f".nodes/probe-{uuid.uuid4().hex}")
         store.write_bytes(probe, b"probe")
         if store.read_bytes(probe) != b"probe":
             raise OSError("a written probe file read back different bytes")

@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import os
+import stat
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -23,6 +25,7 @@ from pydantic import (
 )
 
 from trainers.health import HealthConfig
+from trainers.paths import check_name, check_storage, excerpt
 from trainers.settings import ModelConfig, PretrainConfig, TrainConfig
 from trainers.source_config import SourceOverride, parse_overrides
 from trainers.tasks import TASKS, XTREME_R_LANGUAGES, Task, get_task
@@ -53,6 +56,13 @@ class DataSizes(BaseModel):
     @classmethod
     def _known_sources(cls, value: Any) -> dict[str, SourceOverride]:
         return parse_overrides(value if value is not None else {})
+
+    @field_validator("sources")
+    @classmethod
+    def _source_names(cls, sources: Any) -> Any:
+        for name in sources if isinstance(sources, dict) else ():
+            check_name(name)  # a source name may name a cache folder
+        return sources
 
     @model_validator(mode="after")
     def _sizes(self) -> DataSizes:
@@ -177,7 +187,7 @@ class Experiment(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # a folder name, nothing more
+    name: str  # a folder name, nothing more (trainers.paths.check_name)
     storage: str = "runs"  # root folder or URI; the run lives at <storage>/<name>
     encoder: EncoderConfig | None = None  # a hub encoder; None: pretrain the synthetic one
     world: WorldConfig = WorldConfig()
@@ -201,9 +211,26 @@ class Experiment(BaseModel):
     @field_validator("name")
     @classmethod
     def _no_escape(cls, name: str) -> str:
-        if ".." in name:
-            raise ValueError("must not contain '..' (the run folder stays under storage)")
-        return name
+        return check_name(name)  # the one rule for every name that reaches a path
+
+    @field_validator("intermediates", "targets")
+    @classmethod
+    def _names(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        for name in names:
+            check_name(name)
+        return names
+
+    @field_validator("mixtures", "tasks")
+    @classmethod
+    def _key_names(cls, entries: dict[str, Any]) -> dict[str, Any]:
+        for name in entries:
+            check_name(name)
+        return entries
+
+    @field_validator("storage")
+    @classmethod
+    def _storage(cls, storage: str) -> str:
+        return check_storage(storage)
 
     @field_validator("intermediates", "targets", "languages", "seeds")
     @classmethod
@@ -379,13 +406,15 @@ def _registered(name: str, role: str | None) -> Task:
 
 
 def one_line(err: ValidationError, source: Path | str) -> str:
-    """First problem as 'file: dotted.key: message (got value)', then a count of the rest."""
+    """First problem as 'file: dotted.key: message (got value)', then a count of the rest.
+
+    Bounded: a value is quoted as a short excerpt, never whole (a 300 MB list stays one line)."""
     errors = err.errors()
     # a renamed key is both unknown and missing: its did-you-mean is the one that helps
     first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     rest = [e for e in errors if e is not first]
-    key = ".".join(map(str, first["loc"])) or "(top level)"
-    message = first["msg"].removeprefix("Value error, ")
+    key = ".".join(_short_key(part) for part in first["loc"]) or "(top level)"
+    message = first["msg"].removeprefix("Value error, ")[:400]
     if first["type"] == "missing":
         message = "required"
     elif first["type"] == "extra_forbidden":
@@ -394,8 +423,15 @@ def one_line(err: ValidationError, source: Path | str) -> str:
     # a section's own validator receives the whole section; its message names the offending
     # value, which is all that is quoted (never the whole config)
     quoted = first["type"] != "missing" and not isinstance(first["input"], dict)
-    got = f" (got {first['input']!r})" if quoted else ""
+    got = f" (got {excerpt(first['input'])})" if quoted else ""
+    if first["loc"] == ("storage",):  # its message quotes it, and a URI may hold a secret
+        got = ""
     return f"{source}: {key}: {message}{got}{more}"
+
+
+def _short_key(part: object) -> str:
+    text = str(part)
+    return text if len(text) <= 64 and text.isprintable() else excerpt(text, 40)
 
 
 def _did_you_mean(loc: tuple) -> str:
@@ -422,19 +458,139 @@ def parse_config(raw: Any, source: Path | str = "<config>") -> Experiment:
         raise ConfigError(one_line(err, source)) from None
 
 
+# Limits of a config file: far above any real study (configs/xtreme_r.yaml is 3 KB, 4 levels
+# deep, no aliases), far below what hurts. Aliases are counted and the document's expanded size
+# (aliases counted as often as they are used) is capped: an alias bomb is refused in milliseconds.
+MAX_CONFIG_BYTES = 1 << 20
+MAX_YAML_DEPTH = 32
+MAX_YAML_ALIASES = 100
+MAX_YAML_NODES = 100_000
+
+
+class _LimitedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader (no tags that build objects) that refuses duplicate keys, deep
+    nesting, more than MAX_YAML_ALIASES aliases and documents that expand beyond MAX_YAML_NODES."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._aliases = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_YAML_ALIASES:
+                raise _limit(self, f"more than {MAX_YAML_ALIASES} aliases (*name)")
+        self._depth += 1
+        if self._depth > MAX_YAML_DEPTH:
+            raise _limit(self, f"nested deeper than {MAX_YAML_DEPTH} levels")
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_document(self) -> Any:
+        node = super().compose_document()
+        if _expanded_size(node, {}, set()) > MAX_YAML_NODES:
+            raise _limit(self, f"expands to more than {MAX_YAML_NODES:,} values through aliases")
+        return node
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(
+                key_node, yaml.ScalarNode
+            ):
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"duplicate key {excerpt(key, 40)} (lines {seen[key]} and {line}); "
+                    "each key once",
+                    key_node.start_mark,
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
+def _limit(loader: _LimitedLoader, problem: str) -> yaml.YAMLError:
+    return yaml.composer.ComposerError(None, None, problem, loader.peek_event().start_mark)
+
+
+def _expanded_size(node: Any, sizes: dict[int, int], active: set[int]) -> int:
+    """Values in the document once every alias is replaced by what it names."""
+    if id(node) in sizes:
+        return sizes[id(node)]
+    if id(node) in active:  # `&a [*a]`: a document that contains itself never ends
+        return MAX_YAML_NODES + 1
+    active.add(id(node))
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(child, sizes, active) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            size += _expanded_size(key, sizes, active) + _expanded_size(value, sizes, active)
+    active.discard(id(node))
+    sizes[id(node)] = min(size, MAX_YAML_NODES + 1)
+    return sizes[id(node)]
+
+
+def read_config_text(path: Path) -> str:
+    """The text of a config file: a regular file of at most MAX_CONFIG_BYTES of UTF-8, else
+    ConfigError. Never opens a FIFO or device (they block or never end)."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read ({err.strerror or type(err).__name__})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise ConfigError(f"{path}: is a folder; give the path of a YAML config file")
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a device or socket"
+        raise ConfigError(f"{path}: is {kind}, not a regular file; give a YAML config file")
+    if info.st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{path}: {info.st_size:,} bytes; a config is at most {MAX_CONFIG_BYTES:,} bytes"
+        )
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as handle:  # swapped for a FIFO after stat: still no block
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read ({err.strerror or type(err).__name__})") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: more than {MAX_CONFIG_BYTES:,} bytes; too large for a config")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}); "
+            "save the config as UTF-8"
+        ) from None
+    if "\x00" in text:
+        raise ConfigError(f"{path}: contains NUL bytes (a binary file?); give a YAML config")
+    return text
+
+
 def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> Experiment:
     """Read and validate a YAML config; `overrides` are merged before validation, never after."""
     path = Path(path)
+    text = read_config_text(path)
     try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
+        raw = yaml.load(text, Loader=_LimitedLoader)  # a SafeLoader subclass: no object tags
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
+        problem = str(getattr(err, "problem", None) or err).strip().splitlines()
         raise ConfigError(
-            f"{path}:{where} not valid YAML ({getattr(err, 'problem', err)})"
+            f"{path}:{where} not valid YAML ({(problem or ['?'])[0][:200]})"
         ) from None
+    except RecursionError:  # the limits above make this unreachable; kept as a last guard
+        raise ConfigError(f"{path}: nested too deeply") from None
     if isinstance(raw, dict) and overrides:
         raw = {**raw, **overrides}
     return parse_config(raw, path)

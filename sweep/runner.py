@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib.metadata
 import logging
+import math
 import os
 import statistics
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from sweep.cluster import prepare_cluster, refuse_credentials_in_uri, runtime_env
 from sweep.config import Experiment
+from sweep.lease import check_config_unchanged
 from sweep.plan import TrialSpec, build_plan
 from sweep.store import ResultsStore, first_line
 
@@ -135,6 +137,7 @@ def run_sweep(exp: Experiment, address: str | None = None, verbose: int = 0) -> 
     store = ResultsStore(exp.storage, exp.name)
     store.check_writable()  # before Ray starts: a typo'd bucket must not cost a cluster start
     check_data(exp)  # likewise a data set that cannot be reached: before any training
+    check_config_unchanged(exp.model_dump(mode="json"), store)  # one config per run name
     import ray
     from ray import tune
 
@@ -247,6 +250,7 @@ class RunView:
     eta_unknown: str = ""
     elapsed_seconds: float | None = None  # since the last `itx run` started; None: unknown
     running: dict[str, str] = field(default_factory=dict)  # label -> "epoch 2/5, 1m10s"
+    ignored: list[str] = field(default_factory=list)  # damaged trial records, not counted
 
 
 def describe_run(store: ResultsStore) -> RunView:
@@ -255,12 +259,15 @@ def describe_run(store: ResultsStore) -> RunView:
     `running` comes from trial records, so after a driver crash a trial may show as running until
     the next `itx run` reaches it.
     """
-    manifest = store.read_json("manifest.json")
-    if manifest is None:
-        raise FileNotFoundError(f"{store.run}: no manifest.json; is this a run folder?")
-    status = store.read_json("status.json") or {"errored": {}, "skipped": {}}
+    manifest, specs = _read_plan(store)
+    status = _status_of(store)
     records = store.read_records()
-    specs = [TrialSpec.model_validate(raw) for raw in manifest["trials"]]
+    ignored = [
+        f"trials/{k}.json (not a JSON object)"
+        for k, r in records.items()
+        if not isinstance(r, dict)
+    ]
+    records = {k: r for k, r in records.items() if isinstance(r, dict)}
     stages: dict[str, dict[str, int]] = {}
     per_node: dict[str, int] = {}
     failures: dict[str, str] = {}
@@ -272,19 +279,21 @@ def describe_run(store: ResultsStore) -> RunView:
         record = records.get(spec.key, {})
         if store.is_done(spec):
             state = "done"
-            if record.get("state") == "done" and not record.get("reused"):
-                durations.setdefault(spec.kind, []).append(float(record["seconds"]))
+            seconds = record.get("seconds")  # a hand-edited record may lack it: no duration
+            ok = isinstance(seconds, int | float) and math.isfinite(seconds) and seconds >= 0
+            if record.get("state") == "done" and not record.get("reused") and ok:
+                durations.setdefault(spec.kind, []).append(float(seconds))
         elif spec.key in status["skipped"]:
             state = "skipped"
             skipped[spec.label] = status["skipped"][spec.key]
         elif spec.key in status["errored"] or record.get("state") == "failed":
             state = "failed"
             errors = record.get("errors") or [status["errored"].get(spec.key, "")]
-            failures[spec.label] = errors[-1]
+            failures[spec.label] = str(errors[-1] if isinstance(errors, list) else errors)[:300]
         elif record.get("state") == "running":
             state = "running"
             left.append((spec.kind, _age(record.get("started"))))
-            detail = [record["progress"]] if record.get("progress") else []
+            detail = [str(record["progress"])[:120]] if record.get("progress") else []
             running[spec.label] = ", ".join([*detail, duration(left[-1][1])])
         else:
             state = "pending"
@@ -293,21 +302,72 @@ def describe_run(store: ResultsStore) -> RunView:
         row["planned"] += 1
         row[state] += 1
         if record and state in ("done", "running", "failed") and not record.get("reused"):
-            node = f"{record.get('host', '?')}/{(record.get('node_id') or '?')[:8]}"
+            node = f"{str(record.get('host', '?'))[:64]}/{str(record.get('node_id') or '?')[:8]}"
             per_node[node] = per_node.get(node, 0) + 1
-    concurrency = manifest["config"]["resources"]["max_concurrent_trials"]
+    concurrency = (manifest.get("config", {}).get("resources") or {}).get("max_concurrent_trials")
+    concurrency = concurrency if isinstance(concurrency, int) and concurrency > 0 else 1
     eta, unknown = _eta(durations, left, concurrency)
-    ended = [r["finished"] for r in records.values() if r.get("finished")]
+    ended = [r["finished"] for r in records.values() if isinstance(r.get("finished"), str)]
     elapsed = _age(manifest.get("created"))
     if not left and ended and manifest.get("created"):  # finished: the run's span, not "so far"
-        elapsed = elapsed - _age(max(ended))
-    return RunView(stages, per_node, failures, skipped, eta, unknown, elapsed, running)
+        elapsed = max(elapsed - _age(max(ended)), 0.0)
+    return RunView(
+        stages, per_node, failures, skipped, eta, unknown, elapsed, running, sorted(ignored)
+    )
 
 
-def _age(started: str | None) -> float:
-    if not started:
+class RunDamaged(ValueError):
+    """A run folder whose manifest cannot be read as a plan; the message is one line."""
+
+
+def _read_plan(store: ResultsStore) -> tuple[dict, list[TrialSpec]]:
+    """The manifest and its trials; FileNotFoundError without one, RunDamaged when unusable."""
+    from pydantic import ValidationError
+
+    from trainers.runfiles import manifest_problem
+
+    try:
+        manifest = store.read_json("manifest.json")
+    except (OSError, ValueError, RecursionError) as err:
+        raise RunDamaged(f"{store.run}: manifest.json unreadable ({first_line(err)})") from None
+    if manifest is None:
+        raise FileNotFoundError(f"{store.run}: no manifest.json; is this a run folder?")
+    problem = manifest_problem(manifest)
+    if problem is None:
+        try:
+            return manifest, [TrialSpec.model_validate(raw) for raw in manifest["trials"]]
+        except ValidationError as err:
+            first = err.errors()[0]
+            problem = f"a trial's {'.'.join(map(str, first['loc']))}: {first['msg']}"
+    raise RunDamaged(f"{store.run}: manifest.json {problem}; rerun `itx run` to rewrite it")
+
+
+def _status_of(store: ResultsStore) -> dict[str, dict[str, str]]:
+    """status.json's errored and skipped trials; a damaged file counts as empty (it is rewritten
+    at the end of every sweep)."""
+    try:
+        status = store.read_json("status.json")
+    except (OSError, ValueError, RecursionError):
+        status = None
+    clean: dict[str, dict[str, str]] = {"errored": {}, "skipped": {}}
+    for part in clean:
+        value = status.get(part) if isinstance(status, dict) else None
+        if isinstance(value, dict):
+            clean[part] = {str(k): str(v)[:300] for k, v in value.items()}
+    return clean
+
+
+def _age(started: object) -> float:
+    """Seconds since an ISO time; 0 for a missing or damaged one (the ETA then assumes none)."""
+    try:
+        then = dt.datetime.fromisoformat(started) if isinstance(started, str) else None
+    except ValueError:
+        then = None
+    if then is None:
         return 0.0
-    return (dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(started)).total_seconds()
+    if then.tzinfo is None:
+        then = then.replace(tzinfo=dt.UTC)
+    return max((dt.datetime.now(dt.UTC) - then).total_seconds(), 0.0)
 
 
 def _eta(

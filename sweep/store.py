@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -27,6 +28,14 @@ import pyarrow.parquet as pq
 from sweep import schema
 from sweep.plan import TrialSpec
 from sweep.schema import ROW_COLUMNS  # noqa: F401 (re-exported: the row columns)
+from trainers.paths import (
+    FIRST_ANSWER_SECONDS,
+    check_name,
+    excerpt,
+    open_storage,
+    store_path,
+    within,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +50,10 @@ def open_root(uri: str) -> tuple[pafs.FileSystem, str]:
     Object-store credentials and endpoints come from the environment only (AWS_ACCESS_KEY_ID,
     AWS_ENDPOINT_URL, instance profiles...), never from the config, so none is ever written out.
     """
-    if "://" not in uri:
-        path = Path(uri).expanduser().resolve()
-        return pafs.LocalFileSystem(), path.as_posix()
-    fs, base = pafs.FileSystem.from_uri(uri)
-    return fs, base.rstrip("/")
+    try:
+        return open_storage(uri)  # folders, file://, s3://, gs:// only; gs retries bounded
+    except ValueError as err:
+        raise StorageError(str(err)) from None
 
 
 def first_line(err: BaseException | str) -> str:
@@ -59,8 +67,11 @@ class ResultsStore:
     def __init__(self, root: str, name: str) -> None:
         self.uri = root
         self.fs, self.root = open_root(root)
-        self.name = name
-        self.run = f"{self.root}/{name}"
+        try:
+            self.name = check_name(name)
+        except ValueError as err:
+            raise StorageError(f"run name {err}") from None
+        self.run = store_path(self.root, name)
         self._hashes: dict[str, str] = {}  # sha256 of files uploaded here, until their DONE
 
     @property
@@ -72,39 +83,47 @@ class ResultsStore:
         return self.artifact_of(spec.kind, spec.key)
 
     def artifact_of(self, kind: str, key: str) -> str:
-        return f"{self.root}/{schema.artifact_path(kind, key)}"
+        return store_path(self.root, schema.artifact_path(kind, key))
 
     def scratch(self, spec: TrialSpec) -> str:
-        return f"{self.root}/{schema.scratch_path(spec.key)}"
+        return store_path(self.root, schema.scratch_path(spec.key))
+
+    def path(self, relative: str) -> str:
+        """A path inside this run's folder; ValueError for anything that would leave it."""
+        return store_path(self.run, relative)
 
     def result_file(self, spec: TrialSpec) -> str:
-        return f"{self.run}/{schema.result_path(spec.key)}"
+        return store_path(self.run, schema.result_path(spec.key))
 
     def fits_file(self, spec: TrialSpec) -> str:
-        return f"{self.run}/{schema.fits_path(spec.key)}"
+        return store_path(self.run, schema.fits_path(spec.key))
 
     def state_root(self, spec: TrialSpec) -> str:
         """Versioned training state of a trial on an object store: v<step>/ folders + LATEST."""
         return self.scratch(spec)
 
     def record_file(self, key: str) -> str:
-        return f"{self.run}/{schema.record_path(key)}"
+        return store_path(self.run, schema.record_path(key))
 
     # ---- checks ---------------------------------------------------------------------------
     def check_writable(self) -> None:
         """Write, read back and delete a probe under the run folder; StorageError if any fails."""
-        probe = f"{self.run}/.probe-{uuid.uuid4().hex}"
-        try:
+        probe = store_path(self.run, f".probe-{uuid.uuid4().hex}")
+
+        def write_read_delete() -> None:
             self.write_bytes(probe, b"probe")
             if self.read_bytes(probe) != b"probe":
                 raise OSError("a written probe file read back different bytes")
             self.fs.delete_file(probe)
+
+        try:  # bounded: offline, some object-store calls retry for minutes
+            within(FIRST_ANSWER_SECONDS, f"storage {self.uri!r}", write_read_delete)
         except OSError as err:
             raise StorageError(f"storage {self.uri!r} is not writable: {first_line(err)}") from None
 
     def size(self, relative: str = "") -> int:
         """Bytes of every file under the root (or under `relative` inside it)."""
-        base = f"{self.root}/{relative}".rstrip("/")
+        base = store_path(self.root, relative) if relative else self.root
         if not self.exists(base):
             return 0
         found = self.fs.get_file_info(pafs.FileSelector(base, recursive=True))
@@ -115,7 +134,15 @@ class ResultsStore:
         return self.fs.get_file_info(path).type != pafs.FileType.NotFound
 
     def is_done(self, spec: TrialSpec) -> bool:
-        return self.exists(f"{self.artifact(spec)}/DONE")
+        """DONE and, for a fine-tuning trial, the rows it vouches for: DONE beside missing rows
+        is not done, the trial reruns (it was a traceback on every `itx run`)."""
+        base = self.artifact(spec)
+        if not self.exists(f"{base}/DONE"):
+            return False
+        if spec.kind != "pretrain" and not self.exists(f"{base}/rows.parquet"):
+            log.warning("trial %s: DONE without rows.parquet; not done, it reruns", spec.key)
+            return False
+        return True
 
     def write_bytes(self, path: str, data: bytes) -> None:
         """Atomic where the filesystem allows: temp file in the same folder, then rename."""
@@ -266,11 +293,11 @@ class ResultsStore:
         version = f"v{step:08d}"
         if (snapshot / "best.safetensors").exists():
             best = f"best-{step:08d}.safetensors"
-            self.upload_file(snapshot / "best.safetensors", f"{base}/{best}")
-        self.upload_dir(snapshot / "state", f"{base}/{version}/state", hashed=False)
-        self.upload_file(snapshot / "progress.json", f"{base}/{version}/progress.json")
-        self.write_bytes(f"{base}/{version}/BEST", (best or "").encode())
-        self.write_bytes(f"{base}/LATEST", version.encode())
+            self.upload_file(snapshot / "best.safetensors", store_path(base, best))
+        self.upload_dir(snapshot / "state", store_path(base, version, "state"), hashed=False)
+        self.upload_file(snapshot / "progress.json", store_path(base, version, "progress.json"))
+        self.write_bytes(store_path(base, version, "BEST"), (best or "").encode())
+        self.write_bytes(store_path(base, "LATEST"), version.encode())
         for info in self.fs.get_file_info(pafs.FileSelector(base, allow_not_found=True)):
             name = info.base_name
             if info.type == pafs.FileType.Directory and name.startswith("v") and name < version:
@@ -282,27 +309,35 @@ class ResultsStore:
     def pull_state(self, spec: TrialSpec, local: Path) -> int:
         """Download the latest pushed state into `local` (emptied first), its best weights as
         best.safetensors and their name in BEST; its step, 0 if none."""
-        latest = f"{self.state_root(spec)}/LATEST"
+        latest = store_path(self.state_root(spec), "LATEST")
         shutil.rmtree(local, ignore_errors=True)
         local.mkdir(parents=True)
         if not self.exists(latest):
             return 0
-        version = self.read_bytes(latest).decode().strip()
+        version = self.read_bytes(latest)[:64].decode(errors="replace").strip()
+        try:
+            step = int(version.removeprefix("v"))
+            source = store_path(self.state_root(spec), version)  # a forged LATEST stays inside
+        except ValueError:
+            log.warning(
+                "trial %s: LATEST %r names no state version; from the start", spec.key, version
+            )
+            return 0
         pafs.copy_files(
-            f"{self.state_root(spec)}/{version}",
+            source,
             str(local),
             source_filesystem=self.fs,
             destination_filesystem=pafs.LocalFileSystem(),
         )
-        best = (local / "BEST").read_text().strip() if (local / "BEST").exists() else ""
+        best = _best_name(local / "BEST")
         if best:
             pafs.copy_files(
-                f"{self.state_root(spec)}/{best}",
+                store_path(self.state_root(spec), best),
                 str(local / "best.safetensors"),
                 source_filesystem=self.fs,
                 destination_filesystem=pafs.LocalFileSystem(),
             )
-        return int(version.removeprefix("v"))
+        return step
 
     # ---- per-trial records (what `itx status` reads) -------------------------------------------
     def write_record(self, key: str, record: dict[str, Any]) -> None:
@@ -310,7 +345,7 @@ class ResultsStore:
 
     def read_records(self) -> dict[str, dict[str, Any]]:
         """Every trial record of this run, by key; a half-written one is skipped, not fatal."""
-        folder = f"{self.run}/trials"
+        folder = store_path(self.run, "trials")
         records: dict[str, dict[str, Any]] = {}
         for info in self.fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True)):
             if info.type != pafs.FileType.File or not info.base_name.endswith(".json"):
@@ -326,12 +361,25 @@ class ResultsStore:
     # ---- run-level files -----------------------------------------------------------------------
     def write_json(self, relative: str, payload: Any) -> None:
         self.write_bytes(
-            f"{self.run}/{relative}", json.dumps(payload, indent=2, default=str).encode()
+            store_path(self.run, relative), json.dumps(payload, indent=2, default=str).encode()
         )
 
     def read_json(self, relative: str) -> Any:
-        path = f"{self.run}/{relative}"
+        path = store_path(self.run, relative)
         return json.loads(self.read_bytes(path)) if self.exists(path) else None
+
+
+def _best_name(marker: Path) -> str:
+    """The best-weights file a version's BEST names; "" for none. A forged BEST (a path, not a
+    `best-<step>.safetensors` name) is CorruptState: the trial discards the state."""
+    from trainers.loop import CorruptState
+
+    if not marker.exists():
+        return ""
+    best = marker.read_bytes()[:200].decode(errors="replace").strip()
+    if best and not re.fullmatch(r"best-\d{8}\.safetensors", best):
+        raise CorruptState(f"BEST names {excerpt(best)}, not a best-<step>.safetensors file")
+    return best
 
 
 def file_sha256(path: Path) -> str:

@@ -161,6 +161,7 @@ def _finish_record(
         finished=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         reused=info.get("reused", False),
         resumed_from_step=info.get("resumed_from_step", 0),
+        discarded_states=info.get("discarded_states", 0),  # corrupt saves thrown away
         state_uploads=info.get("state_uploads", {}),  # object stores: saves, uploads, skipped...
     )
     if error is not None:

@@ -29,7 +29,7 @@ from sweep.schema import (
     SCRATCH,
 )
 from sweep.store import ResultsStore
-from sweep.uploader import TrainingState
+from sweep.uploader import DISCARDED_STATES, TrainingState, discard_state
 from trainers.mixing import mix
 from trainers.tasks import Task
 
@@ -64,8 +64,12 @@ def execute(
     if spec.kind == "pretrain":
         _pretrain(spec, exp, store, threads)
         return pd.DataFrame()
-    with contextlib.ExitStack() as hold:  # the parent encoder's node-local copy, while in use
-        rows, fits = _fine_tune(spec, exp, store, info, hold)
+    discarded = DISCARDED_STATES[0]
+    try:
+        with contextlib.ExitStack() as hold:  # the parent encoder's node-local copy, while in use
+            rows, fits = _fine_tune(spec, exp, store, info, hold)
+    finally:  # a failed trial's record counts them too
+        info["discarded_states"] = DISCARDED_STATES[0] - discarded
     store.write_rows(spec, rows, fits)
     for part in (spec, *parts_of(spec, exp)):  # resume state is only needed until DONE
         store.delete_dir(store.scratch(part))
@@ -350,24 +354,31 @@ def _train(
     blank_inputs: bool = False,
     on_save: Any = None,
 ) -> Any:
-    from trainers.loop import train_and_evaluate
+    from trainers.loop import CorruptState, train_and_evaluate
 
-    return train_and_evaluate(
-        task,
-        data,
-        encoder,
-        exp.train_for(task.name),
-        seed=seed,
-        max_length=exp.max_length_for(task.name),
-        state_dir=state_dir,
-        random_init=random_init,
-        cpu=exp.resources.gpu == 0,
-        progress_bar=False,  # inside Tune, its status table is the progress view
-        max_malformed=exp.data.max_malformed,
-        init_model=init_model,
-        blank_inputs=blank_inputs,
-        on_save=on_save,  # the uploader's hook on object stores (sweep.uploader)
-    )
+    def attempt() -> Any:
+        return train_and_evaluate(
+            task,
+            data,
+            encoder,
+            exp.train_for(task.name),
+            seed=seed,
+            max_length=exp.max_length_for(task.name),
+            state_dir=state_dir,
+            random_init=random_init,
+            cpu=exp.resources.gpu == 0,
+            progress_bar=False,  # inside Tune, its status table is the progress view
+            max_malformed=exp.data.max_malformed,
+            init_model=init_model,
+            blank_inputs=blank_inputs,
+            on_save=on_save,  # the uploader's hook on object stores (sweep.uploader)
+        )
+
+    try:
+        return attempt()
+    except CorruptState as err:  # every retry would fail alike: discard it, train from the start
+        discard_state(state_dir, err)
+        return attempt()
 
 
 def part_of(spec: TrialSpec, part: str) -> TrialSpec:
@@ -451,7 +462,7 @@ def _write_task_embedding(
     from trainers.heads.base import text_of
 
     path = f"task_embeddings/{task.name}.json"
-    if store.exists(f"{store.run}/{path}"):
+    if store.exists(store.path(path)):  # store_path: a task name cannot leave the run folder
         return
     examples = data.get("train", {}).get("en") or next(iter(data.get("test", {}).values()), [])
     texts = [text_of(e) for e in examples[:EMBEDDING_TEXTS]]

@@ -230,15 +230,22 @@ class TrainingState:
         self._folders = contextlib.ExitStack()
 
     def __enter__(self) -> TrainingState:
+        from trainers.loop import CorruptState, saved_step  # the loop's own reading of saves
+
         if not self.remote:
             self.path.mkdir(parents=True, exist_ok=True)
-            from trainers.loop import saved_step  # the loop's own reading of its saves
-
-            self.resumed_from = saved_step(self.path)
+            try:
+                self.resumed_from = saved_step(self.path)
+            except (OSError, ValueError, TypeError):  # damaged progress.json: the loop discards it
+                self.resumed_from = 0
             return self
         folder = self._folders.enter_context(temp_dir(f"state-{self.spec.key}-"))
         self.path = folder / "work"
-        self.resumed_from = self.store.pull_state(self.spec, self.path)
+        try:
+            self.resumed_from = self.store.pull_state(self.spec, self.path)
+        except CorruptState as err:  # a forged BEST: the stored state is not to be trusted
+            discard_state(self.path, err)
+            self.resumed_from = 0
         self.uploader = StateUploader(
             self.spec, self.store, self.path, folder / "snaps", self.every
         )
@@ -258,3 +265,19 @@ class TrainingState:
                             self.tally[name] = self.tally.get(name, 0) + value
         finally:
             self._folders.close()
+
+
+DISCARDED_STATES = [0]  # corrupt training states discarded in this process (see discard_state)
+
+
+def discard_state(state_dir: Path, err: BaseException) -> None:
+    """Delete an unusable training state (logged, counted): the trial then trains from the start.
+
+    The loop keeps one save (state/ is swapped, not versioned), so there is no earlier good save
+    to fall back to. On object stores the uploader's next upload points LATEST at a fresh version
+    (the bad one is deleted with the trial's scratch at DONE)."""
+    cause = f"{err}; {type(err.__cause__).__name__}" if err.__cause__ else str(err)
+    log.warning("%s (%s): discarded, training from the start", cause[:300], state_dir)
+    shutil.rmtree(state_dir, ignore_errors=True)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    DISCARDED_STATES[0] += 1

@@ -203,12 +203,19 @@ def train_and_evaluate(
     if config.compile:  # worth it on a GPU for long trials; compile time is minutes on a CPU
         model = torch.compile(model, dynamic=True)  # dynamic: padded lengths vary by batch
 
-    progress = _Progress.load(state_dir)
-    if progress.step:
-        accelerator.load_state(str(state_dir / "state"))
-    best = (
-        _load_best(state_dir, accelerator.unwrap_model(model)) if progress.best_epoch >= 0 else None
-    )
+    try:  # Accelerate loads tensors with torch.load(weights_only=True): no pickle code runs
+        progress = _Progress.load(state_dir)
+        if progress.step:
+            accelerator.load_state(str(state_dir / "state"))
+        best = (
+            _load_best(state_dir, accelerator.unwrap_model(model))
+            if progress.best_epoch >= 0
+            else None
+        )
+    except Exception as err:  # truncated, foreign or malicious files: the caller discards them
+        raise CorruptState(
+            f"training state in {state_dir} is unusable: {type(err).__name__}"
+        ) from err
     dev_sets = {
         "en": fmt.eval_set(task, tokenizer, data["dev"]["en"], max_length, pools.get("dev"))
     }
@@ -382,6 +389,10 @@ def evaluate_languages(
         scores[lang] = metrics.score(task.metric_family, gold, pred, language=lang)
     model.train()
     return scores
+
+
+class CorruptState(RuntimeError):
+    """A saved training state cannot be loaded; retrying would fail the same way every time."""
 
 
 @dataclass

@@ -38,7 +38,7 @@ class PretrainConfig(BaseModel):
     lr: float = Field(1e-3, gt=0, lt=1)
     warmup_steps: int = Field(100, ge=0)
     mask_prob: float = Field(0.15, gt=0, lt=1)
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**32)  # numpy's and torch's seed range
 
 
 class TrainConfig(BaseModel):

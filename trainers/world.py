@@ -48,7 +48,7 @@ class WorldConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**32)  # numpy's seed range
     nouns_per_category: int = Field(24, ge=4, le=200)
     verbs: int = Field(40, ge=4, le=500)
     adjectives: int = Field(30, ge=4, le=500)

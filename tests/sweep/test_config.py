@@ -46,8 +46,8 @@ def test_demo_config_is_valid_and_frozen(root):
             "t.yaml: targets: unknown target task 'xnl'; did you mean 'xnli'? (got ['xnl'])",
         ),
         ({"languages": ["en", "ov8"]}, "languages: unknown language 'ov8'; did you mean 'ov80'?"),
-        ({"name": "../escape"}, "t.yaml: name: String should match pattern"),
-        ({"name": "a..b"}, "t.yaml: name: must not contain '..'"),
+        ({"name": "../escape"}, "t.yaml: name: '../escape' is not a valid name: letters,"),
+        ({"name": "a..b"}, "t.yaml: name: 'a..b' is not a valid name"),
         (
             {"resources": {"cpu": 0}},
             "t.yaml: resources.cpu: Input should be greater than or equal to 1",
