@@ -55,7 +55,11 @@ def execute(
     if spec.kind == "pretrain":
         _pretrain(spec, exp, store, threads)
         return pd.DataFrame()
-    rows = _fine_tune(spec, exp, store, info)
+    rows = (
+        _null_model(spec, exp, store, info)
+        if spec.kind == "null"
+        else _fine_tune(spec, exp, store, info)
+    )
     store.write_rows(spec, rows)
     for part in (spec, *parts_of(spec, exp)):  # resume state is only needed until DONE
         store.delete_dir(store.scratch(part))
@@ -121,46 +125,45 @@ def _fine_tune(
     from trainers.heads import encoder_of
 
     assert spec.parent is not None and spec.seed is not None  # guaranteed by build_plan
-    parent_kind = "intermediate" if spec.kind == "target" and _has_encoder(spec) else "pretrain"
+    parent_kind = spec.parent_kind or "pretrain"
     encoder = store.local_dir(store.artifact_of(parent_kind, spec.parent))
-    task = exp.task(spec.intermediate if spec.kind == "intermediate" else spec.target_task)
+    name = {"intermediate": spec.intermediate, "stage": spec.task}.get(spec.kind, spec.target_task)
+    task = exp.task(name or "")
     languages = exp.languages_of(task) if spec.kind == "target" else ()
-    scratch = spec.intermediate == SCRATCH
+    # the scratch control's first training starts from random weights; later ones from a stage
+    scratch = spec.intermediate == SCRATCH and parent_kind == "pretrain"
+    model = _stage_model(encoder) if parent_kind == "stage" else None
     extra: dict[str, float] = {}
     with TrainingState(spec, store) as state:
         info["resumed_from_step"] = state.resumed_from
         if state.resumed_from:
             log.info("trial %s resumes from step %d", spec.key, state.resumed_from)
-        model = None
-        for i, name in enumerate(task.before):  # earlier stages (XCOPA: SIQA), own state
-            stage, stage_data = load_data(exp, exp.task(name), spec.seed, ())
-            with TrainingState(part_of(spec, f"stage-{i}"), store, final_push=True) as stage_state:
-                stage_outcome = _train(
-                    exp,
-                    stage,
-                    stage_data,
-                    encoder,
-                    stage_state.path,
-                    spec.seed,
-                    scratch and i == 0,
-                    model,
-                )
-            model = stage_outcome.model
         task, data = load_data(exp, task, spec.seed, languages)
         outcome = _train(
-            exp, task, data, encoder, state.path, spec.seed, scratch and model is None, model
+            exp,
+            task,
+            data,
+            encoder,
+            state.path,
+            spec.seed,
+            scratch,
+            model,
+            train=not spec.evaluate_only,
         )
+        if spec.evaluate_only and parent_kind == "stage":  # trained by the stage: its size
+            outcome.n_train = json.loads((encoder / "metrics.json").read_text())["n_train"]
         if spec.kind == "intermediate" and exp.difficulty.pvi and _has_log_probs(task):
-            with TrainingState(part_of(spec, "null"), store, final_push=True) as null_state:
-                extra["v_information"] = _v_information(
-                    exp, task, data, encoder, null_state.path, spec.seed, outcome
-                )
+            extra["log2_prob"] = _mean_log2_prob(exp, task, outcome)  # V-information: - null's
     if outcome.data_issues:  # counted, never silently dropped: the report lists them
         store.write_json(
             f"data_issues/{spec.key}.json", {"trial": spec.label, "issues": outcome.data_issues}
         )
     if exp.difficulty.similarity and parent_kind == "pretrain" and not scratch:
         _write_task_embedding(store, exp, task, data, encoder)
+    if spec.kind == "stage":  # the whole model, head included: its targets continue from it
+        _save_stage(outcome, encoder, store, spec)
+        rows = _rows(spec, exp, task, {"en": outcome.dev}, {}, outcome, "stage", "dev")
+        return rows.assign(target_task=spec.task)
     if spec.kind == "intermediate":
         from trainers.encoder import load_tokenizer
 
@@ -187,6 +190,7 @@ def _train(
     random_init: bool,
     init_model: Any,
     blank_inputs: bool = False,
+    train: bool = True,
 ) -> Any:
     from trainers.loop import train_and_evaluate
 
@@ -204,6 +208,7 @@ def _train(
         max_malformed=exp.data.max_malformed,
         init_model=init_model,
         blank_inputs=blank_inputs,
+        train=train,
     )
 
 
@@ -214,12 +219,9 @@ def part_of(spec: TrialSpec, part: str) -> TrialSpec:
 
 
 def parts_of(spec: TrialSpec, exp: Experiment) -> list[TrialSpec]:
-    """Every part `_fine_tune` may have trained for this trial: stages, then the null model."""
-    if spec.kind == "pretrain":
-        return []
-    name = spec.intermediate if spec.kind == "intermediate" else spec.target_task
-    stages = [part_of(spec, f"stage-{i}") for i in range(len(exp.task(name).before))]
-    return [*stages, part_of(spec, "null")] if spec.kind == "intermediate" else stages
+    """Every part `_fine_tune` may have trained for this trial besides its own state: none
+    since earlier stages and null models became trials of their own (sweep.plan)."""
+    return []
 
 
 def _has_log_probs(task: Task) -> bool:
@@ -228,27 +230,59 @@ def _has_log_probs(task: Task) -> bool:
     return type(get_format(task.format)).gold_log2_probs is not Format.gold_log2_probs
 
 
-def _v_information(
-    exp: Experiment,
-    task: Task,
-    data: dict,
-    encoder: Path,
-    null_dir: Path,
-    seed: int,
-    outcome: Any,
-) -> float:
-    """V-usable information of the English dev set: the intermediate model against the same
-    model trained on the same labels with blank inputs (its own resumable state folder)."""
-    from trainers.difficulty import model_log2_probs, v_information
+def _mean_log2_prob(exp: Experiment, task: Task, outcome: Any) -> float:
+    """Mean log2 probability of the gold English dev labels under the trained model (bits).
+
+    V-usable information is this minus the same mean under the null model (the `null` trial's
+    `null_log2_prob` row): a difference of two means, so each trial records its own and the
+    analysis subtracts (analysis.gains.difficulty_table)."""
+    from trainers.difficulty import model_log2_probs
     from trainers.heads import get_format
 
-    null = _train(exp, task, data, encoder, null_dir, seed, False, None, blank_inputs=True)
     fmt = get_format(task.format)
-    batch = exp.train.eval_batch_size
-    return v_information(
-        model_log2_probs(fmt, task, outcome.model, outcome.dev_set, batch),
-        model_log2_probs(fmt, task, null.model, null.dev_set, batch),
-    )
+    probs = model_log2_probs(fmt, task, outcome.model, outcome.dev_set, exp.train.eval_batch_size)
+    return float(np.mean(probs))
+
+
+def _null_model(
+    spec: TrialSpec, exp: Experiment, store: ResultsStore, info: dict[str, Any]
+) -> pd.DataFrame:
+    """The V-information null model of an intermediate: the same training on the same labels
+    with blank inputs, from the pretrained encoder, as a trial beside the intermediate (its
+    targets never wait for it). Rows: `null_log2_prob` of the English dev set, in bits."""
+    assert spec.parent is not None and spec.seed is not None and spec.intermediate
+    encoder = store.local_dir(store.artifact_of("pretrain", spec.parent))
+    task, data = load_data(exp, exp.task(spec.intermediate), spec.seed, ())
+    with TrainingState(spec, store) as state:
+        info["resumed_from_step"] = state.resumed_from
+        null = _train(exp, task, data, encoder, state.path, spec.seed, False, None, True)
+    dev = {"en": {"null_log2_prob": _mean_log2_prob(exp, task, null)}}
+    rows = _rows(spec, exp, task, dev, {}, null, "null", "dev")
+    return rows.assign(kind="intermediate", primary=False)  # a measure of the intermediate
+
+
+def _stage_model(stage_dir: Path) -> Any:
+    """A stage's whole model (its head class is in the saved config)."""
+    import transformers
+
+    config = transformers.AutoConfig.from_pretrained(stage_dir)
+    cls = getattr(transformers, (config.architectures or ["XLMRobertaModel"])[0])
+    return cls.from_pretrained(stage_dir)
+
+
+def _save_stage(outcome: Any, encoder: Path, store: ResultsStore, spec: TrialSpec) -> None:
+    from trainers.encoder import load_tokenizer
+
+    out = Path(tempfile.mkdtemp(prefix="itx-stage-"))
+    try:
+        outcome.model.save_pretrained(out, safe_serialization=True)
+        load_tokenizer(encoder).save_pretrained(out / "tokenizer")
+        (out / "metrics.json").write_text(
+            json.dumps({"dev": outcome.dev, "steps": outcome.steps, "n_train": outcome.n_train})
+        )
+        store.upload_dir(out, store.artifact(spec))
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
 
 
 EMBEDDING_TEXTS = 256  # inputs averaged into a task embedding (TextEmb)

@@ -79,13 +79,15 @@ def train_and_evaluate(
     max_malformed: float = 0.01,
     init_model: Any = None,
     blank_inputs: bool = False,
+    train: bool = True,
 ) -> Outcome:
     """Fine-tune on English train, select on English dev, evaluate every test language zero-shot.
 
     `init_model` continues from an earlier stage's model (XCOPA: SIQA, then COPA): all of it when
     it is of this format's head class, its encoder only otherwise. `blank_inputs` trains on
     inputs emptied by the format (the null model of V-information). Formats that do not train
-    (Tatoeba) are scored straight from the encoder.
+    (Tatoeba) are scored straight from the encoder, and so is `init_model` with `train=False`
+    (a target whose training is a stage shared with other targets: XQuAD and MLQA).
     """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -107,7 +109,7 @@ def train_and_evaluate(
     tokenizer = load_tokenizer(encoder_dir)
     model = _initial_model(fmt, task, encoder_dir, random_init, init_model)
     pools = data.get("pools", {})
-    if not fmt.trainable:
+    if not fmt.trainable or not train:
         model = accelerator.prepare(model)
         outcome = Outcome(dev={}, best_epoch=-1, steps=0, seconds=0.0, data_issues=data_issues)
         _evaluate_test(task, fmt, data, tokenizer, model, config, max_length, accelerator, outcome)
