@@ -21,7 +21,9 @@ from ray.tune.search import Searcher
 from sweep.plan import TrialSpec
 
 
-def chain_lengths(trials: list[TrialSpec], cost: dict[str, float] | None = None) -> dict[str, float]:
+def chain_lengths(
+    trials: list[TrialSpec], cost: dict[str, float] | None = None
+) -> dict[str, float]:
     """Per trial: its cost plus the largest such sum over its children (the longest chain it
     heads). `cost` is per key (e.g. estimated GPU-seconds); 1 per trial when not given."""
     length: dict[str, float] = {}
