@@ -177,6 +177,18 @@ def cpu_seconds(exp: Experiment, spec: TrialSpec) -> float:
     return total
 
 
+def release_priority(exp: Experiment, trials: list[TrialSpec]) -> dict[str, float] | None:
+    """Estimated device seconds per trial, for the searcher's longest-chain-first release (the
+    a100 figures for real data: only their ratios matter); None (chains counted in trials)
+    when a source has no recorded size."""
+    try:
+        if exp.data.source == "synthetic":
+            return {t.key: cpu_seconds(exp, t) for t in trials}
+        return {t.key: gpu_seconds(exp, t, "a100") for t in trials}
+    except KeyError:
+        return None
+
+
 # ---- wall time: the sweep's own searcher on N workers ----------------------------------------
 
 

@@ -147,7 +147,9 @@ def run_sweep(exp: Experiment, address: str | None = None, verbose: int = 1) -> 
             store.publish(spec)
     outcome = SweepOutcome(run_dir=store.run, planned=len(trials), reused=sorted(done))
     params = {"experiment": exp.model_dump(mode="json"), "storage": exp.storage}
-    searcher = DagSearcher(trials, done, params)
+    from sweep.estimate import release_priority  # longest chain first, in estimated seconds
+
+    searcher = DagSearcher(trials, done, params, cost=release_priority(exp, trials))
     if len(done) < len(trials):
         started_ray = False
         if not ray.is_initialized():
