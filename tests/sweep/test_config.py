@@ -96,10 +96,11 @@ def test_config_errors_come_before_heavy_imports(tmp_path):
 
 
 def test_plan_prints_counts_per_stage(root):
-    result = CliRunner().invoke(app, ["plan", str(root / "configs" / "demo.yaml")])
+    demo = str(root / "configs" / "demo.yaml")
+    result = CliRunner().invoke(app, ["plan", demo, "--power-reps", "0"])
     assert result.exit_code == 0, result.output
-    # 3 intermediates x 2 seeds; (3 + none + scratch) x 2 seeds x 2 targets
-    for line in ("pretrain: 1", "intermediate: 6", "target: 20", "trials: 27", "dag_depth: 3"):
+    # 3 intermediates x 2 seeds, each with its null model; (3 + none + scratch) x 2 x 2 targets
+    for line in ("pretrain: 1", "intermediate: 6", "null: 6", "target: 20", "trials: 33"):
         assert f"  {line}\n" in result.output
 
 
@@ -191,7 +192,8 @@ def test_unreachable_data_stops_the_run_before_training_with_one_line(root, tmp_
 
 
 def test_real_study_plans_offline(root):
-    result = CliRunner().invoke(app, ["plan", str(root / "configs" / "xtreme_r.yaml")])
+    config = str(root / "configs" / "xtreme_r.yaml")
+    result = CliRunner().invoke(app, ["plan", config, "--power-reps", "0"])
     assert result.exit_code == 0, result.output
     assert "intermediate: 39" in result.output and "target: 420" in result.output
     for name in ("anli_plus", "commonsenseqa", "siqa", "rte", "none"):
