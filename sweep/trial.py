@@ -257,8 +257,8 @@ def _null_model(
         info["resumed_from_step"] = state.resumed_from
         null = _train(exp, task, data, encoder, state.path, spec.seed, False, None, True)
     dev = {"en": {"null_log2_prob": _mean_log2_prob(exp, task, null)}}
-    rows = _rows(spec, exp, task, dev, {}, null, "null", "dev")
-    return rows.assign(kind="intermediate", primary=False)  # a measure of the intermediate
+    sha = file_sha(encoder / "model.safetensors")  # the pretrained encoder it started from
+    return _rows(spec, exp, task, dev, {}, null, sha, "dev").assign(primary=False)
 
 
 def _stage_model(stage_dir: Path) -> Any:
