@@ -82,6 +82,7 @@ class PowerResult:
     alpha: float
     power_at: dict[float, float] = field(default_factory=dict)  # slope -> t-test power
     permutation_power: float = math.nan  # at slope_80
+    permutation_reps: int = 0  # studies behind permutation_power
     permutation_floor: float = 0.0  # smallest exact permutation p (0: random draws)
     note: str = ""
 
@@ -154,8 +155,9 @@ def detectable_slope(
         )
         result.permutation_power = 0.0
     else:
+        result.permutation_reps = max(20, reps // 4)
         result.permutation_power = permutation_power(
-            design, components, hi, max(20, reps // 4), alpha, seed + 1
+            design, components, hi, result.permutation_reps, alpha, seed + 1
         )
     return result
 

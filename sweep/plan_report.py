@@ -106,7 +106,12 @@ def power_lines(exp: Experiment, pilot: str | None, reps: int) -> list[str]:
         if result.slope_80 != result.slope_80:  # nan
             lines.append(f"  {what}: {design.label}: {result.note}")
             continue
-        perm = f"; permutation test power there {result.permutation_power:.2f}"
+        perm = (
+            f"; permutation test power there {result.permutation_power:.2f} "
+            f"({result.permutation_reps} studies)"
+            if result.permutation_reps
+            else ""
+        )
         note = f"; {result.note}" if result.note else ""
         lines.append(
             f"  {what}: {design.label}: smallest detectable slope {result.slope_80:.2f} points "
