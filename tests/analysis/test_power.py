@@ -56,3 +56,16 @@ def test_three_intermediates_cannot_reach_a_permutation_p_below_005():
     assert result.permutation_floor == pytest.approx(2 / 6)
     assert "cannot reach p < 0.05" in result.note and result.permutation_power == 0.0
     assert detectable_slope(Design(2, 2, DEMO_LANGUAGES), reps=10).note.startswith("cannot")
+
+
+def test_a_pilot_run_gives_the_variance_components(tmp_path):
+    from analysis.power import components_from_run
+    from analysis.simulate import simulate_rows, write_run
+
+    rows = simulate_rows(np.random.default_rng(5), 2.0, 6, 3, sd_residual=2.0, sd_target=0.5)
+    write_run(str(tmp_path / "pilot"), rows)
+    c = components_from_run(str(tmp_path / "pilot"))
+    assert "pilot" in c.source
+    assert 1.5 < c.residual < 2.5  # planted 2.0 over 6 x 3 x 2 targets x 4 zero-shot languages
+    with pytest.raises(FileNotFoundError):
+        components_from_run(str(tmp_path / "nothing-here"))
