@@ -111,7 +111,11 @@ def plan(
     if gpus is not None and any(n < 1 for n in gpus):
         typer.echo(f"error: --gpus: must be at least 1 (got {min(gpus)})", err=True)
         raise typer.Exit(code=2)
-    trials = build_plan(exp)
+    try:
+        trials = build_plan(exp)
+    except ValueError as err:  # a data.sources override that no source entry can take
+        typer.echo(f"error: {config}: {err}", err=True)
+        raise typer.Exit(code=2) from None
     summary = summarize_plan(exp, trials)
     typer.echo(f"sweep {exp.name} -> {exp.run_dir}")
     typer.echo(

@@ -103,3 +103,18 @@ def test_plan_command_prints_the_estimates_and_refuses_unknown_gpus(root):
     assert bad.output.strip().splitlines() == [
         "error: --gpu: unknown GPU type 'h100'; allowed: a100, v100"
     ]
+
+
+def test_plan_with_a_bad_source_override_is_one_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "name: bad\nencoder: {name: FacebookAI/xlm-roberta-base}\n"
+        "intermediates: [mnli, rte, qqp]\ntargets: [xnli]\nlanguages: [all]\nseeds: [0]\n"
+        "data: {source: hub, train: null, dev: null, test: null,"
+        " sources: {mnli: {pathh: x}}}\n"
+    )
+    out = CliRunner().invoke(app, ["plan", str(bad), "--power-reps", "0"])
+    assert out.exit_code == 2
+    assert out.output.strip().splitlines() == [
+        f"error: {bad}: data.sources.mnli: unknown key 'pathh'; did you mean 'path'?"
+    ]
