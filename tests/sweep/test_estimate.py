@@ -118,3 +118,21 @@ def test_plan_with_a_bad_source_override_is_one_line(tmp_path):
     assert out.output.strip().splitlines() == [
         f"error: {bad}: data.sources.mnli: unknown key 'pathh'; did you mean 'path'?"
     ]
+
+
+def test_plan_counts_what_the_store_already_holds(root, tmp_path):
+    from sweep.store import ResultsStore
+
+    exp = load_config(root / "configs" / "demo.yaml", {"storage": str(tmp_path)})
+    trials = build_plan(exp)
+    store = ResultsStore(exp.storage, exp.name)
+    store.mark_done(trials[0])  # the pretrained encoder, 270 s of the demo's estimate
+    out = CliRunner().invoke(
+        app, ["plan", str(root / "configs" / "demo.yaml"), "--storage", str(tmp_path),
+              "--power-reps", "0"],
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert f"1 of 33 trials already DONE in {tmp_path} (cost 0)" in out.output
+    assert "  pretrain           1      1         0           0             0        0.0" in (
+        out.output
+    )
