@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from sweep.config import Experiment
-from sweep.plan import BASELINE, SCRATCH, TrialSpec
+from sweep.plan import BASELINE, SCRATCH, TrialSpec, encoder_key
 from sweep.store import ResultsStore
 from trainers.mixing import mix
 from trainers.tasks import Task
@@ -158,8 +158,14 @@ def _fine_tune(
         store.write_json(
             f"data_issues/{spec.key}.json", {"trial": spec.label, "issues": outcome.data_issues}
         )
-    if exp.difficulty.similarity and parent_kind == "pretrain" and not scratch:
-        _write_task_embedding(store, exp, task, data, encoder)
+    baseline = spec.kind == "intermediate" or (
+        spec.kind == "target" and spec.intermediate == BASELINE
+    )
+    if exp.difficulty.similarity and baseline:  # TextEmb: under the pretrained encoder
+        pretrained = encoder
+        if parent_kind != "pretrain":  # a baseline target after a stage (XQuAD, XCOPA)
+            pretrained = store.local_dir(store.artifact_of("pretrain", encoder_key(exp)))
+        _write_task_embedding(store, exp, task, data, pretrained)
     if spec.kind == "stage":  # the whole model, head included: its targets continue from it
         _save_stage(outcome, encoder, store, spec)
         rows = _rows(spec, exp, task, {"en": outcome.dev}, {}, outcome, "stage", "dev")
@@ -305,10 +311,6 @@ def _write_task_embedding(
         return
     vector = text_embedding(encoder, texts, exp.model.max_length)
     store.write_json(path, {"task": task.name, "n_texts": len(texts), "vector": vector.tolist()})
-
-
-def _has_encoder(spec: TrialSpec) -> bool:
-    return spec.intermediate not in (BASELINE, SCRATCH)
 
 
 class TrainingState:

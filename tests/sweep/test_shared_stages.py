@@ -63,3 +63,9 @@ def test_v_information_is_the_intermediate_minus_its_null_trial(executed):
     assert model < 0 and blank < 0  # log2 probabilities of the gold labels
     got = difficulty_table(table).v_information.item()
     assert got == pytest.approx(model - blank)
+
+
+def test_baseline_targets_after_a_stage_still_get_their_task_embedding(executed):
+    _exp, store, _trials, _rows = executed
+    written = {p.stem for p in (Path(store.run) / "task_embeddings").glob("*.json")}
+    assert written == {"topic_easy", "xquad", "mlqa", "tatoeba"}
