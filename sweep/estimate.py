@@ -169,6 +169,7 @@ def cpu_seconds(exp: Experiment, spec: TrialSpec) -> float:
     total = cpu["trial_overhead_s"]
     for t in trainings_of(exp, spec):
         scale = t.length / exp.model.max_length  # the null model's blank inputs are short
+        scale *= cpu["format_cost"].get(exp.task(t.task).format, 1.0)
         total += scale * t.train_sequences / cpu["train_examples_per_s"]
         total += t.eval_sequences / cpu["eval_examples_per_s"]
     if spec.kind == "target":
