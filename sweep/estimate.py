@@ -348,6 +348,9 @@ def estimate(
         row.trainings += len(runs)
         row.steps += sum(t.steps for t in runs)
         row.sequences += sum(t.train_sequences for t in runs)
+        if synthetic and spec.kind == "pretrain":  # MLM pretraining of the synthetic encoder
+            row.steps += exp.pretrain.steps
+            row.sequences += exp.pretrain.steps * exp.pretrain.batch_size
         own = cpu_seconds(exp, spec) if synthetic else gpu_seconds(exp, spec, gpu)
         if not synthetic and spec.kind == "pretrain":
             own = 0.0  # the hub encoder is downloaded, not trained

@@ -88,6 +88,8 @@ def test_demo_estimate_against_the_measured_demo(root):
     # 2-core machine); the estimate must be within 25% of both
     (wall,) = est.wall.values()
     assert 0.75 * 581 <= wall <= 1.25 * 524
+    # 3,000 MLM steps + (6 intermediates + 6 null models + 20 targets) x ceil(2000/32) x 5
+    assert est.total.steps == 3000 + 32 * 63 * 5 == 13_080  # the "about 13,080"
 
 
 def test_plan_command_prints_the_estimates_and_refuses_unknown_gpus(root):
