@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from analysis import health
 from analysis.gains import (
     baseline_table,
     cell_means,
@@ -222,6 +223,8 @@ def build_blocks(analysis: Analysis) -> list[Block]:
     """The report, answer first."""
     a = analysis
     blocks = [Block("h1", _title(a.run)), Block("h2", "Answer"), *answer(a), *confound_note(a)]
+    blocks += [Block("p", health.headline_note(a.run))]
+    blocks += [Block("h2", "Trial health"), *health.section(a.run, Block)]
     blocks += [Block("h2", "Design"), *design(a)]
     blocks += [
         Block("h2", "Gain by target and language"),

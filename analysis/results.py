@@ -16,34 +16,18 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from sweep import schema
+from sweep.schema import BASELINE, SCRATCH  # noqa: F401 (BASELINE re-exported)
+
+CONTROL = SCRATCH  # the name the analysis reads it by
+
 log = logging.getLogger(__name__)
 
-BASELINE = "none"  # the pretrained encoder with no intermediate training
-CONTROL = "scratch"  # a random, never pretrained encoder fine-tuned the same way
-
-ROW_DTYPES: dict[str, str] = {
-    "kind": "object",
-    "intermediate": "object",
-    "seed": "int64",
-    "target_task": "object",
-    "language": "object",
-    "split": "object",
-    "metric": "object",
-    "value": "float64",
-    "n_examples": "int64",
-    "primary": "bool",
-    "chance": "float64",
-    "majority": "float64",
-    "train_size": "int64",
-    "trial_key": "object",
-    "encoder_sha": "object",
-    "seconds": "float64",
-    "shared_training_data": "bool",  # the target's English training data is the intermediate's
-}
-# columns added after the first release, with the value older result files mean
-OPTIONAL_COLUMNS: dict[str, Any] = {"shared_training_data": False}
-# One measurement; a second row with the same identity is a duplicate and would be counted twice.
-ROW_IDENTITY = ("kind", "intermediate", "seed", "target_task", "language", "split", "metric")
+# one definition of the schema and the reserved names, shared with the writers
+ROW_DTYPES = schema.ROW_DTYPES
+OPTIONAL_COLUMNS = schema.OPTIONAL_COLUMNS
+ROW_IDENTITY = schema.ROW_IDENTITY
+SCHEMA = schema.ROWS
 
 
 @dataclass
@@ -57,6 +41,11 @@ class Run:
     )
     problems: list[str] = field(default_factory=list)
     embeddings: dict[str, list[float]] = field(default_factory=dict)  # task -> TextEmb vector
+    # every fine-tune of every trial (sweep.schema.FITS): dev curves, restarts, health
+    fits: pd.DataFrame = field(default_factory=lambda: empty_fits())
+    # rows of unhealthy trials, left out of `rows` (and so of every test) under `health.policy:
+    # restart`; empty under `flag`, which keeps them in `rows`
+    excluded: pd.DataFrame = field(default_factory=lambda: empty_rows())
 
 
 def open_run(run: str) -> tuple[pafs.FileSystem, str]:
@@ -72,6 +61,26 @@ def empty_rows() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=t) for c, t in ROW_DTYPES.items()})
 
 
+def empty_fits() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in schema.dtypes(schema.FITS).items()})
+
+
+def health_policy(manifest: dict[str, Any]) -> str:
+    """The run's `health.policy` (runs from before health checks: `restart`, nothing flagged)."""
+    config = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
+    health = config.get("health") if isinstance(config.get("health"), dict) else {}
+    return str(health.get("policy", "restart"))
+
+
+def split_healthy(rows: pd.DataFrame, policy: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rows the analysis uses, rows left out): unhealthy trials' rows are left out unless the
+    policy is `flag` (kept and flagged)."""
+    bad = ~rows["healthy"].astype(bool)
+    if policy == "flag" or not bad.any():
+        return rows, rows.iloc[0:0]
+    return rows.loc[~bad].reset_index(drop=True), rows.loc[bad].reset_index(drop=True)
+
+
 def load_run(run: str) -> Run:
     """Manifest, status and all result rows of `run`.
 
@@ -81,15 +90,19 @@ def load_run(run: str) -> Run:
     """
     fs, base = open_run(run)
     problems: list[str] = []
-    manifest = _read_json(fs, f"{base}/manifest.json", problems)
-    status = _read_json(fs, f"{base}/status.json", problems)
-    results_dir = f"{base}/results"
+    manifest = _read_json(fs, f"{base}/{schema.MANIFEST}", problems)
+    status = _read_json(fs, f"{base}/{schema.STATUS}", problems)
+    results_dir = f"{base}/{schema.RESULTS_DIR}"
     if manifest is None and fs.get_file_info(results_dir).type != pafs.FileType.Directory:
         raise FileNotFoundError(f"{run}: no manifest.json and no results/; is this a run folder?")
     if manifest is None:
         problems.append("manifest.json is missing or unreadable; trial counts are unknown")
     status = _clean_status(status, problems)
     rows = _read_results(fs, results_dir, problems)
+    rows, excluded = split_healthy(rows, health_policy(manifest or {}))
+    fits = _read_fits(fs, f"{base}/{schema.FITS_DIR}", problems)
+    for fit in fits[fits["attempt"] == -1].itertuples():  # children of unhealthy intermediates
+        status["skipped"].setdefault(str(fit.trial_key), str(fit.reason))
     embeddings = _read_embeddings(fs, f"{base}/task_embeddings", problems)
     for problem in problems:
         log.warning("%s: %s", run, problem)
@@ -99,7 +112,29 @@ def load_run(run: str) -> Run:
         status=status,
         problems=problems,
         embeddings=embeddings,
+        fits=fits,
+        excluded=excluded,
     )
+
+
+def _read_fits(fs: pafs.FileSystem, folder: str, problems: list[str]) -> pd.DataFrame:
+    """Every fits/<key>.parquet of the run (schema.FITS); unreadable files are problems."""
+    selector = pafs.FileSelector(folder, allow_not_found=True)
+    infos = sorted(
+        (i for i in fs.get_file_info(selector) if i.is_file and i.path.endswith(".parquet")),
+        key=lambda i: i.path,
+    )
+    tables = []
+    for info in infos:
+        try:
+            with fs.open_input_file(info.path) as handle:
+                tables.append(pq.read_table(handle).select(schema.FIT_COLUMNS).cast(schema.FITS))
+        except (pa.ArrowException, OSError, ValueError, KeyError) as err:
+            name = "fits/" + info.path.rsplit("/", 1)[-1]
+            problems.append(f"{name}: unreadable, skipped ({_short(err)})")
+    if not tables:
+        return empty_fits()
+    return pa.concat_tables(tables).to_pandas()
 
 
 def _read_embeddings(fs: pafs.FileSystem, folder: str, problems: list[str]) -> dict:
@@ -174,15 +209,6 @@ def _read_results(fs: pafs.FileSystem, results_dir: str, problems: list[str]) ->
         )
         rows = rows.loc[~duplicated].reset_index(drop=True)
     return rows
-
-
-_ARROW_TYPES = {
-    "object": pa.string(),
-    "int64": pa.int64(),
-    "float64": pa.float64(),
-    "bool": pa.bool_(),
-}
-SCHEMA = pa.schema([(column, _ARROW_TYPES[dtype]) for column, dtype in ROW_DTYPES.items()])
 
 
 def _read_one(fs: pafs.FileSystem, path: str, problems: list[str]) -> pa.Table | None:

@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 
-from analysis.results import BASELINE, CONTROL, ROW_DTYPES, open_run
+from analysis.results import BASELINE, CONTROL, OPTIONAL_COLUMNS, ROW_DTYPES, open_run
+from sweep import schema
 
 INTERMEDIATE_LABELS = 4  # intermediate tasks are 4-way classification: chance 0.25
 V_INFO_MAX = 2.0  # bits of V-information of a solved 4-way task (log2 4)
@@ -100,7 +100,7 @@ def simulate_rows(
                 "train_size": 2000,
                 "encoder_sha": f"sha-{row['trial_key']}",
                 "seconds": 60.0,
-                "shared_training_data": False,
+                **OPTIONAL_COLUMNS,  # what a healthy fine-tune without a recorded curve writes
                 **row,
             }
         )
@@ -234,7 +234,7 @@ def write_run(
     Returns the result file paths.
     """
     fs, base = open_run(run)
-    fs.create_dir(f"{base}/results", recursive=True)
+    fs.create_dir(f"{base}/{schema.RESULTS_DIR}", recursive=True)
     trials: list[dict[str, Any]] = [
         {
             "key": "pretrain",
@@ -258,9 +258,9 @@ def write_run(
                 "parent": "pretrain",
             }
         )
-        path = f"{base}/results/{key}.parquet"
+        path = f"{base}/{schema.result_path(key)}"
         with fs.open_output_stream(path) as out:
-            pq.write_table(pa.Table.from_pandas(part, preserve_index=False), out)
+            pq.write_table(schema.table(part, schema.ROWS), out)
         written.append(path)
     trials.extend(extra_trials)
     codes = sorted(set(rows["language"].dropna()))

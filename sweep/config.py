@@ -22,7 +22,9 @@ from pydantic import (
     model_validator,
 )
 
+from trainers.health import HealthConfig
 from trainers.settings import ModelConfig, PretrainConfig, TrainConfig
+from trainers.source_config import SourceOverride, parse_overrides
 from trainers.tasks import TASKS, XTREME_R_LANGUAGES, Task, get_task
 from trainers.world import WorldConfig
 
@@ -43,8 +45,14 @@ class DataSizes(BaseModel):
     dev: int | None = Field(500, ge=1)
     test: int | None = Field(500, ge=1)
     max_malformed: float = Field(0.01, ge=0, le=1)  # share of a split dropped before fatal
-    # per-source overrides of trainers/sources.yaml: a mirror, a revision or local files
-    sources: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # per-source overrides of trainers/sources.yaml: a mirror, a revision or local files;
+    # names and keys checked here (trainers.source_config), before anything loads
+    sources: dict[str, SourceOverride] = Field(default_factory=dict)
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _known_sources(cls, value: Any) -> dict[str, SourceOverride]:
+        return parse_overrides(value if value is not None else {})
 
     @model_validator(mode="after")
     def _sizes(self) -> DataSizes:
@@ -164,6 +172,7 @@ class Experiment(BaseModel):
     mixtures: dict[str, Mixture] = Field(default_factory=dict)  # multi-task intermediates
     tasks: dict[str, TaskOptions] = Field(default_factory=dict)
     difficulty: DifficultyConfig = DifficultyConfig()
+    health: HealthConfig = HealthConfig()  # degenerate fine-tunes: restart, exclude or flag
 
     @field_validator("name")
     @classmethod

@@ -30,10 +30,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from sweep.config import Experiment
+from sweep.schema import BASELINE, SCRATCH
 from trainers.settings import TrainConfig, pretrain_key
-
-BASELINE = "none"  # the pretrained encoder with no intermediate training
-SCRATCH = "scratch"  # a random encoder: the no-pretraining control
 
 # Bump when training or evaluation code changes what a trial with the same identity produces.
 TRIAL_VERSION = 1

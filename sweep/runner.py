@@ -11,6 +11,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sweep.cluster import prepare_cluster, refuse_credentials_in_uri, runtime_env
 from sweep.config import Experiment
 from sweep.plan import TrialSpec, build_plan
 from sweep.store import ResultsStore, first_line
@@ -127,6 +128,7 @@ def run_sweep(exp: Experiment, address: str | None = None, verbose: int = 1) -> 
     Raises `StorageError` (one line) before anything starts when the storage root is unusable.
     A private local Ray is started unless `address` is given (`auto` inside `ray job submit`).
     """
+    refuse_credentials_in_uri(exp.storage)  # before anything could copy the URI anywhere
     if "://" not in exp.storage:  # trials run in Tune's working dirs: relative paths would move
         absolute = str(Path(exp.storage).expanduser().resolve())
         exp = Experiment.model_validate({**exp.model_dump(), "storage": absolute})
@@ -138,9 +140,17 @@ def run_sweep(exp: Experiment, address: str | None = None, verbose: int = 1) -> 
 
     from sweep.searcher import DagSearcher
     from sweep.trainable import run_trial, trial_resources
+    from sweep.trial import execute
 
     trials = build_plan(exp)
     write_manifest(exp, store, trials)
+    if exp.encoder is not None:  # a download, not GPU work: the driver fetches the hub encoder
+        from trainers.sources import DataUnavailable
+
+        try:
+            execute(trials[0], exp, store)
+        except OSError as err:  # unreachable hub: one line, before any trial (exit code 2)
+            raise DataUnavailable(first_line(str(err))) from None
     done = {t.key for t in trials if store.is_done(t)}
     for spec in trials:
         if spec.key in done:
@@ -161,9 +171,16 @@ def run_sweep(exp: Experiment, address: str | None = None, verbose: int = 1) -> 
                 num_cpus=(exp.resources.num_cpus or os.cpu_count()) if local else None,
                 include_dashboard=False,
                 logging_level=logging.WARNING,
+                runtime_env=runtime_env(exp.resources.cpu),
             )
             started_ray = True
+        session = None
         try:
+            # cluster checks (sweep/cluster.py): secrets, storage probed from every node
+            session = prepare_cluster(
+                store, address is not None, exp.resources.max_concurrent_trials
+            )
+            params.update(session.params())
             tuner = tune.Tuner(
                 tune.with_resources(run_trial, trial_resources),
                 tune_config=tune.TuneConfig(
@@ -192,6 +209,8 @@ def run_sweep(exp: Experiment, address: str | None = None, verbose: int = 1) -> 
                     errors = records.get(key, {}).get("errors") or [first_line(result.error)]
                     searcher.errored[key] = errors[-1]
         finally:
+            if session is not None:
+                session.close(store)
             if started_ray:
                 ray.shutdown()
     outcome.issued = list(searcher.issued)

@@ -1,13 +1,6 @@
 """The results store: content-addressed artifacts and tidy result rows, local or object storage.
 
-Layout under the storage root (a folder or a `s3://`/`gs://` URI, through pyarrow's filesystems):
-
-    <root>/artifacts/<kind>/<key>/      encoder (safetensors), rows.parquet, DONE written last
-    <root>/scratch/<key>/               resumable training state; deleted once DONE exists
-    <root>/<name>/manifest.json         config, package versions, git commit, the planned trials
-    <root>/<name>/results/<key>.parquet rows of each finished trial (what `itx report` reads)
-    <root>/<name>/status.json           errored and skipped trials, with reasons
-    <root>/<name>/trials/<key>.json     one record per trial: state, node, pid, seconds, error
+The layout and the row schemas are in `sweep.schema`.
 
 Artifacts are keyed by content, not by Ray's random trial ids, so two sweeps sharing an
 (intermediate, seed) with the same settings share its encoder and never train it twice.
@@ -28,29 +21,11 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from sweep import schema
 from sweep.plan import TrialSpec
+from sweep.schema import ROW_COLUMNS  # noqa: F401 (re-exported: the row columns)
 
 log = logging.getLogger(__name__)
-
-ROW_COLUMNS = (
-    "kind",
-    "intermediate",
-    "seed",
-    "target_task",
-    "language",
-    "split",
-    "metric",
-    "value",
-    "n_examples",
-    "primary",
-    "chance",
-    "majority",
-    "train_size",
-    "trial_key",
-    "encoder_sha",
-    "seconds",
-    "shared_training_data",
-)
 
 
 class StorageError(OSError):
@@ -90,23 +65,26 @@ class ResultsStore:
 
     # ---- paths ----------------------------------------------------------------------------
     def artifact(self, spec: TrialSpec) -> str:
-        return f"{self.root}/artifacts/{spec.kind}/{spec.key}"
+        return self.artifact_of(spec.kind, spec.key)
 
     def artifact_of(self, kind: str, key: str) -> str:
-        return f"{self.root}/artifacts/{kind}/{key}"
+        return f"{self.root}/{schema.artifact_path(kind, key)}"
 
     def scratch(self, spec: TrialSpec) -> str:
-        return f"{self.root}/scratch/{spec.key}"
+        return f"{self.root}/{schema.scratch_path(spec.key)}"
 
     def result_file(self, spec: TrialSpec) -> str:
-        return f"{self.run}/results/{spec.key}.parquet"
+        return f"{self.run}/{schema.result_path(spec.key)}"
+
+    def fits_file(self, spec: TrialSpec) -> str:
+        return f"{self.run}/{schema.fits_path(spec.key)}"
 
     def state_root(self, spec: TrialSpec) -> str:
         """Versioned training state of a trial on an object store: v<step>/ folders + LATEST."""
         return self.scratch(spec)
 
     def record_file(self, key: str) -> str:
-        return f"{self.run}/trials/{key}.json"
+        return f"{self.run}/{schema.record_path(key)}"
 
     # ---- checks ---------------------------------------------------------------------------
     def check_writable(self) -> None:
@@ -153,15 +131,23 @@ class ResultsStore:
         with self.fs.open_input_stream(path) as stream:
             return stream.read()
 
-    def write_rows(self, spec: TrialSpec, rows: pd.DataFrame) -> None:
-        """Rows into the artifact (shared) and the run (reported); DONE last, so a kill between
-        them leaves the trial unfinished, not half-written."""
-        table = pa.Table.from_pandas(rows[list(ROW_COLUMNS)], preserve_index=False)
-        sink = pa.BufferOutputStream()
-        pq.write_table(table, sink)
-        data = sink.getvalue().to_pybytes()
-        self.write_bytes(f"{self.artifact(spec)}/rows.parquet", data)
-        self.write_bytes(self.result_file(spec), data)
+    def write_rows(
+        self, spec: TrialSpec, rows: pd.DataFrame, fits: pd.DataFrame | None = None
+    ) -> None:
+        """Rows (and the trial's fine-tunes, `fits`) into the artifact (shared) and the run
+        (reported), each in its schema; DONE last, so a kill between them leaves the trial
+        unfinished, not half-written."""
+        for name, frame, schema_of, run_file in (
+            ("fits.parquet", fits, schema.FITS, self.fits_file(spec)),
+            ("rows.parquet", rows, schema.ROWS, self.result_file(spec)),
+        ):
+            if frame is None:
+                continue
+            sink = pa.BufferOutputStream()
+            pq.write_table(schema.table(frame, schema_of), sink)
+            data = sink.getvalue().to_pybytes()
+            self.write_bytes(f"{self.artifact(spec)}/{name}", data)
+            self.write_bytes(run_file, data)
         self.write_bytes(f"{self.artifact(spec)}/DONE", b"ok\n")
 
     def mark_done(self, spec: TrialSpec) -> None:
@@ -173,10 +159,13 @@ class ResultsStore:
 
     def publish(self, spec: TrialSpec) -> None:
         """Copy a finished trial's rows into this run (a trial shared with another sweep)."""
-        if spec.kind != "pretrain" and not self.exists(self.result_file(spec)):
-            self.write_bytes(
-                self.result_file(spec), self.read_bytes(f"{self.artifact(spec)}/rows.parquet")
-            )
+        if spec.kind == "pretrain":
+            return
+        for name, run_file in (("fits.parquet", self.fits_file(spec)), ("rows.parquet", None)):
+            run_file = run_file or self.result_file(spec)
+            source = f"{self.artifact(spec)}/{name}"
+            if not self.exists(run_file) and self.exists(source):
+                self.write_bytes(run_file, self.read_bytes(source))
 
     # ---- folders: encoders and training state ------------------------------------------------
     def local_dir(self, path: str, cache: Path | None = None) -> Path:

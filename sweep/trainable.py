@@ -13,6 +13,8 @@ from typing import Any
 import ray
 from ray import tune
 
+from sweep import spot
+from sweep.cluster import enter_trial
 from sweep.config import Experiment
 from sweep.plan import TrialSpec
 from sweep.store import ResultsStore, first_line
@@ -32,13 +34,16 @@ def run_trial(params: dict[str, Any]) -> None:
     spec = TrialSpec.model_validate(params["spec"])  # frozen; a bad spec fails before training
     exp = Experiment.model_validate(params["experiment"])
     store = ResultsStore(params["storage"], exp.name)
+    # OMP_NUM_THREADS comes with the process (the runtime_env, sweep.cluster.runtime_env):
+    # set here it would come after numpy's import; torch threads are set by execute
     cpus = exp.resources.pretrain_cpu if spec.kind == "pretrain" else exp.resources.cpu
-    os.environ["OMP_NUM_THREADS"] = str(cpus)
     record = _start_record(store, spec)
     started = time.perf_counter()
     info: dict[str, Any] = {}
     try:
-        rows = execute(spec, exp, store, threads=cpus, info=info)
+        enter_trial(params, store, exp.resources.gpu)  # secrets, storage from here, the GPU
+        with spot.watching():  # a spot interruption notice: drain this node, save now
+            rows = execute(spec, exp, store, threads=cpus, info=info)
     except Exception as err:
         _finish_record(store, spec, record, started, info, state="failed", error=first_line(err))
         raise

@@ -20,7 +20,15 @@ import numpy as np
 import pandas as pd
 
 from sweep.config import Experiment
-from sweep.plan import BASELINE, SCRATCH, TrialSpec, encoder_key
+from sweep.plan import TrialSpec, encoder_key
+from sweep.schema import (
+    BASELINE,
+    FIT_COLUMNS,
+    OPTIONAL_COLUMNS,
+    ROW_COLUMNS,
+    ROW_DTYPES,
+    SCRATCH,
+)
 from sweep.store import ResultsStore
 from trainers.mixing import mix
 from trainers.tasks import Task
@@ -55,12 +63,11 @@ def execute(
     if spec.kind == "pretrain":
         _pretrain(spec, exp, store, threads)
         return pd.DataFrame()
-    rows = (
-        _null_model(spec, exp, store, info)
-        if spec.kind == "null"
-        else _fine_tune(spec, exp, store, info)
-    )
-    store.write_rows(spec, rows)
+    if spec.kind == "null":
+        rows, fits = _null_model(spec, exp, store, info)
+    else:
+        rows, fits = _fine_tune(spec, exp, store, info)
+    store.write_rows(spec, rows, fits)
     for part in (spec, *parts_of(spec, exp)):  # resume state is only needed until DONE
         store.delete_dir(store.scratch(part))
     return rows
@@ -120,12 +127,20 @@ def load_data(
 
 def _fine_tune(
     spec: TrialSpec, exp: Experiment, store: ResultsStore, info: dict[str, Any]
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train the trial (a stage, an intermediate or a target; a target whose training is a
+    shared stage only evaluates), checked by trainers.health and restarted under `exp.health`;
+    returns its rows and its fits. Earlier stages and null models are trials of their own."""
     from trainers.encoder import save_encoder
     from trainers.heads import encoder_of
 
     assert spec.parent is not None and spec.seed is not None  # guaranteed by build_plan
     parent_kind = spec.parent_kind or "pretrain"
+    if parent_kind == "intermediate":
+        why = _unhealthy_parent(spec, exp, store)
+        if why:  # never trained on a broken encoder: skipped, and said so in its fits
+            log.warning("trial %s skipped: %s", spec.label, why)
+            return _rows_of_nothing(), _fits(spec, [_skipped_fit(why)])
     encoder = store.local_dir(store.artifact_of(parent_kind, spec.parent))
     name = {"intermediate": spec.intermediate, "stage": spec.task}.get(spec.kind, spec.target_task)
     task = exp.task(name or "")
@@ -134,26 +149,27 @@ def _fine_tune(
     scratch = spec.intermediate == SCRATCH and parent_kind == "pretrain"
     model = _stage_model(encoder) if parent_kind == "stage" else None
     extra: dict[str, float] = {}
-    with TrainingState(spec, store) as state:
-        info["resumed_from_step"] = state.resumed_from
-        if state.resumed_from:
-            log.info("trial %s resumes from step %d", spec.key, state.resumed_from)
-        task, data = load_data(exp, task, spec.seed, languages)
-        outcome = _train(
-            exp,
-            task,
-            data,
-            encoder,
-            state.path,
-            spec.seed,
-            scratch,
-            model,
-            train=not spec.evaluate_only,
-        )
-        if spec.evaluate_only and parent_kind == "stage":  # trained by the stage: its size
-            outcome.n_train = json.loads((encoder / "metrics.json").read_text())["n_train"]
-        if spec.kind == "intermediate" and exp.difficulty.pvi and _has_log_probs(task):
-            extra["log2_prob"] = _mean_log2_prob(exp, task, outcome)  # V-information: - null's
+    fits: list[dict[str, Any]] = []
+    task, data = load_data(exp, task, spec.seed, languages)
+    outcome = _checked(
+        exp,
+        spec,
+        store,
+        "main",
+        task,
+        data,
+        encoder,
+        scratch,
+        model,
+        fits,
+        info,
+        train=not spec.evaluate_only,
+    )
+    if spec.evaluate_only and parent_kind == "stage":  # trained by the stage: its size
+        outcome.n_train = json.loads((encoder / "metrics.json").read_text())["n_train"]
+    if spec.kind == "intermediate" and exp.difficulty.pvi and _has_log_probs(task):
+        extra["log2_prob"] = _mean_log2_prob(exp, task, outcome)  # V-information: - null's
+    fit = _fit_columns(spec, fits)
     if outcome.data_issues:  # counted, never silently dropped: the report lists them
         store.write_json(
             f"data_issues/{spec.key}.json", {"trial": spec.label, "issues": outcome.data_issues}
@@ -168,8 +184,8 @@ def _fine_tune(
         _write_task_embedding(store, exp, task, data, pretrained)
     if spec.kind == "stage":  # the whole model, head included: its targets continue from it
         _save_stage(outcome, encoder, store, spec)
-        rows = _rows(spec, exp, task, {"en": outcome.dev}, {}, outcome, "stage", "dev")
-        return rows.assign(target_task=spec.task)
+        rows = _rows(spec, exp, task, {"en": outcome.dev}, {}, outcome, "stage", "dev", fit)
+        return rows.assign(target_task=spec.task), _fits(spec, fits)
     if spec.kind == "intermediate":
         from trainers.encoder import load_tokenizer
 
@@ -180,10 +196,128 @@ def _fine_tune(
         store.upload_dir(out, store.artifact(spec))
         shutil.rmtree(out, ignore_errors=True)
         dev = {"en": {**outcome.dev, **extra}}
-        return _rows(spec, exp, task, dev, {}, outcome, written_sha, "dev")
+        rows = _rows(spec, exp, task, dev, {}, outcome, written_sha, "dev", fit)
+        return rows, _fits(spec, fits)
     # proves which encoder this trial read; the control reads none
     read_sha = "random" if scratch else file_sha(encoder / "model.safetensors")
-    return _rows(spec, exp, task, outcome.test, outcome.majority, outcome, read_sha, "test")
+    rows = _rows(spec, exp, task, outcome.test, outcome.majority, outcome, read_sha, "test", fit)
+    return rows, _fits(spec, fits)
+
+
+def attempt_part(part: str, attempt: int) -> str | None:
+    """Resume identity of a fine-tune attempt within its trial: the trial's own state for the
+    first main one, `stage-0`, `null`, then `main-restart-1`, `stage-0-restart-2`..."""
+    name = part if attempt == 0 else f"{part}-restart-{attempt}"
+    return None if name == "main" else name
+
+
+def _checked(
+    exp: Experiment,
+    spec: TrialSpec,
+    store: ResultsStore,
+    part: str,
+    task: Task,
+    data: dict,
+    encoder: Path,
+    random_init: bool,
+    init_model: Any,
+    fits: list[dict[str, Any]],
+    info: dict[str, Any],
+    train: bool = True,
+) -> Any:
+    """One fine-tune, checked; under the `restart` policy a degenerate one is trained again with
+    the next restart seed (each attempt its own resumable state: a kill mid-restart resumes it)."""
+    from trainers.health import check_outcome, restart_seed
+
+    policy = exp.health
+    attempts = policy.restarts + 1 if policy.policy == "restart" else 1
+    for attempt in range(attempts):
+        seed = restart_seed(spec.seed, attempt)
+        name = attempt_part(part, attempt)
+        state_spec = spec if name is None else part_of(spec, name)
+        # every attempt pushes its final state: a later restart may be killed
+        with TrainingState(state_spec, store, final_push=True) as state:
+            if state.resumed_from:
+                log.info("trial %s (%s) resumes from step %d", spec.label, name, state.resumed_from)
+                info["resumed_from_step"] = state.resumed_from
+                info["resumed_part"] = name or "main"
+            outcome = _train(
+                exp, task, data, encoder, state.path, seed, random_init, init_model, train=train
+            )
+        verdict, record = check_outcome(outcome, task, policy.alpha)
+        fits.append({**record, "part": part, "attempt": attempt, "restart_seed": seed})
+        if verdict.healthy:
+            break
+        log.warning("trial %s (%s, attempt %d): %s", spec.label, part, attempt, verdict.reason)
+    fits[-1]["kept"] = True
+    return outcome
+
+
+def _fit_columns(spec: TrialSpec, fits: list[dict[str, Any]]) -> dict[str, Any]:
+    """The row columns of the trial's fine-tune: its kept main attempt, and health overall."""
+    kept = [f for f in fits if f.get("kept")]
+    main = next(f for f in kept if f["part"] == "main")
+    return {
+        "dev_score": main["dev_score"],
+        "best_epoch": main["best_epoch"],
+        "steps": main["steps"],
+        "loss_start": main["loss_start"],
+        "loss_end": main["loss_end"],
+        "healthy": all(f["healthy"] for f in kept if f["part"] != "null"),
+        "restarts": max(f["attempt"] for f in fits if f["part"] == "main"),
+        "restart_seed": main["restart_seed"],
+    }
+
+
+def _fits(spec: TrialSpec, fits: list[dict[str, Any]]) -> pd.DataFrame:
+    identity = {
+        "trial_key": spec.key,
+        "kind": spec.kind,
+        "intermediate": spec.intermediate,
+        "seed": spec.seed,
+        "target_task": spec.target_task,
+    }
+    records = [{**identity, "kept": False, **f} for f in fits]
+    return pd.DataFrame.from_records(records, columns=list(FIT_COLUMNS))
+
+
+def _skipped_fit(why: str) -> dict[str, Any]:
+    nan = float("nan")
+    return {
+        "part": "main",
+        "task": None,
+        "attempt": -1,
+        "restart_seed": -1,
+        "metric": None,
+        "dev_curve": [],
+        "best_epoch": -1,
+        "dev_score": nan,
+        "n_dev": 0,
+        "chance": nan,
+        "majority": nan,
+        "threshold": nan,
+        "steps": 0,
+        "loss_start": nan,
+        "loss_end": nan,
+        "healthy": False,
+        "reason": f"skipped: {why}",
+        "kept": True,
+    }
+
+
+def _rows_of_nothing() -> pd.DataFrame:
+    return pd.DataFrame(columns=list(ROW_COLUMNS)).astype(ROW_DTYPES)
+
+
+def _unhealthy_parent(spec: TrialSpec, exp: Experiment, store: ResultsStore) -> str | None:
+    """Why this target must not train on its intermediate's encoder (None: it may)."""
+    if exp.health.policy != "restart":
+        return None
+    parent = spec.model_copy(update={"kind": "intermediate", "key": spec.parent})
+    rows = store.read_rows(parent)
+    if rows.empty or "healthy" not in rows or rows["healthy"].all():
+        return None
+    return f"intermediate {spec.intermediate} seed {spec.seed} is unhealthy (excluded)"
 
 
 def _train(
@@ -225,9 +359,12 @@ def part_of(spec: TrialSpec, part: str) -> TrialSpec:
 
 
 def parts_of(spec: TrialSpec, exp: Experiment) -> list[TrialSpec]:
-    """Every part `_fine_tune` may have trained for this trial besides its own state: none
-    since earlier stages and null models became trials of their own (sweep.plan)."""
-    return []
+    """Every resume identity of this trial besides its own state: the restarts of its fine-tune
+    (earlier stages and null models are trials of their own, sweep.plan)."""
+    if spec.kind in ("pretrain", "null"):
+        return []
+    names = [attempt_part("main", a) for a in range(exp.health.restarts + 1)]
+    return [part_of(spec, n) for n in names if n is not None]
 
 
 def _has_log_probs(task: Task) -> bool:
@@ -252,19 +389,29 @@ def _mean_log2_prob(exp: Experiment, task: Task, outcome: Any) -> float:
 
 def _null_model(
     spec: TrialSpec, exp: Experiment, store: ResultsStore, info: dict[str, Any]
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The V-information null model of an intermediate: the same training on the same labels
     with blank inputs, from the pretrained encoder, as a trial beside the intermediate (its
-    targets never wait for it). Rows: `null_log2_prob` of the English dev set, in bits."""
+    targets never wait for it). Rows: `null_log2_prob` of the English dev set, in bits.
+
+    Recorded in the fits but never restarted: it is meant to score at the majority baseline, so
+    only its loss says whether it trained."""
+    from trainers.health import check_outcome
+
     assert spec.parent is not None and spec.seed is not None and spec.intermediate
     encoder = store.local_dir(store.artifact_of("pretrain", spec.parent))
     task, data = load_data(exp, exp.task(spec.intermediate), spec.seed, ())
-    with TrainingState(spec, store) as state:
+    with TrainingState(spec, store, final_push=True) as state:
         info["resumed_from_step"] = state.resumed_from
         null = _train(exp, task, data, encoder, state.path, spec.seed, False, None, True)
+    _, record = check_outcome(null, task, exp.health.alpha)
+    fell = record["loss_end"] < record["loss_start"]
+    record.update(healthy=fell, reason=None if fell else "null model: training loss did not fall")
+    fits = [{**record, "part": "main", "attempt": 0, "restart_seed": spec.seed, "kept": True}]
     dev = {"en": {"null_log2_prob": _mean_log2_prob(exp, task, null)}}
     sha = file_sha(encoder / "model.safetensors")  # the pretrained encoder it started from
-    return _rows(spec, exp, task, dev, {}, null, sha, "dev").assign(primary=False)
+    rows = _rows(spec, exp, task, dev, {}, null, sha, "dev", _fit_columns(spec, fits))
+    return rows.assign(primary=False), _fits(spec, fits)
 
 
 def _stage_model(stage_dir: Path) -> Any:
@@ -424,7 +571,9 @@ def _rows(
     outcome: object,
     sha: str,
     split: str,
+    fit: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
+    """The trial's result rows; `fit` fills the fine-tune columns (dev score, steps, health)."""
     from trainers.metrics import primary_metric
     from trainers.tasks import shares_training_data
 
@@ -434,6 +583,7 @@ def _rows(
         and spec.intermediate not in (BASELINE, SCRATCH)
         and shares_training_data(exp.task(spec.intermediate), task)
     )
+    fit = {**OPTIONAL_COLUMNS, **(fit or {})}
     records = []
     for lang, by_metric in scores.items():
         for metric, value in by_metric.items():
@@ -456,7 +606,7 @@ def _rows(
                     "encoder_sha": sha,
                     "seconds": outcome.seconds,
                     "shared_training_data": shared,
+                    **fit,
                 }
             )
-    frame = pd.DataFrame.from_records(records)
-    return frame.astype({"seed": "int64", "n_examples": "int64", "train_size": "int64"})
+    return pd.DataFrame.from_records(records, columns=list(ROW_COLUMNS)).astype(ROW_DTYPES)

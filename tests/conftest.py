@@ -39,6 +39,33 @@ def tiny_settings() -> tuple:
     return WorldConfig(sentences_per_language=300), model, PretrainConfig(steps=20, batch_size=16)
 
 
+def result_row(**values: object) -> dict:
+    """One result row of the store schema (sweep.schema.ROWS): a target's English test accuracy,
+    with `values` replacing any column."""
+    from sweep.schema import OPTIONAL_COLUMNS
+
+    row = {
+        "kind": "target",
+        "intermediate": "none",
+        "seed": 0,
+        "target_task": "nli",
+        "language": "en",
+        "split": "test",
+        "metric": "accuracy",
+        "value": 0.5,
+        "n_examples": 500,
+        "primary": True,
+        "chance": 1 / 3,
+        "majority": 0.34,
+        "train_size": 2000,
+        "trial_key": "k1",
+        "encoder_sha": "sha",
+        "seconds": 1.0,
+        **OPTIONAL_COLUMNS,
+    }
+    return {**row, **values}
+
+
 @pytest.fixture(scope="session")
 def tiny_encoder() -> Path:
     """A pretrained tiny encoder folder, built once per content hash (cached across runs)."""

@@ -10,8 +10,8 @@ from analysis.report import write_report
 from analysis.results import load_run, trial_counts
 from analysis.simulate import simulate_rows, write_run
 from sweep.plan import TrialSpec
-from sweep.store import ROW_COLUMNS, ResultsStore
-from tests.conftest import COUNTS
+from sweep.store import ResultsStore
+from tests.conftest import COUNTS, result_row
 
 
 @pytest.fixture
@@ -89,7 +89,7 @@ def test_full_disk_leaves_no_partial_rows(tmp_path):
     spec = TrialSpec(
         key="k1", kind="target", intermediate="none", seed=0, target_task="nli", parent="p"
     )
-    rows = pd.DataFrame([dict.fromkeys(ROW_COLUMNS, 0)])
+    rows = pd.DataFrame([result_row()])
     with pytest.raises(OSError, match="No space left on device"):
         store.write_rows(spec, rows)
     COUNTS["storage failures tried"] += 1

@@ -12,15 +12,17 @@ import json
 import math
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from trainers import heads, metrics, quality
+from trainers import heads, metrics, preempt, quality
 from trainers.settings import TrainConfig
 from trainers.tasks import Example, Task
+
+LOSS_START_STEPS = 10  # steps averaged into the loss at the start (one batch is too noisy)
 
 
 @dataclass
@@ -39,6 +41,10 @@ class Outcome:
     data_issues: dict[str, dict[str, int]] = field(default_factory=dict)  # "split/lang" -> counts
     model: Any = None
     dev_set: Any = None  # the encoded English dev set (V-information scores it again)
+    dev_curve: list[float] = field(default_factory=list)  # English dev primary score, per epoch
+    dev_majority: dict[str, float] = field(default_factory=dict)  # majority label on English dev
+    loss_start: float = math.nan  # mean training loss of the first LOSS_START_STEPS steps
+    loss_end: float = math.nan  # mean training loss of the last epoch
 
 
 class LengthGroupedBatches(torch.utils.data.Sampler):
@@ -107,7 +113,7 @@ def train_and_evaluate(
     set_seed(seed)
     accelerator = Accelerator(cpu=cpu, mixed_precision=config.mixed_precision)
     tokenizer = load_tokenizer(encoder_dir)
-    model = _initial_model(fmt, task, encoder_dir, random_init, init_model)
+    model = _initial_model(fmt, task, encoder_dir, random_init, init_model, config.pooling)
     pools = data.get("pools", {})
     if not fmt.trainable or not train:
         model = accelerator.prepare(model)
@@ -167,6 +173,7 @@ def train_and_evaluate(
         )
         for batch in epoch_loader:
             loss = fmt.loss(model, batch)
+            progress.add_loss(loss.item())
             accelerator.backward(loss)
             accelerator.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
@@ -177,12 +184,14 @@ def train_and_evaluate(
             epoch_end = progress.step % len(loader) == 0  # saved below, after dev evaluation
             if (
                 state_dir is not None
-                and progress.step % config.checkpoint_every == 0
+                # or now: a spot interruption notice (sweep/spot.py) gives two minutes
+                and (progress.step % config.checkpoint_every == 0 or preempt.take_save_request())
                 and not epoch_end
             ):
                 progress.save(accelerator, state_dir)
         dev = evaluate_languages(task, model, dev_sets, config.eval_batch_size, accelerator)["en"]
         key = metrics.primary_metric(task.metric_family)
+        progress.end_epoch(dev[key])
         if progress.best_epoch < 0 or dev[key] > progress.best_dev[key]:
             progress.best_epoch, progress.best_dev = epoch, dev
             best = {
@@ -205,7 +214,13 @@ def train_and_evaluate(
         n_dev=len(dev_sets["en"]),
         n_train=len(data["train"]["en"]),
         dev_set=dev_sets["en"],
+        dev_curve=list(progress.dev_curve),
+        loss_start=progress.loss_start,
+        loss_end=progress.epoch_losses[-1] if progress.epoch_losses else math.nan,
     )
+    pairs = fmt.majority(task, data["train"]["en"], dev_sets["en"])
+    if pairs is not None:
+        outcome.dev_majority = metrics.score(task.metric_family, *pairs, language="en")
     _evaluate_test(task, fmt, data, tokenizer, model, config, max_length, accelerator, outcome)
     outcome.model = final
     outcome.seconds = time.perf_counter() - started
@@ -213,13 +228,18 @@ def train_and_evaluate(
 
 
 def _initial_model(
-    fmt: heads.Format, task: Task, encoder_dir: Path, random_init: bool, init_model: Any
+    fmt: heads.Format,
+    task: Task,
+    encoder_dir: Path,
+    random_init: bool,
+    init_model: Any,
+    pooling: str = "cls",
 ) -> Any:
     if init_model is None:
-        return fmt.build_model(task, encoder_dir, random_init=random_init)
-    if type(init_model).__name__ == (fmt.head_class or "XLMRobertaModel"):
+        return fmt.build_model(task, encoder_dir, random_init=random_init, pooling=pooling)
+    if type(init_model) is fmt.model_class(pooling):
         return init_model  # same head: the earlier stage's head is trained further
-    model = fmt.build_model(task, encoder_dir, random_init=True)
+    model = fmt.build_model(task, encoder_dir, random_init=True, pooling=pooling)
     missing, unexpected = heads.encoder_of(model).load_state_dict(
         heads.encoder_of(init_model).state_dict(), strict=False
     )
@@ -286,6 +306,26 @@ class _Progress:
     step: int = 0
     best_epoch: int = -1
     best_dev: dict[str, float] = field(default_factory=dict)
+    # the training record, saved with the state so a resumed run reports the whole run
+    dev_curve: list[float] = field(default_factory=list)
+    epoch_losses: list[float] = field(default_factory=list)
+    start_losses: list[float] = field(default_factory=list)
+    epoch_loss: list[float] = field(default_factory=lambda: [0.0, 0])  # running sum, count
+
+    def add_loss(self, loss: float) -> None:
+        if len(self.start_losses) < LOSS_START_STEPS:
+            self.start_losses.append(loss)
+        self.epoch_loss = [self.epoch_loss[0] + loss, self.epoch_loss[1] + 1]
+
+    def end_epoch(self, dev_score: float) -> None:
+        self.dev_curve.append(dev_score)
+        total, n = self.epoch_loss
+        self.epoch_losses.append(total / n if n else math.nan)
+        self.epoch_loss = [0.0, 0]
+
+    @property
+    def loss_start(self) -> float:
+        return sum(self.start_losses) / len(self.start_losses) if self.start_losses else math.nan
 
     @classmethod
     def load(cls, state_dir: Path | None) -> _Progress:
@@ -304,9 +344,7 @@ class _Progress:
     def save(self, accelerator: Any, state_dir: Path) -> None:
         """The state folder with its own progress.json, committed by renames; then the top-level
         progress.json. A kill at any point resumes from one whole save, the old or the new."""
-        payload = json.dumps(
-            {"step": self.step, "best_epoch": self.best_epoch, "best_dev": self.best_dev}
-        )
+        payload = json.dumps(asdict(self))
         tmp = state_dir / "state.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         accelerator.save_state(str(tmp))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -55,6 +56,8 @@ class TrainConfig(BaseModel):
     mixed_precision: str = Field("no", pattern=r"^(no|bf16|fp16)$")  # bf16 autocast on GPUs
     compile: bool = False  # torch.compile the model (GPU runs)
     selection: str = Field("en_dev", pattern=r"^en_dev$")  # zero-shot: never target-language dev
+    # what a sentence classification head reads: `<s>` (XLM-R, XTREME-R) or the mean of all tokens
+    pooling: Literal["cls", "mean"] = "cls"
 
 
 def pretrain_key(world: WorldConfig, model: ModelConfig, pretrain: PretrainConfig) -> str:

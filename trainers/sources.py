@@ -16,7 +16,6 @@ is loaded for each requested language it has. Dataset scripts are never run (no
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import functools
 import hashlib
 import json
@@ -30,6 +29,9 @@ from typing import Any
 import numpy as np
 import yaml
 
+from trainers import ud
+from trainers.real_files import LOCAL_BUILDERS, load_local
+from trainers.source_config import as_dicts
 from trainers.tasks import Example, Task, get_task
 
 log = logging.getLogger(__name__)
@@ -40,10 +42,6 @@ LOCATION = ("path", "name", "revision", "data_files")  # a user's `path` replace
 ENTRY_ONLY = (*ROLES, "langs", "parts")  # keys that are not settings of one split
 POOL_LANG = "all"  # the language shown for a retrieval candidate pool (it has none)
 _MISSING = "<no data_files for this role>"  # a role-keyed data_files without this role
-SETTINGS = (
-    *LOCATION, "split", "converter", "codes", "where", "prefix", "tag_names", "labels",
-    "parallel_gold", "cache_dir",
-)  # fmt: skip
 
 # English names, as google/xtreme spells its udpos configs ({language} in a template)
 LANGUAGE_NAMES = {
@@ -121,29 +119,6 @@ class Spec:
         return kwargs
 
 
-def check_keys(where: str, entry: dict, nested: bool = True) -> None:
-    """A user's override has only keys an entry can have: a typo would be silently ignored.
-    Roles and languages hold settings; parts hold whole entries."""
-    for key, value in entry.items():
-        if key in SETTINGS:
-            continue
-        if nested and key in ENTRY_ONLY:
-            if not isinstance(value, dict):
-                raise ValueError(f"{where}.{key}: expected a mapping (got {value!r})")
-            if key in ROLES:
-                check_keys(f"{where}.{key}", value, nested=False)
-                continue
-            for name, inner in value.items():
-                if not isinstance(inner, dict):
-                    raise ValueError(f"{where}.{key}.{name}: expected a mapping (got {inner!r})")
-                check_keys(f"{where}.{key}.{name}", inner, nested=key == "parts")
-            continue
-        known = [*SETTINGS, *(ENTRY_ONLY if nested else ())]
-        close = difflib.get_close_matches(key, known, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known)}"
-        raise ValueError(f"{where}: unknown key {key!r}{hint}")
-
-
 def _layer(entry: dict, role: str, lang: str) -> dict:
     """An entry's settings for one role and language: top level, then the role's, then the
     language's (`langs.<lang>`)."""
@@ -158,7 +133,8 @@ def _fill(value: Any, fields: dict[str, str]) -> Any:
             return value.format_map(fields)
         except (KeyError, ValueError, IndexError) as err:
             raise ValueError(
-                f"bad template {value!r} ({err}); fields are {{lang}}, {{language}}, {{code}}"
+                f"bad template {value!r} ({err}); fields are {{lang}}, {{language}}, {{code}}, "
+                "{ud_version}"
             ) from None
     if isinstance(value, list | tuple):
         return [_fill(v, fields) for v in value]
@@ -179,8 +155,11 @@ class Source:
         self.task = task
         self.name = task.source
         self.entry = entries[task.source]
-        self.user = dict((overrides or {}).get(task.source) or {})
-        check_keys(f"data.sources.{self.name}", self.user)
+        raw = (overrides or {}).get(task.source)
+        try:  # typed in the experiment config already; plain mappings are checked here
+            self.user = as_dicts({task.source: raw})[task.source] if raw else {}
+        except ValueError as err:
+            raise ValueError(f"data.sources.{err}") from None
 
     def _parts(self) -> list[tuple[str, dict, dict]]:
         """(override key, entry, user override) per concatenated part; one for most sources."""
@@ -212,6 +191,7 @@ class Source:
             "lang": lang,
             "language": LANGUAGE_NAMES.get(lang, lang),
             "code": str((merged.get("codes") or {}).get(lang, lang)),
+            "ud_version": ud.ud_version(lang),  # 2.5, or 2.7 for XTREME-R's additions
         }
         data_files = merged.get("data_files")
         if isinstance(data_files, dict):  # keyed by role
@@ -271,9 +251,19 @@ def _load(task: Task, spec: Spec) -> Any:
         raise _unavailable(task, spec, f"data_files has no {spec.role!r} entry")
     log.info("%s %s/%s: %s", task.name, spec.role, spec.lang, spec.describe())
     try:
+        if spec.path in LOCAL_BUILDERS:  # the data set's original files (trainers.real_files)
+            return load_local(spec.path, spec.data_files, spec.lang, spec.split)
+        hub_udpos = spec.path == ud.HUB_ID and spec.converter == "udpos"
+        if hub_udpos and (warning := ud.hub_warning(spec.lang)):
+            _warn_once(warning)
         return _load_cached(json.dumps(spec.load_kwargs(), sort_keys=True))
     except Exception as err:  # offline, missing file, unknown config, script-only repository ...
         raise _unavailable(task, spec, f"{type(err).__name__}: {err}") from err
+
+
+@functools.cache
+def _warn_once(message: str) -> None:
+    log.warning(message)
 
 
 @dataclass
@@ -667,6 +657,31 @@ def copa(row: dict, ctx: Context) -> list[Example]:
     return _choice(row["premise"], question, [row["choice1"], row["choice2"]], label, ctx)
 
 
+XCOPA_QUESTIONS_FILE = Path(__file__).with_name("xcopa_questions.json")
+
+
+@functools.cache
+def xcopa_questions() -> dict[str, list[str]]:
+    """{"test": [500], "validation": [100]} "cause"/"effect" by item index (idx), taken from
+    XCOPA's Estonian files (see the file's `provenance`)."""
+    with XCOPA_QUESTIONS_FILE.open(encoding="utf-8") as f:
+        table = json.load(f)
+    return {split: table[split] for split in ("test", "validation")}
+
+
+@converter("xcopa")
+def xcopa(row: dict, ctx: Context) -> list[Example]:
+    """cambridgeltl/xcopa <lang> test/validation, as `copa` but with the question type taken by
+    item index from xcopa_questions.json: in the released files the field disagrees with the
+    other languages for th (every item "effect"), tr, sw, id and it, while the labels agree."""
+    split = "validation" if ctx.spec.split in ("validation", "val", "dev") else "test"
+    table = xcopa_questions()[split]
+    idx = int(row["idx"])
+    if not 0 <= idx < len(table):
+        raise ValueError(f"XCOPA idx {idx} outside the {len(table)} {split} items")
+    return copa({**row, "question": table[idx]}, ctx)
+
+
 @converter("siqa")
 def siqa(row: dict, ctx: Context) -> list[Example]:
     """allenai/social_i_qa: context, question, answerA-C, label "1".."3" (a string)."""
@@ -752,22 +767,69 @@ def _answers(row: dict) -> dict[str, list]:
     }
 
 
+REFIND_WINDOW = 64  # characters either side of a stored start searched for its answer
+
+
+def refind(context: str, text: str, start: int) -> int:
+    """The start of `text` in `context` nearest the stored `start` (within REFIND_WINDOW), or
+    `start` unchanged where it is not found (the QA check then drops the answer).
+
+    The hub's loading scripts for XQuAD, MLQA and TyDiQA (huggingface/datasets
+    datasets/xtreme/xtreme.py, `_generate_examples`: `paragraph["context"].strip()`,
+    `answer["text"].strip()`) strip both strings but keep `answer_start`, so every answer of a
+    context with leading whitespace, or with its own leading whitespace, sits a few characters
+    off. The original files have every answer at its offset (benchmarks/real_data_counts.py)."""
+    if not text or context[start : start + len(text)] == text:
+        return start
+    lo = max(0, start - REFIND_WINDOW)
+    hits, at = [], context.find(text, lo)
+    while at != -1 and at <= start + REFIND_WINDOW:
+        hits.append(at)
+        at = context.find(text, at + 1)
+    return min(hits, key=lambda h: (abs(h - start), h)) if hits else start
+
+
+def _located_answers(row: dict) -> dict[str, list]:
+    answers = _answers(row)
+    context = row["context"]
+    answers["answer_start"] = [
+        refind(context, text, start)
+        for text, start in zip(answers["text"], answers["answer_start"], strict=True)
+    ]
+    return answers
+
+
 @converter("squad")
 def squad(row: dict, ctx: Context) -> list[Example]:
     """rajpurkar/squad, rajpurkar/squad_v2 (empty answers: unanswerable), google/xtreme XQuAD,
-    MLQA and tydiqa, google/xquad: id, context, question, answers {text, answer_start}."""
+    MLQA and tydiqa, google/xquad: id, context, question, answers {text, answer_start}; each
+    answer re-found near its stored start (`refind`: the hub's copies strip the texts)."""
     example = {"id": str(row["id"]), "context": row["context"], "question": row["question"]}
-    return [{**example, "answers": _answers(row)}]
+    return [{**example, "answers": _located_answers(row)}]
 
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])")
+# a break after . ! ? (and the Devanagari danda U+0964, double danda U+0965) followed by
+# whitespace, after the CJK marks U+3002 U+FF01 U+FF1F, and at whitespace between two Thai
+# characters (Thai writes no sentence marks: a space ends a sentence, but also a clause or a
+# phrase, so a Thai break needs THAI_MIN_CHARS of sentence before it)
+_SENTENCE_END = re.compile(
+    r"(?<=[.!?\u0964\u0965])\s+|(?<=[\u3002\uff01\uff1f])"
+    r"|(?P<thai>(?<=[\u0e00-\u0e7f])\s+(?=[\u0e00-\u0e7f]))"
+)
+THAI_MIN_CHARS = 150  # of 40-300, the most gold agreement with XQuAD-R Thai breaks (still 8%)
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) of each sentence: a break after . ! ? and whitespace, or after 。！？.
-    An approximation where no sentence breaks are shipped (XQuAD-R on the hub, SQuAD)."""
+    """(start, end) of each sentence, for contexts that ship no sentence breaks (XQuAD-R on the
+    hub, SQuAD). Where the data set has breaks (LAReQA's xquad-r/<l>.json `sentence_breaks`)
+    they are used instead. Known errors against those breaks (benchmarks/real_data_counts.py
+    counts them): abbreviations and decimals followed by a space split a sentence ("U.S.
+    Army"); a Thai sentence is cut at the first space past THAI_MIN_CHARS, which often falls
+    inside the data set's sentence or past its end."""
     spans, start = [], 0
     for match in _SENTENCE_END.finditer(text):
+        if match["thai"] and match.start() - start < THAI_MIN_CHARS:
+            continue
         if text[start : match.start()].strip():
             spans.append((start, match.start()))
         start = match.end()
@@ -783,13 +845,15 @@ def _sentence_of(spans: list[tuple[int, int]], offset: int) -> int:
 
 @converter("squad_sentences")
 def squad_sentences(row: dict, ctx: Context) -> list[Example]:
-    """LAReQA from a SQuAD-schema row (rajpurkar/squad, google-research-datasets/xquad_r):
-    the question retrieves the sentence of the context that holds the answer. Training gives
+    """LAReQA from a SQuAD-schema row (rajpurkar/squad, google-research-datasets/xquad_r, or
+    the lareqa files with `sentence_breaks`, which are then the sentences): the question
+    retrieves the sentence of the context that holds the answer. Training gives
     {query, positive}; dev and test give {query, gold} and add every sentence of the context to
     the split's pool, with ids "<lang>:<context hash>:<sentence index>"."""
     context = row["context"]
-    spans = sentence_spans(context)
-    starts = _answers(row)["answer_start"]
+    breaks = row.get("sentence_breaks")
+    spans = [(int(b[0]), int(b[1])) for b in breaks] if breaks else sentence_spans(context)
+    starts = _located_answers(row)["answer_start"]
     if not spans or not starts:
         return []
     key = f"{ctx.spec.lang}:{hashlib.sha1(context.encode()).hexdigest()[:12]}"
@@ -861,6 +925,9 @@ def mewslix_entity(row: dict, ctx: Context) -> list[Example]:
 
 @converter("tatoeba")
 def tatoeba(row: dict, ctx: Context) -> list[Example]:
-    """google/xtreme tatoeba.<code>: source_sentence (the language's), target_sentence
-    (English), source_lang, target_lang."""
-    return [{"source": row["source_sentence"], "target": row["target_sentence"]}]
+    """google/xtreme tatoeba.<code> and LASER's files (`tatoeba_pairs`): source_sentence (the
+    language's), target_sentence (English), source_lang, target_lang; surrounding whitespace
+    and the line's newline stripped."""
+    # the hub's script stores raw lines, newline included (xtreme.py: `source_sentences.append(
+    # row)` for row in the file); the official preprocessing strips them
+    return [{"source": row["source_sentence"].strip(), "target": row["target_sentence"].strip()}]

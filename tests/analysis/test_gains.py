@@ -15,7 +15,7 @@ from analysis.gains import (
     task_categories,
     xtreme_table,
 )
-from analysis.results import ROW_DTYPES
+from analysis.results import OPTIONAL_COLUMNS, ROW_DTYPES
 
 
 def row(**values):
@@ -36,7 +36,7 @@ def row(**values):
         "trial_key": "k",
         "encoder_sha": "s",
         "seconds": 1.0,
-        "shared_training_data": False,
+        **OPTIONAL_COLUMNS,  # the fine-tune's columns: a healthy fit
     }
     base.update(values)
     return base

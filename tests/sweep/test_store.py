@@ -98,9 +98,9 @@ def test_rows_records_and_sizes_on_s3(s3_endpoint, tiny):
     spec = build_plan(exp)[1]
     import pandas as pd
 
-    from sweep.store import ROW_COLUMNS
+    from tests.conftest import result_row
 
-    rows = pd.DataFrame([dict.fromkeys(ROW_COLUMNS, 1)]).astype({"value": float})
+    rows = pd.DataFrame([result_row(value=1.0)])
     assert not store.is_done(spec)
     store.write_rows(spec, rows)
     assert store.is_done(spec) and store.read_rows(spec)["value"].tolist() == [1.0]
@@ -314,3 +314,26 @@ def test_status_counts_nodes_eta_and_failures_from_the_store(tiny, tmp_path):
     assert result.exit_code == 0, result.output
     assert "failed intermediate/topic_easy/seed=0: RuntimeError: loss is nan" in result.output
     assert re.search(r"ETA: 0\.7 min", result.output) and "n2/cccc2222: 2" in result.output
+
+
+def test_every_result_file_has_one_schema_so_pandas_reads_the_folder(tmp_path):
+    """An intermediate's rows have no target task (all null): written with the store schema
+    they still read with a target's rows as one dataset, in either file order."""
+    import pandas as pd
+
+    from sweep.plan import TrialSpec
+    from sweep.schema import ROWS
+    from tests.conftest import result_row
+
+    store = ResultsStore(str(tmp_path), "run")
+    for key, kind, task, split in (
+        ("a", "intermediate", None, "dev"),
+        ("b", "target", "nli", "test"),
+    ):
+        spec = TrialSpec(key=key, kind=kind, intermediate="topic_easy", seed=0, parent="p")
+        row = result_row(kind=kind, target_task=task, split=split, trial_key=key, value=0.25)
+        store.write_rows(spec, pd.DataFrame([row]))
+    rows = pd.read_parquet(tmp_path / "run" / "results")
+    assert rows["trial_key"].tolist() == ["a", "b"]
+    assert rows["target_task"].isna().tolist() == [True, False]
+    assert list(rows.columns) == ROWS.names

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from trainers.heads import get_format
+from trainers.source_config import SourceOverride
 from trainers.sources import (
     CONVERTERS,
     DataUnavailable,
     Source,
     check_available,
-    check_keys,
     load_task_data,
     sentence_spans,
     source_entries,
@@ -105,7 +105,7 @@ def test_every_task_source_has_an_entry_and_every_entry_a_fixture():
     assert {TASKS[name].source for name in SOURCED} == set(entries)
     assert {p.name for p in FIXTURES.iterdir() if p.is_dir()} == set(entries)
     for name, entry in entries.items():
-        check_keys(name, entry)  # the YAML uses only keys the loader reads
+        SourceOverride.model_validate(entry)  # the YAML uses only keys the loader reads
         for part in entry.get("parts", {}):
             assert (FIXTURES / name / part).is_dir(), f"{name}: no fixture for part {part}"
 

@@ -42,19 +42,27 @@ class Format:
     trainable: bool = True  # False: scored straight from the encoder (Tatoeba)
 
     # ---- model ----
-    def build_model(self, task: Task, encoder_dir: Path, random_init: bool = False) -> Any:
+    def build_model(
+        self, task: Task, encoder_dir: Path, random_init: bool = False, pooling: str = "cls"
+    ) -> Any:
         """The format's head on the encoder in `encoder_dir`, or on a random encoder of its shape.
 
         `num_labels` is always explicit: an encoder's saved config may carry another task's count.
+        `pooling` (TrainConfig.pooling) matters only to formats with a sentence-level head.
         """
         import transformers
 
-        cls = getattr(transformers, self.head_class or "XLMRobertaModel")
+        cls = self.model_class(pooling)
         kwargs = self.head_kwargs(task)
         if random_init:  # the no-pretraining control
             config = transformers.XLMRobertaConfig.from_pretrained(encoder_dir, **kwargs)
             return cls(config)
         return cls.from_pretrained(encoder_dir, **kwargs)
+
+    def model_class(self, pooling: str = "cls") -> Any:
+        import transformers
+
+        return getattr(transformers, self.head_class or "XLMRobertaModel")
 
     def head_kwargs(self, task: Task) -> dict[str, Any]:
         return {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from trainers.heads.base import SingleLabel, empty_text, label_maps, label_problem
@@ -12,6 +13,11 @@ class Classification(SingleLabel):
 
     name = "classification"
     head_class = "XLMRobertaForSequenceClassification"
+
+    def model_class(self, pooling: str = "cls") -> Any:
+        """XLM-R's head on the `<s>` state (`cls`, as XTREME-R), or on the mean of every token's
+        state (`mean`: the synthetic demo's encoder, whose MLM pretraining never trains `<s>`)."""
+        return mean_pooled_class() if pooling == "mean" else super().model_class(pooling)
 
     def head_kwargs(self, task: Any) -> dict[str, Any]:
         return label_maps(task)
@@ -35,3 +41,33 @@ class Classification(SingleLabel):
 
     def blank(self, example: dict) -> dict:
         return {**example, "text": ""} | ({"text_pair": ""} if "text_pair" in example else {})
+
+
+@functools.cache
+def mean_pooled_class() -> type:
+    """XLMRobertaForSequenceClassification reading the mean of the non-padding token states.
+
+    Same weights and head (dense, tanh, out_proj) as XLM-R's; only what the head reads changes.
+    """
+    import torch
+    from transformers import XLMRobertaForSequenceClassification
+    from transformers.modeling_outputs import SequenceClassifierOutput
+
+    class XLMRobertaMeanPooledForSequenceClassification(XLMRobertaForSequenceClassification):
+        def forward(
+            self,
+            input_ids: Any = None,
+            attention_mask: Any = None,
+            labels: Any = None,
+            **kwargs: Any,
+        ) -> SequenceClassifierOutput:
+            if attention_mask is None:
+                attention_mask = (input_ids != self.config.pad_token_id).long()
+            states = self.roberta(input_ids, attention_mask=attention_mask).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(states.dtype)
+            pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1)
+            logits = self.classifier(pooled.unsqueeze(1))  # the head reads position 0
+            loss = None if labels is None else torch.nn.functional.cross_entropy(logits, labels)
+            return SequenceClassifierOutput(loss=loss, logits=logits)
+
+    return XLMRobertaMeanPooledForSequenceClassification

@@ -125,8 +125,10 @@ class DualEncoder(Format):
     name = "dual_encoder"
     head_class = None
 
-    def build_model(self, task: Any, encoder_dir: Path, random_init: bool = False) -> Any:
-        return bare_encoder(encoder_dir, random_init)
+    def build_model(
+        self, task: Any, encoder_dir: Path, random_init: bool = False, pooling: str = "cls"
+    ) -> Any:
+        return bare_encoder(encoder_dir, random_init)  # pools by its own rule (mean, a layer)
 
     def check(self, task: Any, example: dict) -> str | None:
         if "query" not in example:
@@ -228,8 +230,10 @@ class SentenceRetrieval(Format):
     name = "sentence_retrieval"
     trainable = False
 
-    def build_model(self, task: Any, encoder_dir: Path, random_init: bool = False) -> Any:
-        return bare_encoder(encoder_dir, random_init)
+    def build_model(
+        self, task: Any, encoder_dir: Path, random_init: bool = False, pooling: str = "cls"
+    ) -> Any:
+        return bare_encoder(encoder_dir, random_init)  # pools by its own rule (mean, a layer)
 
     def check(self, task: Any, example: dict) -> str | None:
         missing = next((side for side in ("source", "target") if side not in example), None)
