@@ -117,9 +117,8 @@ def test_plan_with_a_bad_source_override_is_one_line(tmp_path):
     )
     out = CliRunner().invoke(app, ["plan", str(bad), "--power-reps", "0"])
     assert out.exit_code == 2
-    assert out.output.strip().splitlines() == [
-        f"error: {bad}: data.sources.mnli: unknown key 'pathh'; did you mean 'path'?"
-    ]
+    (line,) = out.output.strip().splitlines()  # the config's own check (typed data.sources)
+    assert line.startswith(f"error: {bad}: data.sources") and "unknown key 'pathh'" in line
 
 
 def test_plan_counts_what_the_store_already_holds(root, tmp_path):
