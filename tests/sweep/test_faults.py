@@ -135,7 +135,7 @@ def test_driver_killed_mid_sweep_then_rerun_retrains_nothing_finished(root, tmp_
     for folder in (artifacts / "intermediate").iterdir():
         assert (folder / "model.safetensors").stat().st_size > 0
     for folder in (artifacts / "target").iterdir():
-        assert {p.name for p in folder.iterdir()} == {"DONE", "rows.parquet"}
+        assert {p.name for p in folder.iterdir()} == {"DONE", "rows.parquet", "fits.parquet"}
     assert store.size("scratch") == 0
     final = store.size()
     peak = max(first_size.peak, second_size.peak)
