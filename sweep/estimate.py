@@ -363,7 +363,8 @@ def estimate(
         for attr in vars(total):
             setattr(total, attr, getattr(total, attr) + getattr(row, attr))
     slowdown = table["cpu"]["two_trials_slowdown"] if synthetic else 1.0
-    sizes = sorted({exp.resources.max_concurrent_trials} if synthetic else set(workers))
+    # the config's own concurrency (the cluster it was written for) and the asked GPU counts
+    sizes = sorted({exp.resources.max_concurrent_trials} | (set() if synthetic else set(workers)))
     path = critical_path(trials, seconds)
     wall = {n: simulate(trials, seconds, n, slowdown, done) for n in sizes}
     bound = {n: max(path, total.seconds / n) for n in sizes}
