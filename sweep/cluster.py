@@ -225,12 +225,19 @@ def judge(uri: str, probes: list[NodeProbe], can_grow: bool) -> str | None:
 
 
 def autoscaler_running() -> bool:
-    """True when Ray's autoscaler reports status (`ray up` clusters, the fake multi-node
-    provider): worker nodes may join later, whatever is up now."""
-    from ray._private import ray_constants
-    from ray.experimental import internal_kv
+    """True when Ray's autoscaler runs with a cluster config (`ray up` clusters, the fake
+    multi-node provider): worker nodes may join later, whatever is up now.
 
-    return internal_kv._internal_kv_get(ray_constants.DEBUG_AUTOSCALING_STATUS) is not None
+    Without one (`ray.init()`, a hand-started `ray start`), Ray's monitor runs its read-only
+    config, whose node types are the nodes themselves, named `node_<id>`
+    (ray/autoscaler/_private/util.py: format_readonly_node_type).
+    """
+    from sweep.fallback import read_status
+
+    report = read_status().get("autoscaler_report") or {}
+    types = {*(report.get("active_nodes") or {}), *(report.get("idle_nodes") or {})}
+    types |= {kind for _ip, kind, *_ in report.get("pending_nodes") or []}
+    return any(not kind.startswith("node_") for kind in types)
 
 
 def probe_nodes(store: ResultsStore, token: str) -> list[NodeProbe]:

@@ -837,3 +837,41 @@ def test_the_driver_fetches_the_hub_encoder_before_any_trial(root, tmp_path, mon
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "no-such-encoder" in errors[0] and "cannot be loaded" in errors[0]
     assert started == []  # Ray never started: no trial, no node
+
+
+def test_tunes_copy_of_aws_credentials_is_filtered(monkeypatch):
+    """Tune puts AWS_* keys of the driver into each trainable's runtime_env (which Ray logs);
+    after keep_secrets_out_of_tune the same call carries none of them."""
+    from ray.tune.execution import class_cache
+
+    from sweep.cluster import keep_secrets_out_of_tune
+
+    monkeypatch.setattr(
+        class_cache, "ENV_VARS_TO_PROPAGATE", class_cache.ENV_VARS_TO_PROPAGATE | {*SECRET_VARS}
+    )
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "planted")
+
+    def runtime_env_of_a_trainable():
+        class Trainable:
+            pass
+
+        return class_cache._ActorClassCache().get(Trainable)._default_options["runtime_env"]
+
+    assert runtime_env_of_a_trainable()["env_vars"]["AWS_SECRET_ACCESS_KEY"] == "planted"
+    keep_secrets_out_of_tune()
+    assert "AWS_SECRET_ACCESS_KEY" not in runtime_env_of_a_trainable()["env_vars"]
+
+
+def test_a_cluster_can_grow_only_with_an_autoscaling_config(monkeypatch):
+    from sweep import cluster, fallback
+
+    def status(active):
+        report = {"active_nodes": active, "idle_nodes": None, "pending_nodes": []}
+        return lambda: {"autoscaler_report": report}
+
+    monkeypatch.setattr(fallback, "read_status", status({"node_f1f799f3": 1}))  # ray.init()
+    assert not cluster.autoscaler_running()
+    monkeypatch.setattr(fallback, "read_status", status({"head": 1}))  # `ray up cluster.yaml`
+    assert cluster.autoscaler_running()
+    monkeypatch.setattr(fallback, "read_status", dict)  # no monitor report yet
+    assert not cluster.autoscaler_running()
