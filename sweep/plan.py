@@ -87,7 +87,8 @@ class TrialSpec(BaseModel):
 
 
 def _hash(identity: Any) -> str:
-    payload = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
+    # strict JSON: an object without a JSON form is an error here, never its repr() in a key
+    payload = json.dumps(identity, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -130,6 +131,17 @@ def _source_identity(task_name: str, source: str, overrides_json: str, role: str
     return [{k: v for k, v in dataclasses.asdict(s).items() if k not in drop} for s in specs]
 
 
+def _override(exp: Experiment, source: str) -> dict[str, Any]:
+    """The user's data.sources entry of `source` as a plain dict of what was set (typed
+    overrides dumped without their defaults: a field added to them later changes no key)."""
+    raw = exp.data.sources.get(source)
+    if raw is None:
+        return {}
+    if isinstance(raw, BaseModel):
+        return raw.model_dump(mode="json", exclude_defaults=True)
+    return dict(raw)
+
+
 def data_identity(exp: Experiment, name: str) -> dict[str, Any]:
     """What decides the English train and dev examples a training of task `name` sees."""
     sizes = {"train_size": exp.data.train, "dev_size": exp.data.dev}
@@ -142,9 +154,7 @@ def data_identity(exp: Experiment, name: str) -> dict[str, Any]:
         }
     task = exp.task(name)
     if exp.data.source == "hub":
-        overrides = json.dumps(
-            {task.source: exp.data.sources.get(task.source) or {}}, sort_keys=True, default=str
-        )
+        overrides = json.dumps({task.source: _override(exp, task.source)}, sort_keys=True)
         where = {
             role: _source_identity(task.name, task.source, overrides, role)
             for role in ("train", "dev")
@@ -187,7 +197,7 @@ def evaluation_identity(exp: Experiment, name: str) -> dict[str, Any]:
     return {
         "name": name,  # rows carry the target's name
         "source": task.source if exp.data.source == "hub" else task.synthetic,
-        "overrides": exp.data.sources.get(task.source) if exp.data.source == "hub" else None,
+        "overrides": _override(exp, task.source) if exp.data.source == "hub" else None,
         "test": exp.data.test,
         "languages": sorted(exp.languages_of(task)),
         "metric": task.metric_family,

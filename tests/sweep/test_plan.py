@@ -1,6 +1,7 @@
 import dataclasses
 
 import pytest
+import yaml
 
 import sweep.config
 from sweep.config import parse_config
@@ -204,3 +205,15 @@ def test_null_models_are_trials_beside_their_intermediate_off_every_target_path(
 def test_null_model_only_for_formats_with_label_probabilities(task):
     fmt = get_task(task).format
     assert (fmt in LOG_PROB_FORMATS) == (task == "qqp")
+
+
+def test_a_source_override_changes_the_keys_of_that_sources_trials_only(root):
+    raw = yaml.safe_load((root / "configs" / "xtreme_r.yaml").read_text())
+    base = {t.label: t.key for t in build_plan(parse_config(raw))}
+    mirror = {"mnli": {"path": "json", "data_files": {"train": "/data/mnli/train.jsonl"}}}
+    raw["data"] = {**raw["data"], "sources": mirror}
+    moved = {t.label: t.key for t in build_plan(parse_config(raw))}
+    changed = {label for label in base if base[label] != moved[label]}
+    # the mnli intermediate, its null model and everything trained from it (stages, targets)
+    assert changed and all("/mnli/" in label for label in changed)
+    assert {label.split("/")[0] for label in changed} == {"intermediate", "null", "stage", "target"}
