@@ -28,7 +28,7 @@ def estimate_lines(
     try:
         done = held_by_store(exp, trials)
         held = f"{len(done)} of {len(trials)} trials already DONE in {exp.storage} (cost 0)"
-    except OSError as err:  # an object store without credentials: plan as if empty
+    except (OSError, ValueError) as err:  # an unreachable object store: plan as if empty
         done, held = set(), f"store {exp.storage} not readable ({err}); nothing counted as reused"
     est = estimate(exp, trials, gpu, workers, price, done)
     cpu = est.device == "cpu"
