@@ -14,7 +14,6 @@ lme4/lmerTest through Rscript instead.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import shutil
@@ -728,20 +727,5 @@ def compare(fits: list[LmmFit]) -> pd.DataFrame:
             "AIC": [f.aic for f in ok],
             "BIC": [f.bic for f in ok],
             "REML llf": [f.reml_llf for f in ok],
-        }
-    )
-
-
-def to_json(fit: LmmFit) -> str:
-    """A compact JSON summary (for logs and benchmarks)."""
-    return json.dumps(
-        {
-            "spec": fit.spec,
-            "ok": fit.ok,
-            "difficulty": fit.term("difficulty", "estimate"),
-            "se": fit.term("difficulty", "se"),
-            "df": fit.term("difficulty", "df"),
-            "reml_llf": fit.reml_llf,
-            "ml_llf": fit.ml_llf,
         }
     )

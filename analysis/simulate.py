@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 
 from analysis.results import BASELINE, CONTROL, OPTIONAL_COLUMNS, ROW_DTYPES, open_run
 from sweep import schema
+from trainers.tasks import TARGETS
 
 INTERMEDIATE_LABELS = 4  # intermediate tasks are 4-way classification: chance 0.25
 V_INFO_MAX = 2.0  # bits of V-information of a solved 4-way task (log2 4)
@@ -291,16 +292,7 @@ def _write_json(fs: Any, path: str, payload: Any) -> None:
 
 # Zero-shot languages (English excluded) per target of the XTREME-R study design.
 XTREME_R_LANGUAGES = {
-    "xnli": 14,
-    "xcopa": 11,
-    "udpos": 37,
-    "panx": 47,
-    "xquad": 10,
-    "mlqa": 6,
-    "tydiqa": 8,
-    "mewslix": 10,
-    "lareqa": 10,
-    "tatoeba": 35,
+    t.name: sum(lang != "en" for lang in t.languages) for t in TARGETS if t.source
 }
 # The demo sweep's targets and zero-shot languages (configs/demo.yaml).
 DEMO_LANGUAGES = {"nli": 4, "pos": 4}

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from sweep.config import ConfigError, Experiment, load_config
+from sweep.config import BACKENDS, ConfigError, Experiment, load_config
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -18,6 +18,25 @@ if TYPE_CHECKING:
     from sweep.runner import RunView
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False, add_completion=False)
+
+
+def _version(show: bool) -> None:
+    if show:
+        import importlib.metadata
+
+        typer.echo(f"itx {importlib.metadata.version('itx')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Does the difficulty of an English intermediate task change zero-shot transfer?"""
+
 
 StorageOpt = Annotated[
     str | None,
@@ -44,6 +63,7 @@ def run(
     """Start the sweep in CONFIG, or resume it; finished trials are not rerun."""
     exp = load_or_exit(config, storage)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from sweep.progress import TrackingUnavailable
     from sweep.runner import run_sweep
     from sweep.store import StorageError
     from trainers.sources import DataUnavailable
@@ -61,7 +81,11 @@ def run(
     started = time.perf_counter()
     try:
         outcome = run_sweep(exp, address=address)
-    except (StorageError, DataUnavailable) as err:  # before any trial: one line, exit code 2
+    except (
+        StorageError,
+        DataUnavailable,
+        TrackingUnavailable,
+    ) as err:  # before any trial: one line, exit code 2
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(code=2) from None
     typer.echo(
@@ -126,6 +150,10 @@ def plan(
     typer.echo(f"  seeds: {', '.join(map(str, exp.seeds))}")
     for key, value in summary.items():
         typer.echo(f"  {key}: {value}")
+    from trainers.memory import memory_lines  # light: no torch
+
+    for line in memory_lines(exp):
+        typer.echo(line)
     from sweep.plan_report import estimate_lines, power_lines
 
     for line in estimate_lines(exp, trials, gpu, tuple(gpus or (16, 64)), price):
@@ -179,7 +207,7 @@ def _status_table(run_dir: str, view: RunView) -> RenderableType:
     from rich.console import Group
     from rich.table import Table
 
-    from sweep.runner import STATES
+    from sweep.runner import STATES, duration
 
     table = Table(title=f"{run_dir}", title_justify="left")
     table.add_column("stage")
@@ -195,10 +223,12 @@ def _status_table(run_dir: str, view: RunView) -> RenderableType:
     if not left:
         eta = "none left to run"
     elif view.eta_seconds is None:
-        eta = "unknown (no trial of this run has finished)"
+        eta = f"unknown ({view.eta_unknown})"
     else:
-        eta = f"{view.eta_seconds / 60:.1f} min"
-    lines.append(f"ETA: {eta}")
+        eta = f"{duration(view.eta_seconds)} for {left} trials left"
+    elapsed = "unknown" if view.elapsed_seconds is None else duration(view.elapsed_seconds)
+    lines.append(f"elapsed: {elapsed}; ETA: {eta}")
+    lines.extend(f"running {label}: {detail}" for label, detail in view.running.items())
     lines.extend(f"[red]failed[/red] {label}: {error}" for label, error in view.failures.items())
     lines.extend(f"skipped {label}: {reason}" for label, reason in view.skipped.items())
     return Group(*lines)
@@ -215,9 +245,11 @@ def report(
     """Write report.md, report.html and CSV tables into RUN_DIR (a folder or s3://...)."""
     from analysis.report import write_report
 
-    if backend not in (None, "statsmodels", "lme4"):
+    allowed = BACKENDS  # the config's own choices: one list for the YAML key and this flag
+    if backend is not None and backend not in allowed:
         typer.echo(
-            f"error: --backend: unknown backend {backend!r}; allowed: statsmodels, lme4", err=True
+            f"error: --backend: unknown backend {backend!r}; allowed: {', '.join(allowed)}",
+            err=True,
         )
         raise typer.Exit(code=2)
     try:

@@ -9,7 +9,7 @@ import dataclasses
 import difflib
 import math
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -124,6 +124,8 @@ class Resources(BaseModel):
     max_concurrent_trials: int = Field(2, ge=1, le=10_000)  # always set: see docs/DESIGN.md
     max_failures: int = Field(2, ge=0, le=100)
     num_cpus: int | None = Field(None, ge=1, le=4096)  # local Ray only; None = all of this machine
+    # object-store roots: seconds between training-state upload starts (sweep/uploader.py)
+    state_upload_every_s: float = Field(300.0, ge=0, le=86_400)
 
     @model_validator(mode="after")
     def _fits(self) -> Resources:
@@ -143,10 +145,31 @@ class Controls(BaseModel):
     scratch: bool = True  # a random (never pretrained) encoder fine-tuned the same way
 
 
+Backend = Literal["statsmodels", "lme4"]  # lme4 runs R through Rscript
+BACKENDS: tuple[str, ...] = get_args(Backend)  # `itx report --backend` checks against these
+
+
 class AnalysisConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    backend: Literal["statsmodels", "lme4"] = "statsmodels"  # lme4 runs R through Rscript
+    backend: Backend = "statsmodels"
+
+
+class MlflowTracking(BaseModel):
+    """Log every trial as an MLflow run (Ray Tune's MLflowLoggerCallback): per-epoch English dev
+    score and loss, the final zero-shot score, the trial's config as parameters. Needs the
+    `tracking` extra (`pip install 'itx[tracking]'`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tracking_uri: str = Field(min_length=1)  # http://host:5000, databricks, or file:///abs/mlruns
+    experiment_name: str | None = None  # default: the sweep's name
+
+
+class Tracking(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    mlflow: MlflowTracking | None = None  # None: no experiment tracking beyond Tune's own logs
 
 
 class Experiment(BaseModel):
@@ -169,6 +192,7 @@ class Experiment(BaseModel):
     controls: Controls = Controls()
     resources: Resources = Resources()
     analysis: AnalysisConfig = AnalysisConfig()
+    tracking: Tracking = Tracking()  # decides nothing about results: not part of trial keys
     mixtures: dict[str, Mixture] = Field(default_factory=dict)  # multi-task intermediates
     tasks: dict[str, TaskOptions] = Field(default_factory=dict)
     difficulty: DifficultyConfig = DifficultyConfig()
@@ -313,7 +337,6 @@ class Experiment(BaseModel):
                 synthetic="",
                 train_data=train_data,
                 noise=0.0,
-                description=f"mixture of {', '.join(m.name for m in members)}",
             )
         task = get_task(name)
         options = self.tasks.get(name)
@@ -357,7 +380,10 @@ def _registered(name: str, role: str | None) -> Task:
 
 def one_line(err: ValidationError, source: Path | str) -> str:
     """First problem as 'file: dotted.key: message (got value)', then a count of the rest."""
-    first, *rest = err.errors()
+    errors = err.errors()
+    # a renamed key is both unknown and missing: its did-you-mean is the one that helps
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+    rest = [e for e in errors if e is not first]
     key = ".".join(map(str, first["loc"])) or "(top level)"
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "missing":
@@ -365,7 +391,10 @@ def one_line(err: ValidationError, source: Path | str) -> str:
     elif first["type"] == "extra_forbidden":
         message = f"unknown key{_did_you_mean(first['loc'])}"
     more = f" [+{len(rest)} more]" if rest else ""
-    got = f" (got {first['input']!r})" if first["type"] != "missing" else ""
+    # a section's own validator receives the whole section; its message names the offending
+    # value, which is all that is quoted (never the whole config)
+    quoted = first["type"] != "missing" and not isinstance(first["input"], dict)
+    got = f" (got {first['input']!r})" if quoted else ""
     return f"{source}: {key}: {message}{got}{more}"
 
 
@@ -409,7 +438,3 @@ def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> Ex
     if isinstance(raw, dict) and overrides:
         raw = {**raw, **overrides}
     return parse_config(raw, path)
-
-
-def task_names(role: str) -> list[str]:
-    return sorted(name for name, task in TASKS.items() if task.role == role)

@@ -122,7 +122,7 @@ def check_data(exp: Experiment) -> None:
     check_available(tasks, sorted(languages), exp.data.sources)
 
 
-def run_sweep(exp: Experiment, address: str | None = None, verbose: int = 1) -> SweepOutcome:
+def run_sweep(exp: Experiment, address: str | None = None, verbose: int = 0) -> SweepOutcome:
     """Run every unfinished trial of `exp`; finished ones (DONE markers) are reused, not rerun.
 
     Raises `StorageError` (one line) before anything starts when the storage root is unusable.
@@ -138,6 +138,7 @@ def run_sweep(exp: Experiment, address: str | None = None, verbose: int = 1) -> 
     import ray
     from ray import tune
 
+    from sweep.progress import SweepProgress, tracking_callbacks, trial_dirname, trial_name
     from sweep.searcher import DagSearcher
     from sweep.trainable import run_trial, trial_resources
     from sweep.trial import execute
@@ -160,7 +161,10 @@ def run_sweep(exp: Experiment, address: str | None = None, verbose: int = 1) -> 
     from sweep.estimate import release_priority  # longest chain first, in estimated seconds
 
     searcher = DagSearcher(trials, done, params, cost=release_priority(exp, trials))
-    if len(done) < len(trials):
+    to_run = len(trials) - len(done)
+    progress = SweepProgress(to_run, len(done), skipped=lambda: len(searcher.skipped))
+    callbacks = [progress, *tracking_callbacks(exp)]  # a missing tracker fails before Ray starts
+    if to_run:
         started_ray = False
         if not ray.is_initialized():
             local = address is None
@@ -176,6 +180,15 @@ def run_sweep(exp: Experiment, address: str | None = None, verbose: int = 1) -> 
             started_ray = True
         session = None
         try:
+            log.info(
+                "sweep %s: %d trials to run (%d finished earlier), up to %d at a time; "
+                "curves: tensorboard --logdir %s/tune",
+                exp.name,
+                to_run,
+                len(done),
+                exp.resources.max_concurrent_trials,
+                store.run,
+            )
             # cluster checks (sweep/cluster.py): secrets, storage probed from every node
             session = prepare_cluster(
                 store, address is not None, exp.resources.max_concurrent_trials
@@ -185,12 +198,11 @@ def run_sweep(exp: Experiment, address: str | None = None, verbose: int = 1) -> 
                 tune.with_resources(run_trial, trial_resources),
                 tune_config=tune.TuneConfig(
                     search_alg=searcher,
-                    num_samples=-1,
+                    num_samples=to_run,  # the searcher's count, not "infinite" (-1)
                     max_concurrent_trials=exp.resources.max_concurrent_trials,
                     reuse_actors=True,
-                    trial_dirname_creator=lambda t: (
-                        f"{t.config['spec']['kind']}-{t.config['spec']['key']}"
-                    ),
+                    trial_name_creator=trial_name,
+                    trial_dirname_creator=trial_dirname,
                 ),
                 run_config=tune.RunConfig(
                     name="tune",
@@ -198,7 +210,9 @@ def run_sweep(exp: Experiment, address: str | None = None, verbose: int = 1) -> 
                     storage_path=store.run,
                     storage_filesystem=store.fs,
                     failure_config=tune.FailureConfig(max_failures=exp.resources.max_failures),
+                    # Tune's console output at 1+ dumps each trial's config; ours is by label
                     verbose=verbose,
+                    callbacks=callbacks,
                 ),
             )
             grid = tuner.fit()
@@ -231,7 +245,10 @@ class RunView:
     per_node: dict[str, int]  # node (host/short node id) -> trials run there in this run
     failures: dict[str, str]  # trial label -> first line of its last error
     skipped: dict[str, str]  # trial label -> reason
-    eta_seconds: float | None  # None until a trial of this run has finished
+    eta_seconds: float | None  # None: no honest estimate yet (`eta_unknown` says why)
+    eta_unknown: str = ""
+    elapsed_seconds: float | None = None  # since the last `itx run` started; None: unknown
+    running: dict[str, str] = field(default_factory=dict)  # label -> "epoch 2/5, 1m10s"
 
 
 def describe_run(store: ResultsStore) -> RunView:
@@ -251,6 +268,7 @@ def describe_run(store: ResultsStore) -> RunView:
     failures: dict[str, str] = {}
     skipped: dict[str, str] = {}
     durations: dict[str, list[float]] = {}
+    running: dict[str, str] = {}
     left: list[tuple[str, float]] = []  # (kind, seconds already spent) of unfinished trials
     for spec in specs:
         record = records.get(spec.key, {})
@@ -268,6 +286,8 @@ def describe_run(store: ResultsStore) -> RunView:
         elif record.get("state") == "running":
             state = "running"
             left.append((spec.kind, _age(record.get("started"))))
+            detail = [record["progress"]] if record.get("progress") else []
+            running[spec.label] = ", ".join([*detail, duration(left[-1][1])])
         else:
             state = "pending"
             left.append((spec.kind, 0.0))
@@ -278,7 +298,12 @@ def describe_run(store: ResultsStore) -> RunView:
             node = f"{record.get('host', '?')}/{(record.get('node_id') or '?')[:8]}"
             per_node[node] = per_node.get(node, 0) + 1
     concurrency = manifest["config"]["resources"]["max_concurrent_trials"]
-    return RunView(stages, per_node, failures, skipped, _eta(durations, left, concurrency))
+    eta, unknown = _eta(durations, left, concurrency)
+    ended = [r["finished"] for r in records.values() if r.get("finished")]
+    elapsed = _age(manifest.get("created"))
+    if not left and ended and manifest.get("created"):  # finished: the run's span, not "so far"
+        elapsed = elapsed - _age(max(ended))
+    return RunView(stages, per_node, failures, skipped, eta, unknown, elapsed, running)
 
 
 def _age(started: str | None) -> float:
@@ -289,29 +314,34 @@ def _age(started: str | None) -> float:
 
 def _eta(
     durations: dict[str, list[float]], left: list[tuple[str, float]], concurrency: int
-) -> float | None:
-    """Remaining work (median duration per stage, minus time already spent) over concurrency."""
+) -> tuple[float | None, str]:
+    """Remaining work (median duration per stage, minus time already spent) over concurrency.
+
+    Never a false zero: a stage with trials left but none finished in this run has no estimate
+    (another stage's durations say nothing: a cached pretraining takes a second, a target
+    minutes), and running trials already past their stage's median make the rest unknown too.
+    """
     if not left:
-        return 0.0
-    every = [d for kind in durations.values() for d in kind]
-    if not every:
-        return None
-    fallback = statistics.median(every)
-    work = sum(
-        max(statistics.median(durations.get(kind, [fallback])) - spent, 0.0) for kind, spent in left
-    )
-    return work / max(1, min(concurrency, len(left)))
+        return 0.0, ""
+    unmeasured = sorted({kind for kind, _ in left if not durations.get(kind)})
+    if unmeasured:
+        return None, f"no {'/'.join(unmeasured)} trial of this run has finished yet"
+    work = 0.0
+    for kind, spent in left:
+        remaining = statistics.median(durations[kind]) - spent
+        if remaining <= 0:
+            return None, f"a running {kind} trial has run longer than the stage's median"
+        work += remaining
+    return work / max(1, min(concurrency, len(left))), ""
 
 
-def run_status(store: ResultsStore) -> dict[str, dict[str, int]]:
-    """Per stage: planned, done, errored, skipped, pending (running counts as pending)."""
-    table = {}
-    for kind, row in describe_run(store).stages.items():
-        table[kind] = {
-            "planned": row["planned"],
-            "done": row["done"],
-            "errored": row["failed"],
-            "skipped": row["skipped"],
-            "pending": row["pending"] + row["running"],
-        }
-    return table
+def duration(seconds: float) -> str:
+    """'45 s', '2m10s', '1h05m': a status line's time, never rounded down to zero minutes."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, secs = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"

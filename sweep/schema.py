@@ -8,7 +8,9 @@ them is one dataset: `pandas.read_parquet("<run>/results")` reads every result r
 Layout under the storage root (a folder or a `s3://`/`gs://` URI):
 
     <root>/artifacts/<kind>/<key>/      encoder (safetensors), rows.parquet, fits.parquet, DONE last
+                                        (DONE lists every file with its bytes and sha256)
     <root>/scratch/<key>/               resumable training state; deleted once DONE exists
+                                        (object stores: v<step>/, best-<step>.safetensors, LATEST)
     <root>/<name>/manifest.json         config, package versions, git commit, the planned trials
     <root>/<name>/results/<key>.parquet rows of each finished trial (what `itx report` reads)
     <root>/<name>/fits/<key>.parquet    one row per fine-tune of the trial: dev curve, health

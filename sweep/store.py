@@ -8,11 +8,14 @@ Artifacts are keyed by content, not by Ray's random trial ids, so two sweeps sha
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
 import shutil
-import tempfile
 import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +61,7 @@ class ResultsStore:
         self.fs, self.root = open_root(root)
         self.name = name
         self.run = f"{self.root}/{name}"
+        self._hashes: dict[str, str] = {}  # sha256 of files uploaded here, until their DONE
 
     @property
     def is_local(self) -> bool:
@@ -147,11 +151,29 @@ class ResultsStore:
             pq.write_table(schema.table(frame, schema_of), sink)
             data = sink.getvalue().to_pybytes()
             self.write_bytes(f"{self.artifact(spec)}/{name}", data)
+            self._hashes[f"{self.artifact(spec)}/{name}"] = hashlib.sha256(data).hexdigest()
             self.write_bytes(run_file, data)
-        self.write_bytes(f"{self.artifact(spec)}/DONE", b"ok\n")
+        self.mark_done(spec)
 
     def mark_done(self, spec: TrialSpec) -> None:
-        self.write_bytes(f"{self.artifact(spec)}/DONE", b"ok\n")
+        """Write DONE, after every other file of the artifact: it lists them (bytes, sha256)."""
+        self.write_bytes(f"{self.artifact(spec)}/DONE", self.done_marker(self.artifact(spec)))
+
+    def done_marker(self, path: str) -> bytes:
+        """The DONE of the artifact at `path`: each file's bytes, and its sha256 where this
+        process wrote it (upload_dir, write_rows). It keys the node cache by content. Temp files
+        of writers killed before their rename (`write_bytes`) are deleted, not listed."""
+        files: dict[str, dict[str, Any]] = {}
+        listing = pafs.FileSelector(path, recursive=True, allow_not_found=True)
+        for info in self.fs.get_file_info(listing):
+            rel = info.path[len(path) + 1 :]
+            if info.type != pafs.FileType.File or rel == "DONE":
+                continue
+            if info.base_name.startswith(".tmp-"):
+                self.fs.delete_file(info.path)
+                continue
+            files[rel] = {"bytes": info.size, "sha256": self._hashes.pop(info.path, None)}
+        return json.dumps({"format": 1, "files": files}, sort_keys=True, indent=1).encode()
 
     def read_rows(self, spec: TrialSpec) -> pd.DataFrame:
         data = self.read_bytes(f"{self.artifact(spec)}/rows.parquet")
@@ -168,53 +190,98 @@ class ResultsStore:
                 self.write_bytes(run_file, self.read_bytes(source))
 
     # ---- folders: encoders and training state ------------------------------------------------
-    def local_dir(self, path: str, cache: Path | None = None) -> Path:
-        """A local folder with the contents of `path`: itself when local, else a downloaded copy."""
+    @contextlib.contextmanager
+    def local_copy(self, path: str) -> Iterator[Path]:
+        """A local folder holding the finished artifact at `path`: itself on a local root, else
+        the node cache's copy (sweep.node), keyed by the content its DONE lists and held against
+        eviction until exit. A download that does not match DONE's byte counts is refused."""
         if self.is_local:
-            return Path(path)
-        target = Path(cache or tempfile.mkdtemp(prefix="itx-")) / path.rsplit("/", 1)[-1]
-        if not (target / "DONE").exists():
-            pafs.copy_files(
-                path,
-                str(target),
-                source_filesystem=self.fs,
-                destination_filesystem=pafs.LocalFileSystem(),
-            )
-        return target
-
-    def upload_dir(self, local: Path, path: str) -> None:
-        """Put a local folder at `path` (no-op when it already is there)."""
-        if self.is_local and Path(path) == local:
+            yield Path(path)
             return
+        from sweep.node import NodeCache
+
+        if not self.exists(f"{path}/DONE"):
+            raise FileNotFoundError(f"artifact {path} is not finished: it has no DONE")
+        marker = self.read_bytes(f"{path}/DONE")
+        key = content_key(marker, path)
+        with NodeCache().use(key, lambda folder: self._download(path, folder, marker)) as folder:
+            yield folder
+
+    def _download(self, path: str, target: Path, marker: bytes) -> None:
+        pafs.copy_files(
+            path,
+            str(target),
+            source_filesystem=self.fs,
+            destination_filesystem=pafs.LocalFileSystem(),
+        )
+        for rel, meta in _listed(marker).items():
+            got = (target / rel).stat().st_size if (target / rel).exists() else None
+            if got != meta["bytes"]:
+                raise OSError(f"artifact {path}: {rel} has {got} bytes, DONE lists {meta['bytes']}")
+
+    def upload_dir(self, local: Path, path: str, hashed: bool = True) -> int:
+        """Put a local folder's files at `path` (no-op when it already is there); bytes sent.
+
+        Never its DONE: a local folder's DONE is a local mark, and the store writes an
+        artifact's own DONE after everything else (`mark_done`). Files go up in parallel, so
+        nothing may rely on their order. `hashed` records sha256s for the DONE to list.
+        """
+        if self.is_local and Path(path) == local:
+            return 0
+        files = [f for f in sorted(local.rglob("*")) if f.is_file() and f != local / "DONE"]
+
+        def put(file: Path) -> int:
+            dest = f"{path}/{file.relative_to(local).as_posix()}"
+            self.upload_file(file, dest)
+            if hashed:
+                self._hashes[dest] = file_sha256(file)
+            return file.stat().st_size
+
+        with ThreadPoolExecutor(max_workers=min(8, len(files) or 1)) as pool:
+            return sum(pool.map(put, files))
+
+    def upload_file(self, local: Path, path: str) -> int:
+        self.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
         pafs.copy_files(
             str(local),
             path,
             source_filesystem=pafs.LocalFileSystem(),
             destination_filesystem=self.fs,
         )
+        return local.stat().st_size
 
     def delete_dir(self, path: str) -> None:
         if self.exists(path):
             self.fs.delete_dir(path)
 
     # ---- training state on an object store -----------------------------------------------------
-    def push_state(self, spec: TrialSpec, snapshot: Path, step: int) -> None:
-        """Upload a consistent local snapshot as v<step>/, then point LATEST at it, then drop
-        older versions: a kill at any moment leaves LATEST naming a complete version."""
+    def push_state(
+        self, spec: TrialSpec, snapshot: Path, step: int, best: str | None
+    ) -> str | None:
+        """Upload one whole save as v<step>/, then point LATEST at it, then drop older versions
+        and best weights no longer named: a kill at any moment leaves LATEST naming a complete
+        version. `snapshot` holds `state/`, `progress.json` and, only when they changed since
+        the upload named `best`, `best.safetensors`. Returns the name of the best weights now."""
         base = self.state_root(spec)
-        self.upload_dir(snapshot, f"{base}/v{step:08d}")
-        self.write_bytes(f"{base}/LATEST", f"v{step:08d}".encode())
+        version = f"v{step:08d}"
+        if (snapshot / "best.safetensors").exists():
+            best = f"best-{step:08d}.safetensors"
+            self.upload_file(snapshot / "best.safetensors", f"{base}/{best}")
+        self.upload_dir(snapshot / "state", f"{base}/{version}/state", hashed=False)
+        self.upload_file(snapshot / "progress.json", f"{base}/{version}/progress.json")
+        self.write_bytes(f"{base}/{version}/BEST", (best or "").encode())
+        self.write_bytes(f"{base}/LATEST", version.encode())
         for info in self.fs.get_file_info(pafs.FileSelector(base, allow_not_found=True)):
             name = info.base_name
-            if (
-                info.type == pafs.FileType.Directory
-                and name.startswith("v")
-                and name < f"v{step:08d}"
-            ):
+            if info.type == pafs.FileType.Directory and name.startswith("v") and name < version:
                 self.fs.delete_dir(info.path)
+            elif name.startswith("best-") and name != best:
+                self.fs.delete_file(info.path)
+        return best
 
     def pull_state(self, spec: TrialSpec, local: Path) -> int:
-        """Download the latest pushed state into `local` (emptied first); its step, 0 if none."""
+        """Download the latest pushed state into `local` (emptied first), its best weights as
+        best.safetensors and their name in BEST; its step, 0 if none."""
         latest = f"{self.state_root(spec)}/LATEST"
         shutil.rmtree(local, ignore_errors=True)
         local.mkdir(parents=True)
@@ -227,6 +294,14 @@ class ResultsStore:
             source_filesystem=self.fs,
             destination_filesystem=pafs.LocalFileSystem(),
         )
+        best = (local / "BEST").read_text().strip() if (local / "BEST").exists() else ""
+        if best:
+            pafs.copy_files(
+                f"{self.state_root(spec)}/{best}",
+                str(local / "best.safetensors"),
+                source_filesystem=self.fs,
+                destination_filesystem=pafs.LocalFileSystem(),
+            )
         return int(version.removeprefix("v"))
 
     # ---- per-trial records (what `itx status` reads) -------------------------------------------
@@ -257,3 +332,28 @@ class ResultsStore:
     def read_json(self, relative: str) -> Any:
         path = f"{self.run}/{relative}"
         return json.loads(self.read_bytes(path)) if self.exists(path) else None
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _listed(marker: bytes) -> dict[str, dict[str, Any]]:
+    """The files a DONE lists; none for the one-line DONE of older stores."""
+    try:
+        return json.loads(marker)["files"]
+    except (ValueError, KeyError, TypeError):
+        return {}
+
+
+def content_key(marker: bytes, path: str) -> str:
+    """Node-cache key of an artifact: its DONE's hash when that lists every file's sha256 (equal
+    content, one entry, whichever root it came from), else also its path."""
+    files = _listed(marker)
+    whole = bool(files) and all(meta.get("sha256") for meta in files.values())
+    payload = marker if whole else path.encode() + b"\n" + marker
+    return hashlib.sha256(payload).hexdigest()[:24]

@@ -7,12 +7,10 @@ artifact has a DONE marker returns its stored rows and trains nothing. Training 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
-import shutil
-import tempfile
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from sweep.config import Experiment
+from sweep.node import sweep_node, temp_dir
 from sweep.plan import TrialSpec, encoder_key
 from sweep.schema import (
     BASELINE,
@@ -30,6 +29,7 @@ from sweep.schema import (
     SCRATCH,
 )
 from sweep.store import ResultsStore
+from sweep.uploader import TrainingState
 from trainers.mixing import mix
 from trainers.tasks import Task
 
@@ -55,6 +55,7 @@ def execute(
 
     info = {} if info is None else info
     info.update(reused=False, resumed_from_step=0)
+    sweep_node()  # folders of trials killed on this node (state, encoders) go before any work
     torch.set_num_threads(threads)  # one trial per core: more threads than cores is 20-40x slower
     if store.is_done(spec):
         info["reused"] = True
@@ -63,10 +64,11 @@ def execute(
     if spec.kind == "pretrain":
         _pretrain(spec, exp, store, threads)
         return pd.DataFrame()
-    if spec.kind == "null":
-        rows, fits = _null_model(spec, exp, store, info)
-    else:
-        rows, fits = _fine_tune(spec, exp, store, info)
+    with contextlib.ExitStack() as hold:  # the parent encoder's node-local copy, while in use
+        if spec.kind == "null":
+            rows, fits = _null_model(spec, exp, store, info, hold)
+        else:
+            rows, fits = _fine_tune(spec, exp, store, info, hold)
     store.write_rows(spec, rows, fits)
     for part in (spec, *parts_of(spec, exp)):  # resume state is only needed until DONE
         store.delete_dir(store.scratch(part))
@@ -79,12 +81,13 @@ def _pretrain(spec: TrialSpec, exp: Experiment, store: ResultsStore, threads: in
     from trainers.encoder import cached_pretrained, fetch_hub_encoder
 
     if exp.encoder is not None:
-        local = Path(tempfile.mkdtemp(prefix="itx-hub-encoder-"))
-        fetch_hub_encoder(exp.encoder.name, exp.encoder.revision, local)
+        with temp_dir("hub-encoder-") as local:
+            fetch_hub_encoder(exp.encoder.name, exp.encoder.revision, local)
+            store.upload_dir(local, store.artifact(spec))
     else:
         local = cached_pretrained(exp.world, exp.model, exp.pretrain, threads=threads)
-    store.upload_dir(local, store.artifact(spec))
-    store.mark_done(spec)
+        store.upload_dir(local, store.artifact(spec))
+    store.mark_done(spec)  # DONE last: upload_dir never copies a local DONE
 
 
 def load_data(
@@ -126,11 +129,16 @@ def load_data(
 
 
 def _fine_tune(
-    spec: TrialSpec, exp: Experiment, store: ResultsStore, info: dict[str, Any]
+    spec: TrialSpec,
+    exp: Experiment,
+    store: ResultsStore,
+    info: dict[str, Any],
+    hold: contextlib.ExitStack,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Train the trial (a stage, an intermediate or a target; a target whose training is a
     shared stage only evaluates), checked by trainers.health and restarted under `exp.health`;
-    returns its rows and its fits. Earlier stages and null models are trials of their own."""
+    returns its rows and its fits. Earlier stages and null models are trials of their own. The
+    parent's node-local copy is held by `hold`."""
     from trainers.encoder import save_encoder
     from trainers.heads import encoder_of
 
@@ -141,7 +149,7 @@ def _fine_tune(
         if why:  # never trained on a broken encoder: skipped, and said so in its fits
             log.warning("trial %s skipped: %s", spec.label, why)
             return _rows_of_nothing(), _fits(spec, [_skipped_fit(why)])
-    encoder = store.local_dir(store.artifact_of(parent_kind, spec.parent))
+    encoder = hold.enter_context(store.local_copy(store.artifact_of(parent_kind, spec.parent)))
     name = {"intermediate": spec.intermediate, "stage": spec.task}.get(spec.kind, spec.target_task)
     task = exp.task(name or "")
     languages = exp.languages_of(task) if spec.kind == "target" else ()
@@ -180,7 +188,9 @@ def _fine_tune(
     if exp.difficulty.similarity and baseline:  # TextEmb: under the pretrained encoder
         pretrained = encoder
         if parent_kind != "pretrain":  # a baseline target after a stage (XQuAD, XCOPA)
-            pretrained = store.local_dir(store.artifact_of("pretrain", encoder_key(exp)))
+            pretrained = hold.enter_context(
+                store.local_copy(store.artifact_of("pretrain", encoder_key(exp)))
+            )
         _write_task_embedding(store, exp, task, data, pretrained)
     if spec.kind == "stage":  # the whole model, head included: its targets continue from it
         _save_stage(outcome, encoder, store, spec)
@@ -189,12 +199,12 @@ def _fine_tune(
     if spec.kind == "intermediate":
         from trainers.encoder import load_tokenizer
 
-        out = Path(tempfile.mkdtemp(prefix="itx-encoder-"))
-        save_encoder(encoder_of(outcome.model), load_tokenizer(encoder), out)  # no head
-        (out / "metrics.json").write_text(json.dumps({"dev": outcome.dev, "steps": outcome.steps}))
-        written_sha = file_sha(out / "model.safetensors")
-        store.upload_dir(out, store.artifact(spec))
-        shutil.rmtree(out, ignore_errors=True)
+        with temp_dir("encoder-") as out:  # DONE follows, with the rows (write_rows)
+            save_encoder(encoder_of(outcome.model), load_tokenizer(encoder), out)  # no head
+            metrics = json.dumps({"dev": outcome.dev, "steps": outcome.steps})
+            (out / "metrics.json").write_text(metrics)
+            written_sha = file_sha(out / "model.safetensors")
+            store.upload_dir(out, store.artifact(spec))
         dev = {"en": {**outcome.dev, **extra}}
         rows = _rows(spec, exp, task, dev, {}, outcome, written_sha, "dev", fit)
         return rows, _fits(spec, fits)
@@ -231,18 +241,29 @@ def _checked(
 
     policy = exp.health
     attempts = policy.restarts + 1 if policy.policy == "restart" else 1
+    every = exp.resources.state_upload_every_s
+    tally: dict[str, int] = info.setdefault("state_uploads", {})  # summed over the parts
     for attempt in range(attempts):
         seed = restart_seed(spec.seed, attempt)
         name = attempt_part(part, attempt)
         state_spec = spec if name is None else part_of(spec, name)
         # every attempt pushes its final state: a later restart may be killed
-        with TrainingState(state_spec, store, final_push=True) as state:
+        with TrainingState(state_spec, store, every, True, tally) as state:
             if state.resumed_from:
                 log.info("trial %s (%s) resumes from step %d", spec.label, name, state.resumed_from)
                 info["resumed_from_step"] = state.resumed_from
                 info["resumed_part"] = name or "main"
             outcome = _train(
-                exp, task, data, encoder, state.path, seed, random_init, init_model, train=train
+                exp,
+                task,
+                data,
+                encoder,
+                state.path,
+                seed,
+                random_init,
+                init_model,
+                on_save=state.on_save,  # the uploader's hook on object stores (sweep.uploader)
+                train=train,
             )
         verdict, record = check_outcome(outcome, task, policy.alpha)
         fits.append({**record, "part": part, "attempt": attempt, "restart_seed": seed})
@@ -330,6 +351,7 @@ def _train(
     random_init: bool,
     init_model: Any,
     blank_inputs: bool = False,
+    on_save: Any = None,
     train: bool = True,
 ) -> Any:
     from trainers.loop import train_and_evaluate
@@ -348,13 +370,14 @@ def _train(
         max_malformed=exp.data.max_malformed,
         init_model=init_model,
         blank_inputs=blank_inputs,
+        on_save=on_save,  # the uploader's hook on object stores (sweep.uploader)
         train=train,
     )
 
 
 def part_of(spec: TrialSpec, part: str) -> TrialSpec:
     """The resume identity of one part of a trial (an earlier stage, the V-information null
-    model): its own state folder, mirrored to object stores like the trial's own."""
+    model): its own state folder, uploaded to object stores like the trial's own."""
     return spec.model_copy(update={"key": f"{spec.key}-{part}"})
 
 
@@ -388,7 +411,11 @@ def _mean_log2_prob(exp: Experiment, task: Task, outcome: Any) -> float:
 
 
 def _null_model(
-    spec: TrialSpec, exp: Experiment, store: ResultsStore, info: dict[str, Any]
+    spec: TrialSpec,
+    exp: Experiment,
+    store: ResultsStore,
+    info: dict[str, Any],
+    hold: contextlib.ExitStack,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The V-information null model of an intermediate: the same training on the same labels
     with blank inputs, from the pretrained encoder, as a trial beside the intermediate (its
@@ -399,11 +426,24 @@ def _null_model(
     from trainers.health import check_outcome
 
     assert spec.parent is not None and spec.seed is not None and spec.intermediate
-    encoder = store.local_dir(store.artifact_of("pretrain", spec.parent))
+    encoder = hold.enter_context(store.local_copy(store.artifact_of("pretrain", spec.parent)))
     task, data = load_data(exp, exp.task(spec.intermediate), spec.seed, ())
-    with TrainingState(spec, store, final_push=True) as state:
+    every = exp.resources.state_upload_every_s
+    tally: dict[str, int] = info.setdefault("state_uploads", {})
+    with TrainingState(spec, store, every, True, tally) as state:
         info["resumed_from_step"] = state.resumed_from
-        null = _train(exp, task, data, encoder, state.path, spec.seed, False, None, True)
+        null = _train(
+            exp,
+            task,
+            data,
+            encoder,
+            state.path,
+            spec.seed,
+            False,
+            None,
+            blank_inputs=True,
+            on_save=state.on_save,
+        )
     _, record = check_outcome(null, task, exp.health.alpha)
     fell = record["loss_end"] < record["loss_start"]
     record.update(healthy=fell, reason=None if fell else "null model: training loss did not fall")
@@ -424,18 +464,16 @@ def _stage_model(stage_dir: Path) -> Any:
 
 
 def _save_stage(outcome: Any, encoder: Path, store: ResultsStore, spec: TrialSpec) -> None:
+    """The stage's whole model, its tokenizer and its English size; DONE follows with the rows."""
     from trainers.encoder import load_tokenizer
 
-    out = Path(tempfile.mkdtemp(prefix="itx-stage-"))
-    try:
+    with temp_dir("stage-") as out:
         outcome.model.save_pretrained(out, safe_serialization=True)
         load_tokenizer(encoder).save_pretrained(out / "tokenizer")
         (out / "metrics.json").write_text(
             json.dumps({"dev": outcome.dev, "steps": outcome.steps, "n_train": outcome.n_train})
         )
         store.upload_dir(out, store.artifact(spec))
-    finally:
-        shutil.rmtree(out, ignore_errors=True)
 
 
 EMBEDDING_TEXTS = 256  # inputs averaged into a task embedding (TextEmb)
@@ -458,108 +496,6 @@ def _write_task_embedding(
         return
     vector = text_embedding(encoder, texts, exp.model.max_length)
     store.write_json(path, {"task": task.name, "n_texts": len(texts), "vector": vector.tolist()})
-
-
-class TrainingState:
-    """The folder a trial's loop saves its state into, resumable from any node.
-
-    Local or shared-filesystem roots: <root>/scratch/<key> itself. Object-store roots: a fresh
-    node-local folder, filled from <root>/scratch/<key> on entry and mirrored back after every save
-    by a background thread (the loop has no save hook; see `push_if_new` for why a copy taken
-    between its writes is never uploaded).
-    """
-
-    def __init__(
-        self,
-        spec: TrialSpec,
-        store: ResultsStore,
-        interval: float = 0.5,
-        final_push: bool = False,
-    ) -> None:
-        self.spec, self.store, self.interval = spec, store, interval
-        self.final_push = final_push  # parts (stages, null models) end long before the trial
-        self.remote = not store.is_local
-        self.path = (
-            Path(tempfile.mkdtemp(prefix=f"itx-state-{spec.key}-"))
-            if self.remote
-            else Path(store.scratch(spec))
-        )
-        self.resumed_from = 0
-        self.pushed: bytes | None = None  # progress.json of the last upload
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def __enter__(self) -> TrainingState:
-        if self.remote:
-            self.resumed_from = self.store.pull_state(self.spec, self.path)
-            progress = self.path / "progress.json"
-            self.pushed = progress.read_bytes() if progress.exists() else None
-            self._thread = threading.Thread(target=self._mirror, daemon=True, name="itx-state")
-            self._thread.start()
-        else:
-            self.path.mkdir(parents=True, exist_ok=True)
-            from trainers.loop import saved_step  # the loop's own reading of its saves
-
-            self.resumed_from = saved_step(self.path)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join()
-            if exc[0] is None and self.final_push:  # a finished part must not be retrained
-                try:
-                    self.push_if_new()
-                except OSError as err:  # costs only a retrain of this part after a failure
-                    log.warning("trial %s: final state upload failed: %s", self.spec.key, err)
-            shutil.rmtree(self.path, ignore_errors=True)  # node-local copy; the store has it
-
-    def _mirror(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.push_if_new()
-            except OSError as err:  # a failed upload only costs progress; the next save retries
-                log.warning("trial %s: state upload failed: %s", self.spec.key, err)
-            except Exception:  # a dead mirror would silently stop every later upload
-                log.exception("trial %s: state mirror tick failed; retrying", self.spec.key)
-
-    def push_if_new(self) -> bool:
-        """Upload the local state if it is newer than the last upload and consistent.
-
-        The loop writes state/ first (with its own progress.json), the top-level progress.json
-        last (each by rename), and best weights just before a save. A copy is kept only if
-        progress.json and the state folder did not change while copying, the state folder's
-        progress.json is the top-level one, and no copied file is newer than it: a copy taken
-        between the loop's writes would pair new weights with an old step and break bit-identical
-        resume.
-        """
-        progress, state = self.path / "progress.json", self.path / "state"
-        snapshot = Path(tempfile.mkdtemp(prefix="itx-snap-"))
-        try:
-            before = (progress.stat().st_mtime_ns, progress.read_bytes(), state.stat().st_ino)
-            if before[1] == self.pushed:
-                return False
-            shutil.copytree(state, snapshot / "state")
-            best = self.path / "best.safetensors"
-            if best.exists():
-                shutil.copy2(best, snapshot / "best.safetensors")
-            after = (progress.stat().st_mtime_ns, progress.read_bytes(), state.stat().st_ino)
-            inner = snapshot / "state" / "progress.json"  # each save's own, written with it
-            if not inner.exists() or inner.read_bytes() != before[1]:
-                return False  # the state folder of another save than progress.json's
-            newest = max(
-                (f.stat().st_mtime_ns for f in snapshot.rglob("*") if f.is_file()), default=None
-            )
-            if before != after or newest is None or newest > before[0]:
-                return False  # caught between two writes of one save; the next tick retries
-            (snapshot / "progress.json").write_bytes(before[1])
-            self.store.push_state(self.spec, snapshot, json.loads(before[1])["step"])
-            self.pushed = before[1]
-            return True
-        except FileNotFoundError:
-            return False  # nothing saved yet, or a save replaced a folder while we copied
-        finally:
-            shutil.rmtree(snapshot, ignore_errors=True)
 
 
 def _rows(

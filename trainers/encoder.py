@@ -111,7 +111,7 @@ def pretrain(
         for s in world.corpus(lang, world_config.sentences_per_language, seed=config.seed)
     ]
     ids = tokenizer(text, truncation=True, max_length=model.max_length)["input_ids"]
-    chunks = _pack(ids, model.max_length, tokenizer.eos_token_id)
+    chunks = _pack(ids, model.max_length)
     mlm = XLMRobertaForMaskedLM(xlmr_config(model, len(tokenizer)))
     collate = DataCollatorForLanguageModeling(tokenizer, mlm_probability=config.mask_prob)
     optimizer = torch.optim.AdamW(mlm.parameters(), lr=config.lr, weight_decay=0.01)
@@ -153,7 +153,7 @@ def pretrain(
     return summary
 
 
-def _pack(ids: list[list[int]], length: int, eos: int) -> list[list[int]]:
+def _pack(ids: list[list[int]], length: int) -> list[list[int]]:
     """Concatenate sentences (each `<s> ... </s>`) into full-length chunks: no padding is wasted."""
     chunks, current = [], []
     for sentence in ids:

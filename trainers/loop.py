@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import time
+from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,15 +50,43 @@ class Outcome:
     loss_end: float = math.nan  # mean training loss of the last epoch
 
 
+@dataclass(frozen=True)
+class EpochEnd:
+    """What `on_epoch` hears after each epoch's English dev evaluation."""
+
+    task: str
+    epoch: int  # 0-based
+    epochs: int
+    step: int
+    loss: float  # mean training loss over the epoch's batches
+    dev: dict[str, float]  # English dev scores, metric -> value
+    metric: str  # the primary metric's name in `dev`
+    seconds: float  # since this fine-tuning started
+    null_model: bool  # trained on blank inputs (V-information)
+
+
+# The default `on_epoch` of `train_and_evaluate`: set around a whole trial by its runner (the Tune
+# trainable reports each epoch), so the call chain between the two needs no extra parameter.
+EPOCH_LISTENER: ContextVar[Callable[[EpochEnd], None] | None] = ContextVar(
+    "epoch_listener", default=None
+)
+
+
 class LengthGroupedBatches(torch.utils.data.Sampler):
     """Length-grouped batches whose order depends only on (seed, epoch): resumable mid-epoch.
 
     Examples are shuffled, cut into mega-batches of 50 batches, and sorted by length inside each
-    (transformers' `get_length_grouped_indices`), so dynamic padding wastes little.
+    (transformers' `get_length_grouped_indices`), so dynamic padding wastes little. With
+    `accumulation` > 1 the groups are effective batches (`batch_size` x `accumulation`), each
+    yielded as its micro-batches of `batch_size`: the same examples meet in one optimizer step
+    as in one batch of the effective size.
     """
 
-    def __init__(self, lengths: list[int], batch_size: int, seed: int) -> None:
+    def __init__(
+        self, lengths: list[int], batch_size: int, seed: int, accumulation: int = 1
+    ) -> None:
         self.lengths, self.batch_size, self.seed, self.epoch = lengths, batch_size, seed, 0
+        self.accumulation = accumulation
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -64,11 +95,19 @@ class LengthGroupedBatches(torch.utils.data.Sampler):
         from transformers.trainer_pt_utils import get_length_grouped_indices
 
         generator = torch.Generator().manual_seed(self.seed * 1009 + self.epoch)
-        order = get_length_grouped_indices(self.lengths, self.batch_size, generator=generator)
-        yield from (order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size))
+        group = self.batch_size * self.accumulation
+        order = get_length_grouped_indices(self.lengths, group, generator=generator)
+        for start in range(0, len(order), group):
+            effective = order[start : start + group]
+            yield from (
+                effective[i : i + self.batch_size]
+                for i in range(0, len(effective), self.batch_size)
+            )
 
     def __len__(self) -> int:
-        return math.ceil(len(self.lengths) / self.batch_size)
+        group = self.batch_size * self.accumulation
+        full, rest = divmod(len(self.lengths), group)
+        return full * self.accumulation + math.ceil(rest / self.batch_size)
 
 
 def train_and_evaluate(
@@ -86,6 +125,8 @@ def train_and_evaluate(
     init_model: Any = None,
     blank_inputs: bool = False,
     train: bool = True,
+    on_epoch: Callable[[EpochEnd], None] | None = None,
+    on_save: Callable[[Path, bool], None] | None = None,
 ) -> Outcome:
     """Fine-tune on English train, select on English dev, evaluate every test language zero-shot.
 
@@ -93,7 +134,11 @@ def train_and_evaluate(
     it is of this format's head class, its encoder only otherwise. `blank_inputs` trains on
     inputs emptied by the format (the null model of V-information). Formats that do not train
     (Tatoeba) are scored straight from the encoder, and so is `init_model` with `train=False`
-    (a target whose training is a stage shared with other targets: XQuAD and MLQA).
+    (a target whose training is a stage shared with other targets: XQuAD and MLQA). `on_epoch`
+    (default: `EPOCH_LISTENER`'s value) is called after each epoch's dev evaluation. `on_save(state_dir, urgent)` is called on
+    the main process after each save is whole (state, its progress.json, the top-level one, best
+    weights); the folder's files are never written again, only renamed or deleted (see
+    `_Progress.save`). `urgent` is true for a save asked for by `trainers.preempt` (a spot notice).
     """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -111,7 +156,16 @@ def train_and_evaluate(
     if blank_inputs:
         data = {**data, "train": _blank(fmt, data["train"]), "dev": _blank(fmt, data["dev"])}
     set_seed(seed)
-    accelerator = Accelerator(cpu=cpu, mixed_precision=config.mixed_precision)
+    if config.deterministic:  # read at cuBLAS's first call: before any GPU work of the process
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    # set either way: a Ray worker process runs many trials, this setting is process-wide
+    torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
+    accumulation = config.gradient_accumulation_steps  # micro-batches per optimizer step
+    accelerator = Accelerator(
+        cpu=cpu,
+        mixed_precision=config.mixed_precision,
+        gradient_accumulation_steps=accumulation,
+    )
     tokenizer = load_tokenizer(encoder_dir)
     model = _initial_model(fmt, task, encoder_dir, random_init, init_model, config.pooling)
     pools = data.get("pools", {})
@@ -124,7 +178,12 @@ def train_and_evaluate(
         return outcome
     collate = fmt.collator(task, tokenizer)
     train = fmt.train_features(task, tokenizer, data["train"]["en"], max_length)
-    sampler = LengthGroupedBatches([fmt.length(r) for r in train], config.batch_size, seed)
+    sampler = LengthGroupedBatches(
+        [fmt.length(r) for r in train],
+        config.batch_size,
+        seed,
+        accumulation * accelerator.num_processes,  # one group: one effective batch
+    )
     # its own generator: creating an iterator would otherwise draw from the global RNG, which a
     # resumed run restores to after that draw, shifting every dropout mask that follows
     loader = torch.utils.data.DataLoader(
@@ -139,7 +198,8 @@ def train_and_evaluate(
         weight_decay=config.weight_decay,
         fused=accelerator.device.type == "cuda",
     )
-    total = len(loader) * config.epochs
+    updates_per_epoch = math.ceil(len(loader) / accumulation)  # optimizer steps
+    total = updates_per_epoch * config.epochs
     schedule = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total), total)
     model, optimizer, loader, schedule = accelerator.prepare(model, optimizer, loader, schedule)
     if config.compile:  # worth it on a GPU for long trials; compile time is minutes on a CPU
@@ -156,7 +216,7 @@ def train_and_evaluate(
     }
 
     bar = tqdm(
-        total=total,
+        total=len(loader) * config.epochs,  # micro-batches
         initial=progress.step,
         desc=task.name,
         disable=not (progress_bar and accelerator.is_main_process),
@@ -172,35 +232,60 @@ def train_and_evaluate(
             accelerator.skip_first_batches(loader, done_in_epoch) if done_in_epoch else loader
         )
         for batch in epoch_loader:
-            loss = fmt.loss(model, batch)
-            progress.add_loss(loss.item())
-            accelerator.backward(loss)
-            accelerator.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad(set_to_none=True)
-            progress.step += 1
+            # accumulate(): the loss is divided by the accumulation, and the prepared optimizer
+            # and schedule step only on the micro-batch that completes an effective batch
+            with accelerator.accumulate(model):
+                loss = fmt.loss(model, batch)
+                progress.add_loss(loss.item())  # per micro-batch, undivided
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                schedule.step()
+                optimizer.zero_grad(set_to_none=True)
+            progress.step += 1  # micro-batches: what a resume skips
             bar.update(1)
             epoch_end = progress.step % len(loader) == 0  # saved below, after dev evaluation
+            in_epoch = progress.step - epoch * len(loader)
+            updates = epoch * math.ceil(len(loader) / accumulation) + in_epoch // accumulation
             if (
                 state_dir is not None
-                # or now: a spot interruption notice (sweep/spot.py) gives two minutes
-                and (progress.step % config.checkpoint_every == 0 or preempt.take_save_request())
+                and accelerator.sync_gradients  # never mid-accumulation: gradients are not saved
                 and not epoch_end
             ):
-                progress.save(accelerator, state_dir)
+                # or now: a spot interruption notice (sweep/spot.py) gives two minutes
+                urgent = preempt.take_save_request()
+                if urgent or updates % config.checkpoint_every == 0:
+                    progress.save(accelerator, state_dir)
+                    _saved(accelerator, state_dir, on_save, urgent)
         dev = evaluate_languages(task, model, dev_sets, config.eval_batch_size, accelerator)["en"]
         key = metrics.primary_metric(task.metric_family)
         progress.end_epoch(dev[key])
         if progress.best_epoch < 0 or dev[key] > progress.best_dev[key]:
             progress.best_epoch, progress.best_dev = epoch, dev
-            best = {
-                k: v.detach().clone()
+            best = {  # on the CPU: a device copy would cost 4 bytes per parameter of memory
+                k: v.detach().to("cpu", copy=True)
                 for k, v in accelerator.unwrap_model(model).state_dict().items()
             }
             _save_best(state_dir, best)
         if state_dir is not None:
             progress.save(accelerator, state_dir)
+            _saved(accelerator, state_dir, on_save, preempt.take_save_request())
+        listener = on_epoch or EPOCH_LISTENER.get()
+        if listener is not None:
+            listener(
+                EpochEnd(
+                    task=task.name,
+                    epoch=epoch,
+                    epochs=config.epochs,
+                    step=progress.step,
+                    loss=progress.epoch_losses[-1],
+                    dev=dev,
+                    metric=key,
+                    seconds=time.perf_counter() - started,
+                    null_model=blank_inputs,
+                )
+            )
     bar.close()
 
     final = accelerator.unwrap_model(model)
@@ -330,7 +415,7 @@ class _Progress:
     @classmethod
     def load(cls, state_dir: Path | None) -> _Progress:
         """The progress of the saved state: its own copy inside `state/` (the top-level
-        progress.json is written last, as the mirror's commit mark, and may lag by one save)."""
+        progress.json is written last and may lag by one save)."""
         if state_dir is None:
             return cls()
         state, old = state_dir / "state", state_dir / "state.old"
@@ -349,8 +434,8 @@ class _Progress:
         shutil.rmtree(tmp, ignore_errors=True)
         accelerator.save_state(str(tmp))
         (tmp / "progress.json").write_text(payload)
-        # Two renames, never a delete in place: `state` is always a whole save or absent, so a
-        # mirror copying it sees one save (its inode check catches the swap).
+        # Two renames, never a delete in place: `state` is always a whole save or absent; and no
+        # file is written twice, so the uploader's hard-link snapshots never change under it.
         old, current = state_dir / "state.old", state_dir / "state"
         shutil.rmtree(old, ignore_errors=True)
         if current.exists():
@@ -359,6 +444,18 @@ class _Progress:
         shutil.rmtree(old, ignore_errors=True)
         (state_dir / "progress.tmp").write_text(payload)
         (state_dir / "progress.tmp").replace(state_dir / "progress.json")
+
+
+def _saved(
+    accelerator: Any,
+    state_dir: Path,
+    on_save: Callable[[Path, bool], None] | None,
+    urgent: bool = False,
+) -> None:
+    """Hand a whole save to its uploader (sweep.uploader on object stores), main process only;
+    `urgent`: the save was asked for from outside (trainers.preempt), upload it now."""
+    if on_save is not None and accelerator.is_main_process:
+        on_save(state_dir, urgent)
 
 
 def saved_step(state_dir: Path) -> int:

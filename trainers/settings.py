@@ -48,14 +48,20 @@ class TrainConfig(BaseModel):
 
     lr: float = Field(1e-3, gt=0, lt=1)
     epochs: int = Field(6, ge=1, le=100)
-    batch_size: int = Field(32, ge=1, le=4096)
+    batch_size: int = Field(32, ge=1, le=4096)  # per device and micro-batch
+    # micro-batches per optimizer step: effective batch = batch_size x this x devices
+    gradient_accumulation_steps: int = Field(1, ge=1, le=1024)
     eval_batch_size: int = Field(64, ge=1, le=65536)  # length-sorted: small batches pad little
     warmup_ratio: float = Field(0.06, ge=0, le=0.5)
     weight_decay: float = Field(0.01, ge=0, le=1)
     checkpoint_every: int = Field(200, ge=1)  # optimizer steps between saved training states
-    mixed_precision: str = Field("no", pattern=r"^(no|bf16|fp16)$")  # bf16 autocast on GPUs
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"  # bf16 autocast on GPUs
     compile: bool = False  # torch.compile the model (GPU runs)
-    selection: str = Field("en_dev", pattern=r"^en_dev$")  # zero-shot: never target-language dev
+    # PyTorch's deterministic GPU kernels where they exist (a warning names the others): what
+    # bit-identical GPU reruns and resumes need; off by default, as some are slower. CPU runs
+    # are deterministic either way (tests/trainers/test_determinism.py).
+    deterministic: bool = False
+    selection: Literal["en_dev"] = "en_dev"  # zero-shot: never target-language dev
     # what a sentence classification head reads: `<s>` (XLM-R, XTREME-R) or the mean of all tokens
     pooling: Literal["cls", "mean"] = "cls"
 

@@ -33,7 +33,6 @@ class Task:
     before: tuple[str, ...] = ()  # tasks trained first, in order, on the same model (XCOPA: SIQA)
     train_data: tuple[str, ...] = ()  # English training sets used; shared ones flag a confound
     layer: int | None = None  # pooled hidden layer for training-free retrieval; None: the middle
-    description: str = ""
 
     @property
     def metric_family(self) -> str:
@@ -73,27 +72,9 @@ def _choices(n: int) -> tuple[str, ...]:
     return tuple(str(i) for i in range(n))
 
 
-# XTREME-R evaluation languages per task (shared/reference order kept)
-LANGUAGES = {
-    "xnli": "ar bg de el en es fr hi ru sw th tr ur vi zh",
-    "xcopa": "et ht id it qu sw ta th tr vi zh",
-    "udpos": "af ar bg de el en es et eu fa fi fr he hi hu id it ja kk ko mr nl pt ru ta te th tl "
-    "tr ur vi yo zh lt pl uk wo ro",
-    "panx": "ar he vi id jv ms tl eu ml ta te af nl en de el bn hi mr ur fa fr it pt es bg ru ja "
-    "ka ko th sw yo my zh kk tr et fi hu qu pl uk az lt pa gu ro",
-    "xquad": "en es de el ru tr ar vi th zh hi ro",
-    "mlqa": "en es de ar hi vi zh",
-    "tydiqa": "en ar bn fi id ko ru sw te",
-    "mewslix": "ar de en es fa ja pl ro ta tr uk",
-    "lareqa": "ar de el en es hi ru th tr vi zh",
-    "tatoeba": "ar he vi id jv tl eu ml ta te af nl de el bn hi mr ur fa fr it pt es bg ru ja ka "
-    "ko th sw zh kk tr et fi hu az lt pl uk ro",
-}
-XTREME_R_LANGUAGES = tuple(sorted({lang for langs in LANGUAGES.values() for lang in langs.split()}))
-
-
-def _langs(task: str) -> tuple[str, ...]:
-    return tuple(LANGUAGES[task].split())
+def _langs(codes: str) -> tuple[str, ...]:
+    """XTREME-R evaluation languages of a task, space-separated, in the reference's order."""
+    return tuple(codes.split())
 
 
 SQUAD = ("squad_v1.1",)
@@ -105,11 +86,11 @@ TARGETS = (
         format="classification",
         labels=NLI_LABELS,
         category="classification",
-        languages=_langs("xnli"),
+        languages=_langs("ar bg de el en es fr hi ru sw th tr ur vi zh"),
         source="xnli",
         synthetic="nli",
         train_data=("mnli",),
-        description="XNLI: sentence-pair inference, trained on MNLI",
+        # XNLI: sentence-pair inference, trained on MNLI
     ),
     Task(
         name="xcopa",
@@ -117,12 +98,12 @@ TARGETS = (
         format="multiple_choice",
         labels=_choices(2),
         category="classification",
-        languages=_langs("xcopa"),
+        languages=_langs("et ht id it qu sw ta th tr vi zh"),
         source="xcopa",
         synthetic="copa",
         before=("siqa",),
         train_data=("siqa", "copa"),
-        description="XCOPA: causal commonsense, 2 choices; SIQA first, then COPA (en)",
+        # XCOPA: causal commonsense, 2 choices; SIQA first, then COPA (en)
     ),
     Task(
         name="udpos",
@@ -130,11 +111,14 @@ TARGETS = (
         format="tagging",
         labels=UPOS,
         category="structured_prediction",
-        languages=_langs("udpos"),
+        languages=_langs(
+            "af ar bg de el en es et eu fa fi fr he hi hu id it ja kk ko mr nl pt ru ta te "
+            "th tl tr ur vi yo zh lt pl uk wo ro"
+        ),
         source="udpos",
         synthetic="upos",
         train_data=("ud_english",),
-        description="UD-POS: universal part-of-speech tags",
+        # UD-POS: universal part-of-speech tags
     ),
     Task(
         name="panx",
@@ -142,22 +126,25 @@ TARGETS = (
         format="tagging",
         labels=NER_TAGS,
         category="structured_prediction",
-        languages=_langs("panx"),
+        languages=_langs(
+            "ar he vi id jv ms tl eu ml ta te af nl en de el bn hi mr ur fa fr it pt es bg "
+            "ru ja ka ko th sw yo my zh kk tr et fi hu qu pl uk az lt pa gu ro"
+        ),
         source="panx",
         synthetic="ner",
         train_data=("wikiann_en",),
-        description="WikiANN (PAN-X) named entities, IOB2",
+        # WikiANN (PAN-X) named entities, IOB2
     ),
     Task(
         name="xquad",
         role="target",
         format="qa",
         category="qa",
-        languages=_langs("xquad"),
+        languages=_langs("en es de el ru tr ar vi th zh hi ro"),
         source="xquad",
         synthetic="qa",
         train_data=SQUAD,
-        description="XQuAD: extractive QA, trained on SQuAD v1.1",
+        # XQuAD: extractive QA, trained on SQuAD v1.1
     ),
     Task(
         name="mlqa",
@@ -165,22 +152,22 @@ TARGETS = (
         format="qa",
         metric="qa_mlqa",
         category="qa",
-        languages=_langs("mlqa"),
+        languages=_langs("en es de ar hi vi zh"),
         source="mlqa",
         synthetic="qa",
         train_data=SQUAD,
-        description="MLQA: extractive QA, language-specific answer normalization",
+        # MLQA: extractive QA, language-specific answer normalization
     ),
     Task(
         name="tydiqa",
         role="target",
         format="qa",
         category="qa",
-        languages=_langs("tydiqa"),
+        languages=_langs("en ar bn fi id ko ru sw te"),
         source="tydiqa",
         synthetic="qa",
         train_data=("tydiqa_en",),
-        description="TyDiQA-GoldP: extractive QA, trained on its own English train",
+        # TyDiQA-GoldP: extractive QA, trained on its own English train
     ),
     Task(
         name="mewslix",
@@ -188,11 +175,11 @@ TARGETS = (
         format="dual_encoder",
         metric="retrieval_mrr",
         category="retrieval",
-        languages=_langs("mewslix"),
+        languages=_langs("ar de en es fa ja pl ro ta tr uk"),
         source="mewslix",
         synthetic="entity",
         train_data=("mewslix_en",),
-        description="Mewsli-X: mention to English entity description, dual encoder",
+        # Mewsli-X: mention to English entity description, dual encoder
     ),
     Task(
         name="lareqa",
@@ -200,11 +187,11 @@ TARGETS = (
         format="dual_encoder",
         metric="retrieval_map",
         category="retrieval",
-        languages=_langs("lareqa"),
+        languages=_langs("ar de el en es hi ru th tr vi zh"),
         source="lareqa",
         synthetic="answer_sentence",
         train_data=SQUAD,
-        description="LAReQA (XQuAD-R): question to answer sentence in any language, dual encoder",
+        # LAReQA (XQuAD-R): question to answer sentence in any language, dual encoder
     ),
     Task(
         name="tatoeba",
@@ -212,10 +199,13 @@ TARGETS = (
         format="sentence_retrieval",
         metric="retrieval_top1",
         category="retrieval",
-        languages=_langs("tatoeba"),
+        languages=_langs(
+            "ar he vi id jv tl eu ml ta te af nl de el bn hi mr ur fa fr it pt es bg ru ja "
+            "ka ko th sw zh kk tr et fi hu az lt pl uk ro"
+        ),
         source="tatoeba",
         synthetic="parallel",
-        description="Tatoeba: xx -> en nearest sentence by mean-pooled layer, no training",
+        # Tatoeba: xx -> en nearest sentence by mean-pooled layer, no training
     ),
     # quick synthetic targets of the small demo
     Task(
@@ -225,7 +215,7 @@ TARGETS = (
         labels=NLI_LABELS,
         category="classification",
         synthetic="nli",
-        description="XNLI-like sentence-pair inference (synthetic only)",
+        # XNLI-like sentence-pair inference (synthetic only)
     ),
     Task(
         name="pos",
@@ -234,11 +224,10 @@ TARGETS = (
         labels=TAGS,
         category="structured_prediction",
         synthetic="pos",
-        description="UD-POS-like part-of-speech tagging (synthetic only)",
+        # UD-POS-like part-of-speech tagging (synthetic only)
     ),
 )
 
-NLI_PARTS = ("anli", "mnli", "snli")
 INTERMEDIATES = (
     # Phang et al. 2020
     Task(
@@ -248,7 +237,7 @@ INTERMEDIATES = (
         labels=NLI_LABELS,
         source="anli_plus",
         train_data=("anli", "mnli", "snli"),
-        description="ANLI+: ANLI R1-R3 + MNLI + SNLI in one NLI head",
+        # ANLI+: ANLI R1-R3 + MNLI + SNLI in one NLI head
     ),
     Task(
         name="mnli",
@@ -272,7 +261,7 @@ INTERMEDIATES = (
         format="qa",
         source="squad_v2",
         train_data=(*SQUAD, "squad_v2"),  # SQuAD 2.0 contains every v1.1 training question
-        description="SQuAD 2.0: extractive QA with unanswerable questions",
+        # SQuAD 2.0: extractive QA with unanswerable questions
     ),
     Task(
         name="squad",
@@ -281,7 +270,7 @@ INTERMEDIATES = (
         source="squad",
         synthetic="qa",
         train_data=SQUAD,
-        description="SQuAD v1.1",
+        # SQuAD v1.1
     ),
     Task(
         name="hellaswag",
@@ -297,7 +286,7 @@ INTERMEDIATES = (
         format="tagging",
         source="ccg",
         train_data=("ccgbank",),
-        description="CCG supertagging (CCGbank, LDC: local files only); tags from the data",
+        # CCG supertagging (CCGbank, LDC: local files only); tags from the data
     ),
     Task(
         name="cosmosqa",
@@ -324,7 +313,7 @@ INTERMEDIATES = (
         source="siqa",
         synthetic="social",
         train_data=("siqa",),
-        description="Social IQa; also XCOPA's first training stage",
+        # Social IQa; also XCOPA's first training stage
     ),
     Task(
         name="sst2",
@@ -359,7 +348,7 @@ INTERMEDIATES = (
             labels=CATEGORIES,
             synthetic="topic",
             noise=noise,
-            description=f"category of the subject; {noise:.0%} of labels replaced at random",
+            # category of the subject; the level's share of labels replaced at random
         )
         for level, noise in (("easy", 0.0), ("mid", 0.25), ("hard", 0.5))
     ),
@@ -371,11 +360,14 @@ INTERMEDIATES = (
             labels=_choices(3),
             synthetic="social",
             noise=noise,
-            description=f"SIQA-like choice; {noise:.0%} of labels replaced at random",
+            # SIQA-like choice; the level's share of labels replaced at random
         )
         for level, noise in (("easy", 0.0), ("hard", 0.5))
     ),
 )
+
+# every language of the real study: the union of the targets' own lists
+XTREME_R_LANGUAGES = tuple(sorted({lang for task in TARGETS for lang in task.languages}))
 
 
 def _index(tasks: tuple[Task, ...]) -> dict[str, Task]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -29,8 +30,8 @@ class LanguageConfig(BaseModel):
 
     code: str = Field(pattern=r"^[a-z][a-z0-9]{1,7}$")
     overlap: float = Field(ge=0, le=1)  # share of the lexicon spelled exactly as in English
-    script: str = Field("latin", pattern=r"^(latin|cyrillic)$")
-    order: str = Field("svo", pattern=r"^(svo|sov)$")
+    script: Literal["latin", "cyrillic"] = "latin"
+    order: Literal["svo", "sov"] = "svo"
 
 
 DEFAULT_LANGUAGES = (

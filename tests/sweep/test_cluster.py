@@ -711,20 +711,28 @@ def test_autoscaler_launches_replaces_and_removes_nodes(
     got = store.read_rows(victim).sort_values(["language", "metric"]).reset_index(drop=True)
     rows = rows.sort_values(["language", "metric"]).reset_index(drop=True)
     assert got["value"].tolist() == rows["value"].tolist()
-    # (c) every worker node had its own temp folder, and none kept trial state behind
+    # (c) every worker node had its own temp folder; none kept trial state or temporary folders
+    # behind (sweep.node), only its cache of finished parent encoders, each whole (its DONE)
+    from tests.sweep.test_artifacts import leftovers
+
     folders = sorted((base / "nodes").iterdir())
     assert len(folders) == len(workers)
+    parents = [t for t in plan.values() if t.kind != "target"]  # the root and the intermediate
+    finished = {store.read_bytes(f"{store.artifact(t)}/DONE") for t in parents}
     left: dict[str, list[str]] = {}
+    cached: dict[str, int] = {}
     for folder in folders:
         if folder.name == node[-5:]:
             continue  # the killed node: its disk went with the instance
-        for path in folder.glob("itx-*"):
-            kind = "training state" if path.name.startswith("itx-state-") else "encoder copy"
-            left.setdefault(kind, []).append(f"{folder.name}/{path.name}")
-            if kind == "encoder copy":  # store.local_dir's download of a parent encoder
-                assert next(c.name for c in path.iterdir()) in plan, path
-    log.warning("left on the surviving nodes' disks: %s", left)
-    assert "training state" not in left  # every trial that ends removes its local state
+        left[folder.name] = leftovers(folder)
+        cache = folder / "itx-node" / "cache"
+        entries = [p for p in cache.iterdir() if p.is_dir()] if cache.is_dir() else []
+        cached[folder.name] = len(entries)
+        for entry in entries:
+            assert (entry / "DONE").read_bytes() in finished, entry
+    log.warning("left on the surviving nodes' disks: %s; cache entries: %s", left, cached)
+    assert all(found == [] for found in left.values()), left  # every trial cleaned up after itself
+    assert sum(cached.values()) > 0 and max(cached.values()) <= len(parents)
     # (d) planted credentials: in no object of the store, no file of Ray's session folder
     fs = store.fs
     objects = [

@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -7,6 +8,7 @@ from typer.testing import CliRunner
 
 from sweep.cli import app
 from sweep.config import ConfigError, load_config, parse_config
+from trainers.tasks import TARGETS
 
 MINIMAL = {
     "name": "t",
@@ -195,6 +197,75 @@ def test_real_study_plans_offline(root):
     config = str(root / "configs" / "xtreme_r.yaml")
     result = CliRunner().invoke(app, ["plan", config, "--power-reps", "0"])
     assert result.exit_code == 0, result.output
-    assert "intermediate: 39" in result.output and "target: 420" in result.output
+    # every registered real target (10 today), 13 intermediates + the `none` baseline, 3 seeds
+    real = [t for t in TARGETS if t.source]
+    exp = load_config(root / "configs" / "xtreme_r.yaml")
+    assert set(exp.targets) == {t.name for t in real}  # the real study covers every target
+    assert f"intermediate: {13 * 3}" in result.output
+    assert f"target: {(13 + 1) * 3 * len(real)}" in result.output
     for name in ("anli_plus", "commonsenseqa", "siqa", "rte", "none"):
         assert name in result.output
+
+
+def test_a_renamed_key_shows_its_did_you_mean_not_the_missing_one():
+    raw = {k: v for k, v in MINIMAL.items() if k != "seeds"} | {"seed": [0]}
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw, "t.yaml")
+    # before: "t.yaml: seeds: required [+1 more]" (the missing key came first)
+    assert str(info.value) == "t.yaml: seed: unknown key; did you mean 'seeds'? (got [0]) [+1 more]"
+
+
+def test_an_error_of_a_whole_section_quotes_the_value_not_the_config(root):
+    raw = yaml.safe_load((root / "configs" / "demo.yaml").read_text())
+    raw["languages"] = ["en", "ov80", "ov50", "sov50", "fak"]
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw, "demo.yaml")
+    # before, the whole config followed as "(got {...})": 1,044 characters in all
+    assert str(info.value) == (
+        "demo.yaml: (top level): languages: unknown language 'fak'; did you mean 'fake'?"
+    )
+
+
+def test_version_prints_the_installed_distribution():
+    import importlib.metadata
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output == f"itx {importlib.metadata.version('itx')}\n"
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            {"train": {"mixed_precision": "fp32"}},
+            "train.mixed_precision: Input should be 'no', 'bf16' or 'fp16' (got 'fp32')",
+        ),
+        ({"tracking": {"mlflow": {}}}, "tracking.mlflow.tracking_uri: required"),
+        ({"tracking": {"wandb": {}}}, "tracking.wandb: unknown key; allowed: mlflow"),
+    ],
+)
+def test_choices_list_what_is_allowed(change, expected):
+    with pytest.raises(ConfigError, match=r"^t\.yaml: ") as info:
+        parse_config({**MINIMAL, **change}, "t.yaml")
+    assert expected in str(info.value)
+
+
+SHIPPED = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+assert {"demo.yaml", "demo_full.yaml", "xtreme_r.yaml"} <= {p.name for p in SHIPPED}
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_every_shipped_config_validates_and_plans(path):
+    from sweep.plan import build_plan
+
+    exp = load_config(path)
+    trials = build_plan(exp)
+    parents = len(exp.intermediates) + 1 + exp.controls.scratch  # + none (+ scratch)
+    counts = {kind: sum(t.kind == kind for t in trials) for kind in ("pretrain", "intermediate")}
+    assert counts == {"pretrain": 1, "intermediate": len(exp.intermediates) * len(exp.seeds)}
+    assert len(trials) == 1 + counts["intermediate"] + parents * len(exp.seeds) * len(exp.targets)
+    assert len({t.key for t in trials}) == len(trials)  # no two trials share an identity
+    result = CliRunner().invoke(app, ["plan", str(path)])
+    assert result.exit_code == 0, result.output
+    assert f"trials: {len(trials)}" in result.output

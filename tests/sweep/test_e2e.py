@@ -1,5 +1,6 @@
 """A small sweep through real Ray Tune (not mocked), from config to results store."""
 
+import logging
 import os
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from analysis.gains import difficulty_table
 from analysis.report import write_report
 from sweep.config import load_config
 from sweep.plan import build_plan
-from sweep.runner import run_status, run_sweep
+from sweep.runner import describe_run, run_sweep
 from sweep.store import ResultsStore
 from sweep.trial import file_sha
 from tests.conftest import COUNTS
@@ -23,29 +24,83 @@ SECRET = "itx-planted-secret-7f3a9c"
 def sweep(root, tmp_path_factory):
     base = tmp_path_factory.mktemp("sweep")
     # a relative storage root, as in configs/demo.yaml: trials run in Tune's own working dirs
-    exp = load_config(root / "tests" / "fixtures" / "tiny.yaml", {"storage": "store"})
+    # MLflow through its local file store, which needs no server
+    tracking = {"mlflow": {"tracking_uri": (base / "mlruns").as_uri()}}
+    exp = load_config(
+        root / "tests" / "fixtures" / "tiny.yaml", {"storage": "store", "tracking": tracking}
+    )
     cwd = Path.cwd()
     os.chdir(base)
     os.environ["AWS_SECRET_ACCESS_KEY"] = SECRET  # planted: must not reach any output file
+    progress = logging.getLogger("sweep.progress")
+    PROGRESS_LINES.clear()
+    handler = _Lines()
+    progress.addHandler(handler)
+    progress.setLevel(logging.INFO)
     try:
         first = run_sweep(exp, verbose=0)
         write_report(str(base / "store" / exp.name))
     finally:
+        progress.removeHandler(handler)
         os.chdir(cwd)
         del os.environ["AWS_SECRET_ACCESS_KEY"]
     return exp.model_copy(update={"storage": str(base / "store")}), base / "store", first
 
 
+PROGRESS_LINES: list[str] = []  # what sweep.progress logged during the sweep above
+
+
+class _Lines(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        PROGRESS_LINES.append(record.getMessage())
+
+
+def test_progress_names_trials_by_label_with_a_line_per_epoch(sweep):
+    exp, _, _ = sweep
+    labels = {t.label for t in build_plan(exp)}
+    starts = [line for line in PROGRESS_LINES if line.startswith("start ")]
+    started = {line.split(" [")[0].removeprefix("start ") for line in starts}
+    assert started == labels  # every trial, by label; no Ray ids (run_trial_784d12ee)
+    assert not any("run_trial_" in line for line in PROGRESS_LINES)
+    epochs = [line for line in PROGRESS_LINES if " epoch " in line]
+    # tiny.yaml: 1 epoch; intermediates also train a null model (V-information); Tatoeba-like
+    # formats that do not train have no epochs, but tiny's targets (nli, pos) all train
+    assert len(epochs) == 2 * 2 + 8
+    line = next(e for e in epochs if e.startswith("intermediate/topic_easy/seed=0 epoch 1/1"))
+    assert "loss " in line and "en dev accuracy 0." in line
+    done = [line for line in PROGRESS_LINES if line.startswith("done target/")]
+    assert len(done) == 8 and all("zero-shot " in line for line in done)
+
+
+def test_mlflow_file_store_holds_a_run_per_trial_with_epoch_curves(sweep):
+    from mlflow.tracking import MlflowClient
+
+    exp, storage, _ = sweep
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    client = MlflowClient((storage.parent / "mlruns").as_uri())
+    experiment = client.get_experiment_by_name("tiny")
+    runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
+    assert set(runs) == {t.label for t in build_plan(exp)}
+    intermediate = runs["intermediate/topic_easy/seed=0"]
+    history = client.get_metric_history(intermediate.info.run_id, "en_dev")
+    # one point per epoch (1), then the final report's English dev score
+    assert len(history) == 2 and history[0].value == history[1].value
+    target = runs["target/none/nli/seed=0"]
+    assert 0 <= target.data.metrics["zero_shot"] <= 1
+    assert target.info.status == "FINISHED"
+
+
 def test_every_trial_finished_without_errors(sweep):
     exp, storage, first = sweep
     assert first.errored == {} and first.skipped == {}
-    table = run_status(ResultsStore(str(storage), exp.name))
+    table = describe_run(ResultsStore(str(storage), exp.name)).stages
     assert table["intermediate"] == {
         "planned": 2,
         "done": 2,
-        "errored": 0,
-        "skipped": 0,
+        "running": 0,
         "pending": 0,
+        "failed": 0,
+        "skipped": 0,
     }
     assert table["target"]["done"] == 8  # (2 intermediates + none + scratch) x 1 seed x 2 targets
 

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ from sweep.config import load_config
 from sweep.plan import build_plan
 from sweep.runner import run_sweep
 from sweep.store import ResultsStore
+from tests.sweep.test_artifacts import leftovers
 
 pytestmark = pytest.mark.slow
 log = logging.getLogger(__name__)
@@ -76,7 +78,12 @@ class PeakSize:
         self._thread.join()
 
 
-def test_driver_killed_mid_sweep_then_rerun_retrains_nothing_finished(root, tmp_path):
+def test_driver_killed_mid_sweep_then_rerun_retrains_nothing_finished(root, tmp_path, monkeypatch):
+    private_tmp = tmp_path / "t"  # every process of both runs: the driver, Ray's workers
+    private_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(private_tmp))
+    monkeypatch.setenv("RAY_TMPDIR", "/tmp/ray")  # Ray's default: its socket paths stay short
+    monkeypatch.setattr(tempfile, "tempdir", None)
     config = write_config(root, tmp_path)
     exp = load_config(config)
     store = ResultsStore(exp.storage, exp.name)
@@ -130,13 +137,14 @@ def test_driver_killed_mid_sweep_then_rerun_retrains_nothing_finished(root, tmp_
     for key, step in saved.items():  # a trial killed with its driver resumes from its last save
         assert records[key]["resumed_from_step"] == step and records[key]["attempt"] == 2
 
-    # retention: encoders of intermediates kept, targets keep rows only, no resume state left
+    # retention: encoders of intermediates kept, targets keep rows and fits only, no resume state
     artifacts = Path(store.root) / "artifacts"
     for folder in (artifacts / "intermediate").iterdir():
         assert (folder / "model.safetensors").stat().st_size > 0
     for folder in (artifacts / "target").iterdir():
         assert {p.name for p in folder.iterdir()} == {"DONE", "rows.parquet", "fits.parquet"}
     assert store.size("scratch") == 0
+    assert leftovers(private_tmp) == []  # no temporary folder of the killed run or the rerun
     final = store.size()
     peak = max(first_size.peak, second_size.peak)
     encoder = (next((artifacts / "pretrain").iterdir()) / "model.safetensors").stat().st_size

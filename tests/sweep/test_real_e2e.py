@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from sweep.config import parse_config
-from sweep.runner import run_status, run_sweep
+from sweep.runner import describe_run, run_sweep
 from sweep.store import ResultsStore
 from tests.trainers.real_helpers import REAL, XQUAD_LANGS, hub_overrides
 
@@ -63,7 +63,7 @@ def test_the_real_sweep_finishes_and_scores_every_language(sweep):
     exp, done = sweep
     assert done.errored == {} and done.skipped == {}
     store = ResultsStore(exp.storage, exp.name)
-    table = run_status(store)
+    table = describe_run(store).stages
     assert table["intermediate"]["done"] == 1
     assert table["target"]["done"] == table["target"]["planned"] >= 2  # squad and none
     rows = pd.concat([pd.read_parquet(p) for p in Path(exp.run_dir).rglob("*.parquet")])

@@ -2,6 +2,7 @@
 versioned training state, trial records, and `itx status` read from the store alone."""
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import os
@@ -15,7 +16,7 @@ from typer.testing import CliRunner
 from sweep.cli import app
 from sweep.config import load_config
 from sweep.plan import build_plan
-from sweep.runner import describe_run, run_status, run_sweep, write_manifest
+from sweep.runner import _eta, describe_run, duration, run_sweep, write_manifest
 from sweep.store import ResultsStore, StorageError
 from sweep.trial import TrainingState
 
@@ -106,40 +107,66 @@ def test_rows_records_and_sizes_on_s3(s3_endpoint, tiny):
     assert store.is_done(spec) and store.read_rows(spec)["value"].tolist() == [1.0]
     store.write_record(spec.key, {"state": "done", "seconds": 2.5})
     assert store.read_records() == {spec.key: {"state": "done", "seconds": 2.5}}
-    data = len(store.read_bytes(f"{store.artifact(spec)}/rows.parquet"))
-    assert store.size("artifacts") == data + len(b"ok\n")
+    data = store.read_bytes(f"{store.artifact(spec)}/rows.parquet")
+    done = store.read_bytes(f"{store.artifact(spec)}/DONE")  # written last, lists the rest
+    sha = hashlib.sha256(data).hexdigest()
+    assert json.loads(done) == {
+        "format": 1,
+        "files": {"rows.parquet": {"bytes": len(data), "sha256": sha}},
+    }
+    assert store.size("artifacts") == len(data) + len(done)
 
 
 def test_training_state_is_versioned_and_latest_always_complete(s3_endpoint, tiny, tmp_path):
     exp = tiny.model_copy(update={"storage": f"{s3_endpoint}/state"})
     store = ResultsStore(exp.storage, exp.name)
     spec = build_plan(exp)[1]
-    with TrainingState(spec, store, interval=3600) as state:  # no thread tick: pushed by hand
-        assert state.resumed_from == 0 and state.path.is_dir()
-        save(state.path, step=4, weights=b"w4")
-        assert state.push_if_new() and not state.push_if_new()  # nothing new the second time
-        save(state.path, step=8, weights=b"w8")
-        assert state.push_if_new()
-        # caught mid-save: new weights, old progress.json -> not uploaded
-        (state.path / "state" / "model.bin").write_bytes(b"w12")
-        assert not state.push_if_new()
-        (state.path / "state" / "model.bin").write_bytes(b"w8")
-        # progress.json of a newer save beside the state folder of step 8: not uploaded
-        (state.path / "progress.json").write_text(json.dumps({"step": 12}))
-        assert not state.push_if_new()
-        # caught with the state folder emptied under it: not uploaded, and no error either
-        # (an error here once killed the mirror thread for the rest of a trial)
-        for file in (state.path / "state").iterdir():
-            file.unlink()
-        assert not state.push_if_new()
+    base = store.state_root(spec)
+
+    def names() -> list[str]:
+        return sorted(p.rsplit("/", 1)[-1] for p in list_dir(store, base))
+
+    with TrainingState(spec, store, every=0) as state:  # no cadence: every save is uploaded
+        up = state.uploader
+        assert state.resumed_from == 0 and state.path.is_dir() and up is not None
+        save(state.path, step=4, weights=b"w4", best=b"b4")
+        state.on_save(state.path)
+        wait_for_uploads(up, 1)
+        assert names() == ["LATEST", "best-00000004.safetensors", "v00000004"]
+        save(state.path, step=8, weights=b"w8")  # best weights unchanged: not uploaded again
+        state.on_save(state.path)
+        wait_for_uploads(up, 2)
+        assert names() == ["LATEST", "best-00000004.safetensors", "v00000008"]
+        assert store.read_bytes(f"{base}/v00000008/BEST") == b"best-00000004.safetensors"
+        assert up.stats.best_uploads == 1
+        save(state.path, step=12, weights=b"w12", best=b"b12")  # new best: up, old one gone
+        state.on_save(state.path)
+        wait_for_uploads(up, 3)
+        assert names() == ["LATEST", "best-00000012.safetensors", "v00000012"]
+        assert up.stats.best_uploads == 2 and up.stats.skipped == 0
+        # bytes uploaded: each version's weights and its two progress.json, best weights twice
+        progress = len((state.path / "progress.json").read_bytes())  # of step 12; 4, 8: 1 less
+        assert up.stats.bytes_uploaded == (2 + 2 + 3) + 2 * (3 * progress - 2) + (2 + 3)
     assert not state.path.exists()  # the node-local copy is gone; the store has the state
-    versions = sorted(p.rsplit("/", 1)[-1] for p in list_dir(store, store.state_root(spec)))
-    assert versions == ["LATEST", "v00000008"]  # older versions dropped
-    again = TrainingState(spec, store, interval=3600)
+    again = TrainingState(spec, store, every=0)
     with again:  # a retry on another node
-        assert again.resumed_from == 8
-        assert (again.path / "state" / "model.bin").read_bytes() == b"w8"
-        assert json.loads((again.path / "progress.json").read_text())["step"] == 8
+        assert again.resumed_from == 12
+        assert (again.path / "state" / "model.bin").read_bytes() == b"w12"
+        assert (again.path / "best.safetensors").read_bytes() == b"b12"
+        assert json.loads((again.path / "progress.json").read_text())["step"] == 12
+        save(again.path, step=16, weights=b"w16")  # resumed best unchanged: not uploaded again
+        again.on_save(again.path)
+        wait_for_uploads(again.uploader, 1)
+        assert again.uploader.stats.best_uploads == 0
+    assert names() == ["LATEST", "best-00000012.safetensors", "v00000016"]
+
+
+def wait_for_uploads(uploader, n: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while uploader.stats.uploads + uploader.stats.failed < n:
+        assert time.monotonic() < deadline, f"{uploader.stats} after {timeout} s"
+        time.sleep(0.01)
+    assert uploader.stats.failed == 0, uploader.stats
 
 
 def test_a_finished_part_of_a_trial_is_uploaded_on_exit(s3_endpoint, tiny):
@@ -154,14 +181,24 @@ def test_a_finished_part_of_a_trial_is_uploaded_on_exit(s3_endpoint, tiny):
     assert null.key == f"{spec.key}-null"
     # stages and null models are trials of their own: only restarts remain parts of a trial
     assert all("-main-restart-" in p.key for p in parts_of(spec, exp))
-    with TrainingState(null, store, interval=3600, final_push=True) as state:  # no thread tick
-        save(state.path, step=5, weights=b"w5")
-    with TrainingState(null, store, interval=3600) as again:
-        assert again.resumed_from == 5
-    with TrainingState(part_of(spec, "other"), store, interval=3600) as unpushed:
-        save(unpushed.path, step=3, weights=b"w3")  # final_push off: only the ticks upload
-    with TrainingState(part_of(spec, "other"), store, interval=3600) as fresh:
-        assert fresh.resumed_from == 0
+    hour = 3600  # the cadence: only the first save goes up while the block runs
+    with TrainingState(null, store, every=hour, final_push=True) as state:
+        for step in (5, 10):
+            save(state.path, step=step, weights=f"w{step}".encode())
+            state.on_save(state.path)
+        wait_for_uploads(state.uploader, 1)
+    assert state.uploader.stats.uploads == 2  # step 10, pending at exit, was pushed then
+    with TrainingState(null, store, every=hour) as again:
+        assert again.resumed_from == 10
+    with TrainingState(part_of(spec, "other"), store, every=hour) as unpushed:
+        save(unpushed.path, step=3, weights=b"w3")
+        unpushed.on_save(unpushed.path)
+        wait_for_uploads(unpushed.uploader, 1)
+        save(unpushed.path, step=6, weights=b"w6")  # waits for the cadence, then exit drops it
+        unpushed.on_save(unpushed.path)
+    assert unpushed.uploader.stats.dropped == 1
+    with TrainingState(part_of(spec, "other"), store, every=hour) as fresh:
+        assert fresh.resumed_from == 3
 
 
 class FakeAccelerator:
@@ -176,12 +213,19 @@ class FakeAccelerator:
             (Path(folder) / name).write_bytes(self.tag)
 
 
-def save(folder: Path, step: int, weights: bytes, files: int = 1) -> None:
-    """The loop's own save (trainers/loop.py) with a stand-in for Accelerate."""
+def save(
+    folder: Path, step: int, weights: bytes, files: int = 1, best: bytes | None = None
+) -> None:
+    """The loop's own save (trainers/loop.py) with a stand-in for Accelerate; `best`: new best
+    weights first, replaced the way the loop replaces them (`_save_best`)."""
     from trainers.loop import _Progress
 
-    _Progress(step=step).save(FakeAccelerator(weights, files), folder)
-    time.sleep(0.01)  # coarse file clocks: the next save's files are strictly newer
+    folder.mkdir(parents=True, exist_ok=True)
+    if best is not None:
+        (folder / "best.tmp").write_bytes(best)
+        (folder / "best.tmp").replace(folder / "best.safetensors")
+    best_epoch = 0 if (folder / "best.safetensors").exists() else -1
+    _Progress(step=step, best_epoch=best_epoch).save(FakeAccelerator(weights, files), folder)
 
 
 class RecordingStore:
@@ -192,48 +236,66 @@ class RecordingStore:
     def __init__(self) -> None:
         self.uploads: list[tuple[int, dict[str, bytes]]] = []
 
-    def push_state(self, spec: object, snapshot: Path, step: int) -> None:
+    def push_state(self, spec: object, snapshot: Path, step: int, best: str | None) -> str:
         files = snapshot.rglob("*")
         self.uploads.append(
             (step, {str(f.relative_to(snapshot)): f.read_bytes() for f in files if f.is_file()})
         )
+        return best or f"best-{step}"
 
 
 def test_an_upload_at_any_point_of_a_save_holds_one_whole_save(tmp_path, monkeypatch):
-    """The mirror thread may copy at any moment of the loop's save. Try every moment: before
-    each file deletion and rename the save makes, push; every upload must hold all of one save's
-    files under that save's step (a partial or mixed copy breaks resume), and nothing may raise."""
-    store, spec = RecordingStore(), type("Spec", (), {"key": "k"})()
-    state = TrainingState(spec, store)
-    state.path = tmp_path
-    busy = False
+    """The upload of a save runs while the loop makes its next saves. Try every moment: before
+    each file deletion and rename of the next save, read the pending snapshot as an upload
+    would; every read must hold all of one save's files under that save's step (a partial or
+    mixed copy breaks resume). Hard links make this so: the loop never writes a file twice."""
+    from sweep.uploader import StateUploader
 
-    def push_first(real):
+    store, spec = RecordingStore(), type("Spec", (), {"key": "k"})()
+    work = tmp_path / "work"
+    uploader = StateUploader(spec, store, work, tmp_path / "snaps", every=0)  # no thread
+    busy, saving = False, False
+
+    def upload_first(real):
         def op(*args, **kwargs):
             nonlocal busy
-            if not busy:  # the push's own clean-up must not push again
+            pending = uploader.pending
+            if saving and not busy and pending is not None:
                 busy = True
                 try:
-                    state.pushed = None  # as if no earlier moment's upload had happened
-                    state.push_if_new()
+                    store.push_state(spec, pending[1], pending[0], None)  # a peek, as uploaded
                 finally:
                     busy = False
             return real(*args, **kwargs)
 
         return op
 
-    save(tmp_path, 1, b"w1", files=3)
+    save(work, 1, b"w1", files=3, best=b"b1")
+    uploader.on_save(work)
     for name in ("unlink", "rmdir", "rename", "replace"):
-        monkeypatch.setattr(os, name, push_first(getattr(os, name)))
-    for step in range(2, 5):
-        save(tmp_path, step, f"w{step}".encode(), files=3)
-    assert {step for step, _ in store.uploads} >= {1, 2, 3}  # the moments were tried
+        monkeypatch.setattr(os, name, upload_first(getattr(os, name)))
+    for step in range(2, 6):
+        saving = True
+        save(
+            work, step, f"w{step}".encode(), files=3, best=f"b{step}".encode() if step % 2 else None
+        )
+        saving = False
+        uploader.on_save(work)  # the hook: the loop's save is whole
+        if step == 3:
+            assert uploader.upload_pending()  # a real upload now and then
+    monkeypatch.undo()
+    assert {step for step, _ in store.uploads} == {1, 2, 3, 4}  # every moment was tried
+    assert len(store.uploads) > 4 * 4  # several moments per save
     for step, files in store.uploads:
         assert json.loads(files["progress.json"])["step"] == step
         assert files["state/progress.json"] == files["progress.json"]
         weights = {k: v for k, v in files.items() if k.endswith(".bin")}
         assert sorted(weights) == [f"state/{n}.bin" for n in ("model", "part1", "part2")], step
         assert set(weights.values()) == {f"w{step}".encode()}, step
+        best = step if step % 2 else step - 1  # the newest best weights at that save
+        assert files.get("best.safetensors", f"b{best}".encode()) == f"b{best}".encode(), step
+    assert uploader.stats.saves == 5 and uploader.stats.uploads == 1
+    assert uploader.stats.skipped == 3  # steps 1, 2 and 4 replaced; 5 still pending
 
 
 def list_dir(store: ResultsStore, path: str) -> list[str]:
@@ -271,7 +333,14 @@ def test_status_counts_nodes_eta_and_failures_from_the_store(tiny, tmp_path):
     )
     started = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=3)).isoformat(timespec="seconds")
     store.write_record(
-        hard.key, {"state": "running", "host": "n2", "node_id": "cccc2222dd", "started": started}
+        hard.key,
+        {
+            "state": "running",
+            "host": "n2",
+            "node_id": "cccc2222dd",
+            "started": started,
+            "progress": "epoch 2/5 (null model)",  # what the trainable notes after each epoch
+        },
     )
     children = [t for t in plan if t.parent == easy.key]
     store.write_json(
@@ -302,20 +371,36 @@ def test_status_counts_nodes_eta_and_failures_from_the_store(tiny, tmp_path):
     assert view.per_node == {"n1/aaaa1111": 1, "n2/cccc2222": 2}
     assert view.failures == {easy.label: "RuntimeError: loss is nan"}
     assert set(view.skipped) == {t.label for t in children}
-    # 6 targets and 2 null models pending at 10 s, the running one's 10 - 3 s, over 2 slots
-    assert 41.0 <= view.eta_seconds <= 43.5  # ~3-6 s spent, depending on this machine's load
-    assert run_status(store)["intermediate"] == {
-        "planned": 2,
-        "done": 0,
-        "errored": 1,
-        "skipped": 0,
-        "pending": 1,
-    }
+    # only the pretraining (10 s) has finished: its duration says nothing about the others
+    assert view.eta_seconds is None
+    assert view.eta_unknown == "no intermediate/target trial of this run has finished yet"
+    assert view.elapsed_seconds is not None and 0 <= view.elapsed_seconds < 60  # manifest: now
+    (detail,) = view.running.values()
+    assert list(view.running) == [hard.label] and re.fullmatch(
+        r"epoch 2/5 \(null model\), \d+ s", detail
+    )
 
     result = CliRunner().invoke(app, ["status", store.run])
     assert result.exit_code == 0, result.output
     assert "failed intermediate/topic_easy/seed=0: RuntimeError: loss is nan" in result.output
-    assert re.search(r"ETA: 0\.7 min", result.output) and "n2/cccc2222: 2" in result.output
+    assert "ETA: unknown (no intermediate/target trial of this run has finished yet)" in " ".join(
+        result.output.split()
+    )
+    assert re.search(r"elapsed: \d+ s;", result.output) and "n2/cccc2222: 2" in result.output
+    assert f"running {hard.label}: epoch 2/5 (null model), " in result.output
+
+
+def test_eta_is_median_work_left_over_concurrency_and_never_a_false_zero():
+    durations = {"intermediate": [10.0], "target": [4.0, 6.0, 20.0]}  # target median 6 s
+    left = [("intermediate", 3.0)] + [("target", 0.0)] * 6
+    # by hand: (10 - 3) + 6 x 6 = 43 s of work over 2 concurrent trials
+    assert _eta(durations, left, 2) == (21.5, "")
+    assert _eta(durations, [], 2) == (0.0, "")  # nothing left: zero is true
+    seconds, why = _eta(durations, [("target", 7.0)], 2)  # past the 6 s median: no guess
+    assert (
+        seconds is None and why == "a running target trial has run longer than the stage's median"
+    )
+    assert duration(0.4) == "0 s" and duration(130) == "2m10s" and duration(3900) == "1h05m"
 
 
 def test_every_result_file_has_one_schema_so_pandas_reads_the_folder(tmp_path):

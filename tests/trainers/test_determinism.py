@@ -1,5 +1,7 @@
-"""The same config and seed give identical numbers on CPU; another seed gives others."""
+"""The same config and seed give identical numbers on CPU; another seed gives others. On a GPU
+only with `train.deterministic` (the GPU test skips without one)."""
 
+import pytest
 import torch
 
 from tests.conftest import tiny_settings
@@ -28,3 +30,18 @@ def test_same_seed_same_numbers_twice(tiny_encoder):
         for n, t in runs[0].model.state_dict().items()
     )
     assert differs  # the seed is really used
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_deterministic_gpu_runs_are_bit_identical(tiny_encoder):
+    task = get_task("nli")
+    data = task_data(World(WORLD), task, SplitSizes(96, 32, 32), ("en",))
+    config = TrainConfig(epochs=2, batch_size=16, deterministic=True)
+    runs = [
+        train_and_evaluate(task, data, tiny_encoder, config, seed=5, max_length=48, cpu=False)
+        for _ in range(2)
+    ]
+    assert runs[0].dev == runs[1].dev
+    for name, tensor in runs[0].model.state_dict().items():
+        assert torch.equal(tensor, runs[1].model.state_dict()[name]), name

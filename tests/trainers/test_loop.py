@@ -137,3 +137,141 @@ def test_encoder_hand_off_keeps_every_encoder_weight(encoder, tmp_path):
         assert torch.equal(tensor, theirs[name]), name
     assert (tmp_path / "enc" / "model.safetensors").exists()
     assert not list((tmp_path / "enc").glob("*.bin"))
+
+
+def test_golden_numbers_of_the_tiny_encoder_seed_0(encoder):
+    """Pinned across commits (as torchtune pins losses): a change here is a change of results.
+
+    Produced by (torch 2.13.0+cpu; one line, the same settings as below):
+      PYTHONPATH=$PWD .venv/bin/python -c "import torch; torch.set_num_threads(1);
+      from tests.conftest import tiny_settings as s; from trainers.encoder import
+      cached_pretrained as c; from trainers.loop import train_and_evaluate as t; from
+      trainers.settings import TrainConfig as T; from trainers.synthetic import task_data; from
+      trainers.tasks import SplitSizes, get_task; from trainers.world import World; w, m, p = s();
+      k = get_task('pos'); o = t(k, task_data(World(w), k, SplitSizes(64, 32, 32), ('en',
+      'ov80')), c(w, m, p), T(epochs=3, batch_size=16, lr=1e-3), 0, 48, progress_bar=False,
+      on_epoch=lambda e: print(e.epoch, e.loss, e.dev)); print(o.steps, o.best_epoch, o.dev)"
+    which printed: epoch losses 1.7519433, 1.6613431, 1.6116909 (2 threads: ...6116908); 12
+    steps, best epoch 2 (0-based), English dev chunk F1 0.3717277 (71/191 chunks), token
+    accuracy 0.5132743 (58/113 tags).
+    Tolerances: one chunk or tag of the dev set (1/191, 1/113) and 1e-3 on a loss, so a real
+    change of predictions or optimisation fails while thread-count rounding does not.
+    """
+    pos = get_task("pos")
+    data = task_data(World(WORLD), pos, SplitSizes(64, 32, 32), ("en", "ov80"))
+    ends = []
+    config = TrainConfig(epochs=3, batch_size=16, lr=1e-3)
+    outcome = train_and_evaluate(
+        pos, data, encoder, config, seed=0, max_length=48, progress_bar=False, on_epoch=ends.append
+    )
+    assert outcome.steps == 12 and outcome.best_epoch == 2
+    assert outcome.dev["f1"] == pytest.approx(71 / 191, abs=1 / 191)
+    assert outcome.dev["token_accuracy"] == pytest.approx(58 / 113, abs=1 / 113)
+    assert [e.epoch for e in ends] == [0, 1, 2] and [e.step for e in ends] == [4, 8, 12]
+    assert [e.loss for e in ends] == pytest.approx([1.75194, 1.66134, 1.61169], abs=1e-3)
+    assert ends[-1].dev == outcome.dev and ends[-1].metric == "f1" and not ends[-1].null_model
+
+
+@pytest.fixture(scope="module")
+def still_encoder(encoder, tmp_path_factory):
+    """The tiny encoder without dropout: a batch of 8 and 4 micro-batches of 2 then see the
+    same network (dropout masks would be drawn for different shapes)."""
+    import shutil
+
+    folder = tmp_path_factory.mktemp("still") / "encoder"
+    shutil.copytree(encoder, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_accumulation_4_of_batch_2_trains_like_batch_8(still_encoder):
+    task = get_task("topic_easy")  # loss: mean over examples, so 4 means of 2 = a mean of 8
+    data = task_data(World(WORLD), task, SplitSizes(64, 32, 16), ("en",))
+    one = TrainConfig(epochs=2, batch_size=8, checkpoint_every=100)
+    four = one.model_copy(update={"batch_size": 2, "gradient_accumulation_steps": 4})
+    big = train_and_evaluate(task, data, still_encoder, one, seed=5, max_length=48)
+    small = train_and_evaluate(task, data, still_encoder, four, seed=5, max_length=48)
+    assert big.steps == 16 and small.steps == 64  # micro-batches; 16 optimizer steps each
+    start = build_model(task, still_encoder).state_dict()
+    moved = 0.0
+    for name, tensor in big.model.state_dict().items():
+        other = small.model.state_dict()[name]
+        # float32 sums in another order; Adam's normalisation keeps the differences this small
+        torch.testing.assert_close(other, tensor, rtol=1e-4, atol=1e-5, msg=name)
+        if name in start:
+            moved = max(moved, (tensor - start[name]).abs().max().item())
+    assert moved > 1e-3  # the weights did train: equality is not both standing still
+    plain = TrainConfig(epochs=2, batch_size=2, checkpoint_every=100)  # no accumulation
+    alone = train_and_evaluate(task, data, still_encoder, plain, seed=5, max_length=48)
+    differs = max(
+        (alone.model.state_dict()[k] - v).abs().max().item()
+        for k, v in big.model.state_dict().items()
+    )
+    assert differs > 1e-3  # batch 2 without accumulation trains another model
+
+
+def test_resume_mid_epoch_with_accumulation_ends_with_identical_weights(
+    encoder, pos_data, tmp_path, monkeypatch
+):
+    task = get_task("pos")
+    config = TRAIN.model_copy(
+        update={"batch_size": 8, "gradient_accumulation_steps": 2, "checkpoint_every": 1}
+    )
+    whole = train_and_evaluate(task, pos_data, encoder, config, seed=3, max_length=48)
+    real_save = _Progress.save
+    saved = []
+
+    def save_then_die(self, accelerator, state_dir):
+        real_save(self, accelerator, state_dir)
+        saved.append(self.step)
+        if len(saved) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(_Progress, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train_and_evaluate(
+            task, pos_data, encoder, config, seed=3, max_length=48, state_dir=tmp_path
+        )
+    monkeypatch.setattr(_Progress, "save", real_save)
+    assert saved == [2, 4]  # micro-batches: saves only where an optimizer step completed
+    resumed = train_and_evaluate(
+        task, pos_data, encoder, config, seed=3, max_length=48, state_dir=tmp_path
+    )
+    assert resumed.steps == whole.steps == 16  # 64 / 8 x 2 epochs
+    for name, tensor in whole.model.state_dict().items():
+        assert torch.equal(tensor, resumed.model.state_dict()[name]), name
+
+
+def test_a_requested_save_comes_at_the_next_optimizer_step_and_is_urgent(
+    encoder, pos_data, tmp_path
+):
+    from trainers import preempt
+
+    config = TRAIN.model_copy(
+        update={"batch_size": 8, "gradient_accumulation_steps": 2, "checkpoint_every": 100}
+    )
+    calls = []
+
+    def on_save(state_dir, urgent):
+        calls.append((json.loads((state_dir / "progress.json").read_text())["step"], urgent))
+
+    preempt.request_save()  # what sweep/spot.py does at a spot interruption notice
+    try:
+        train_and_evaluate(
+            get_task("pos"),
+            pos_data,
+            encoder,
+            config,
+            seed=3,
+            max_length=48,
+            state_dir=tmp_path,
+            on_save=on_save,
+        )
+    finally:
+        leftover = preempt.take_save_request()
+    assert not leftover  # the loop took the request
+    # micro-batch 1 is mid-accumulation: the save waits for micro-batch 2 (an optimizer step);
+    # then only the epoch ends (8 micro-batches each), never urgent
+    assert calls == [(2, True), (8, False), (16, False)]

@@ -24,25 +24,28 @@ from trainers.sources import (
     sentence_spans,
     source_entries,
 )
-from trainers.tasks import NER_TAGS, NLI_LABELS, TASKS, UPOS, get_task
+from trainers.tasks import NER_TAGS, NLI_LABELS, TASKS, UPOS, XTREME_R_LANGUAGES, get_task
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "hub"
 SOURCED = sorted(name for name, task in TASKS.items() if task.source)
 
-# requested languages per target: each has fixtures for the task's own languages, plus one
-# language the task lacks (skipped, not an error)
-REQUESTED = {
-    "xnli": ("ar", "de", "et"),
-    "xcopa": ("et", "ht", "en"),
-    "udpos": ("de", "af", "ht"),
-    "panx": ("de", "sw", "ht"),
-    "xquad": ("es", "ro", "sw"),
-    "mlqa": ("de", "hi", "ja"),
-    "tydiqa": ("en", "ar", "bn", "de"),
-    "mewslix": ("de", "ja", "en", "fr"),
-    "lareqa": ("de", "el", "ja"),
-    "tatoeba": ("de", "ar", "en"),
-}
+# Languages whose fixture rows share one test file (as the source ships them); every other
+# target's are read off its test.<lang>.jsonl files, so a new target needs no entry here
+IN_ONE_FILE = {"tydiqa": ("en", "ar", "bn"), "mewslix": ("de", "ja", "en")}
+
+
+def requested(name: str) -> tuple[str, ...]:
+    """What a test asks of a target: the languages its fixtures hold, plus the first XTREME-R
+    language the task lacks (skipped, not an error)."""
+    task = TASKS[name]
+    held = IN_ONE_FILE.get(name) or tuple(
+        sorted(f.name.split(".")[1] for f in (FIXTURES / name).glob("test.*.jsonl"))
+    )
+    lacking = next(lang for lang in XTREME_R_LANGUAGES if lang not in task.languages)
+    return (*held, lacking)
+
+
+REQUESTED = {name: requested(name) for name in SOURCED if TASKS[name].role == "target"}
 
 
 def fixture_override(directory: Path) -> dict:
