@@ -135,9 +135,10 @@ def train_and_evaluate(
     inputs emptied by the format (the null model of V-information). Formats that do not train
     (Tatoeba) are scored straight from the encoder, and so is `init_model` with `train=False`
     (a target whose training is a stage shared with other targets: XQuAD and MLQA). `on_epoch`
-    (default: `EPOCH_LISTENER`'s value) is called after each epoch's dev evaluation. `on_save(state_dir, urgent)` is called on
-    the main process after each save is whole (state, its progress.json, the top-level one, best
-    weights); the folder's files are never written again, only renamed or deleted (see
+    (default: `EPOCH_LISTENER`'s value) is called after each epoch's dev evaluation.
+    `on_save(state_dir, urgent)` is called on the main process after each save is whole (state,
+    its progress.json, the top-level one, best weights); the folder's files are never written
+    again, only renamed or deleted (see
     `_Progress.save`). `urgent` is true for a save asked for by `trainers.preempt` (a spot notice).
     """
     from accelerate import Accelerator

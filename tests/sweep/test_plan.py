@@ -78,13 +78,15 @@ def reordered(value):
     return value
 
 
-def test_editing_a_description_changes_no_key(monkeypatch):
+def test_editing_task_metadata_changes_no_key(monkeypatch):
+    # free text and report metadata (the XTREME-R category; task descriptions were such text
+    # before they became comments) decide no training
     before = keys(BASE)
     original = sweep.config.get_task
 
     def edited(name, role=None):
         task = original(name, role)
-        return dataclasses.replace(task, description=task.description + " (edited)")
+        return dataclasses.replace(task, category=task.category + " (edited)")
 
     monkeypatch.setattr(sweep.config, "get_task", edited)
     assert keys(BASE) == before
