@@ -26,6 +26,8 @@ DIFFICULTY_COLUMNS = [
     "metric",
     "score",
     "chance",
+    "floor",
+    "floor_kind",
     "difficulty",
     "train_size",
     "v_information",
@@ -34,14 +36,43 @@ DIFFICULTY_COLUMNS = [
 ]
 V_INFORMATION = "v_information"  # the metric name of the V-usable information rows
 
+# The floor of each primary metric family, the score of a predictor that ignores its input; one
+# place for every family (trainers.metrics.METRICS names the metrics). Accuracy (classification,
+# multiple choice, token accuracy, Tatoeba top-1): the better of a uniform guess (`chance`) and
+# always predicting the majority English training label (`majority`), where the row records them,
+# because a task whose majority class scores 0.6 is not "60% solved". Span/chunk F1, exact match,
+# and ranking metrics (MAP@20, MRR@20) have no chance level a label-blind guess reaches, and a
+# predictor that ignores the input scores about 0 on them (no span, chunk or rank agrees by
+# luck over a large candidate pool): their floor is 0, by this definition.
+DIFFICULTY_SCALE = (
+    "Difficulty is on one 0-1 scale for every metric family: 1 - (English dev score - floor) "
+    "/ (1 - floor), clipped to [0, 1], 0 for a solved task and 1 at the floor; the floor is "
+    "the better of a uniform guess and the majority label for accuracy metrics, and 0 for F1, "
+    "EM/F1 and ranking metrics (no label-blind guess scores above about 0 on them)."
+)
+ACCURACY_METRICS = frozenset({"accuracy", "token_accuracy"})
+ZERO_FLOOR_METRICS = frozenset({"f1", "f1_em", "exact_match", "map@20", "mrr@20"})
+
+
+def metric_floor(metric: str, chance: float, majority: float) -> tuple[float, str]:
+    """(floor, which) of one primary score: `which` is "majority", "chance" or "zero"."""
+    if metric in ACCURACY_METRICS:
+        known = {k: v for k, v in (("chance", chance), ("majority", majority)) if np.isfinite(v)}
+        if known:
+            kind = max(known, key=lambda k: known[k])
+            return float(known[kind]), kind
+        return 0.0, "zero"  # an accuracy without a recorded guess (Tatoeba): no label prior
+    return 0.0, "zero"  # ZERO_FLOOR_METRICS, and any metric this table does not know yet
+
 
 def difficulty_table(rows: pd.DataFrame, manifest: dict | None = None) -> pd.DataFrame:
-    """Per (intermediate, seed): English dev score, chance, difficulty, train size and the other
-    difficulty measures.
+    """Per (intermediate, seed): English dev score, its floor, difficulty, train size and the
+    other difficulty measures.
 
-    `difficulty = 1 - (score - chance) / (1 - chance)`: 0 when the task is solved, 1 at chance.
-    Where chance is undefined (NaN, e.g. an f1 primary metric) it is taken as 0, so difficulty is
-    `1 - score`. The baseline and the control have no intermediate task and are left out.
+    `difficulty = 1 - (score - floor) / (1 - floor)`, clipped to [0, 1]: 0 when the task is
+    solved, 1 at (or below) the floor of its metric family (`metric_floor`: majority or chance
+    for accuracy, 0 for F1, EM/F1 and ranking metrics; `floor_kind` says which). The baseline
+    and the control have no intermediate task and are left out.
     `v_information` is the dev set's V-usable information in bits (higher = easier; NaN where the
     trial recorded none), `log_train_size` the natural log of the examples trained on, and
     `external` the a-priori value of `manifest` config difficulty.external (NaN when absent).
@@ -61,12 +92,20 @@ def difficulty_table(rows: pd.DataFrame, manifest: dict | None = None) -> pd.Dat
             metric=("metric", "first"),
             score=("value", "mean"),
             chance=("chance", "mean"),
+            majority=("majority", "mean"),
             train_size=("train_size", "first"),
         )
         .sort_values(["intermediate", "seed"], ignore_index=True)
     )
-    chance = table["chance"].fillna(0.0)
-    table["difficulty"] = 1 - (table["score"] - chance) / (1 - chance)
+    floors = [
+        metric_floor(str(m), float(c), float(j))
+        for m, c, j in zip(table["metric"], table["chance"], table["majority"], strict=True)
+    ]
+    table["floor"] = [f for f, _ in floors]
+    table["floor_kind"] = [k for _, k in floors]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        raw = 1 - (table["score"] - table["floor"]) / (1 - table["floor"])
+    table["difficulty"] = raw.clip(0.0, 1.0)
     v_info = (
         intermediate_dev[intermediate_dev["metric"] == V_INFORMATION]
         .groupby(["intermediate", "seed"], as_index=False)["value"]
@@ -248,9 +287,47 @@ def _dtype(column: str) -> str:
         return "int64"
     if column == "shared_training_data":
         return "bool"
-    if column in ("intermediate", "target_task", "language", "metric"):
+    if column in ("intermediate", "target_task", "language", "metric", "floor_kind"):
         return "object"
     return "float64"
+
+
+def registry_confounds(
+    manifest: dict, intermediates: Iterable[str], targets: Iterable[str]
+) -> set[tuple[str, str]]:
+    """(intermediate, target) pairs whose target, or a stage trained before it, uses the
+    intermediate's English training data, from the registry (`trainers.tasks`, torch-free) and
+    the run's config (tasks.<name>.before, mixtures). Flags what stores written before stages
+    were checked missed (Tatoeba trained on XQuAD first shares SQuAD with squad and squad_v2).
+    Tasks the registry does not know contribute nothing."""
+    import dataclasses
+
+    from trainers.tasks import TASKS, shares_training_data
+
+    config = manifest.get("config") or {}
+    options = config.get("tasks") or {}
+    mixtures = config.get("mixtures") or {}
+
+    def task(name: str) -> object | None:
+        if name in mixtures:
+            members = [TASKS[m] for m in (mixtures[name] or {}).get("tasks") or [] if m in TASKS]
+            if not members:
+                return None
+            data = tuple(sorted({d for m in members for d in m.train_data}))
+            return dataclasses.replace(members[0], name=name, train_data=data, before=())
+        if name not in TASKS:
+            return None
+        before = (options.get(name) or {}).get("before")
+        found = TASKS[name]
+        return dataclasses.replace(found, before=tuple(before)) if before else found
+
+    out = set()
+    for name in dict.fromkeys(intermediates):
+        for target in dict.fromkeys(targets):
+            a, b = task(str(name)), task(str(target))
+            if a is not None and b is not None and shares_training_data(a, b):
+                out.add((str(name), str(target)))
+    return out
 
 
 def shared_pairs(gains: pd.DataFrame) -> pd.DataFrame:

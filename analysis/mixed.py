@@ -1,14 +1,18 @@
 """The full linear mixed model of gain on difficulty, with crossed random effects.
 
-`gain ~ difficulty (+ log_size + format where they vary)`, random intercepts for target task,
-language within target, intermediate, intermediate:seed and seed; REML for estimates, ML for
-comparisons. Difficulty varies only between intermediates, so its test uses Satterthwaite
-degrees of freedom (about I - 2), never the Wald z.
+`gain ~ difficulty + difficulty_within (+ log_size + format where they vary)`, random
+intercepts for target task, language within target, intermediate, intermediate:seed and seed;
+REML for estimates, ML for comparisons. `difficulty` is the intermediate's mean over its seeds
+(the between-intermediate slope, about I - 2 Satterthwaite df) and `difficulty_within` each
+seed's deviation from it (seed-to-seed noise and luck: a lucky seed may score better and gain
+more, which must not leak into the between slope), so the two are reported as two terms.
 
-statsmodels fits (several optimizers, best log-likelihood kept); an exact REML/ML computed from
-cross-products (`Engine`, independent of statsmodels) checks each fit, supplies the Hessian of
-the variance parameters, Satterthwaite df and BLUPs. `backend="lme4"` fits the same models with
-lme4/lmerTest through Rscript instead.
+statsmodels and an exact REML/ML computed from cross-products (`Engine`, independent of
+statsmodels) both fit, the exact optimizers from several starts (as lme4 users refit); the best
+log-likelihood is kept, and starts or optimizers that stop lower are reported. The engine also
+supplies the Hessian of the variance parameters, Satterthwaite df and BLUPs. Every fit is
+bounded by FIT_SECONDS; a design too small for a model is refused with the reason.
+`backend="lme4"` fits the same models with lme4/lmerTest through Rscript instead.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import math
 import shutil
 import subprocess
 import tempfile
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -45,6 +50,13 @@ LLF_AGREEMENT = 1e-3  # statsmodels' llf and the exact one must agree to this ma
 # Random-effect components, in the order of the variance table.
 COMPONENTS = ("target_task", "language", "intermediate", "intermediate:seed", "seed")
 SLOPE = "difficulty|target_task"
+FIT_SECONDS = 120.0  # wall-clock budget of one model's REML and ML fits, every optimizer together
+# relative SDs (component / residual) the exact optimizers start from, besides the given start
+STARTS = (1.0, 0.1, 3.0)
+
+
+class FitTimeout(Exception):
+    """The fit's time budget ran out inside an optimizer."""
 
 
 @dataclass
@@ -54,11 +66,17 @@ class Spec:
     name: str
     fixed: tuple[str, ...] = ("difficulty",)
     slope: bool = False  # uncorrelated random slope of difficulty by target task
+    covariates: bool = True  # add log train size and format where they vary
+    # difficulty as the intermediate's mean plus a within term (True), or each row's seed's
+    # measured difficulty as one term (False: the older model, e.g. to compare with lme4 runs)
+    decompose: bool = True
 
 
 MAIN = Spec("main")
 NULL = Spec("no difficulty", fixed=())
-SLOPES = Spec("random slope", slope=True)
+# The Answer's second number: targets as a sample (slope varies by target), and the headline's
+# covariates (none), so that it estimates the headline's slope with targets random.
+SLOPES = Spec("random slope", slope=True, covariates=False)
 OVERLAP = Spec("difficulty x overlap", fixed=("difficulty", "overlap", "difficulty:overlap"))
 
 
@@ -82,6 +100,15 @@ class LmmFit:
     method: str | None = None
     attempts: dict[str, float] = field(default_factory=dict)  # optimizer -> REML llf or NaN
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def singular_intermediate(self) -> bool:
+        """True when the intermediate variance is at ~0: difficulty's df then come from rows,
+        not intermediates, and its test is not about the unit that varies in difficulty."""
+        if not self.ok or "intermediate" not in self.variance.index:
+            return self.ok
+        total = float(self.variance["variance"].sum())
+        return float(self.variance.loc["intermediate", "variance"]) <= BOUNDARY * total
 
     def term(self, name: str, column: str) -> float:
         """One number of the fixed-effects table, NaN when absent."""
@@ -122,12 +149,21 @@ def _indicator(
 
 
 def model_frame(gains: pd.DataFrame) -> pd.DataFrame:
-    """The rows a model can use (gain and difficulty known), with the factor columns."""
+    """The rows a model can use (gain and difficulty known), with the factor columns.
+
+    `difficulty` is the intermediate's mean over its seeds (each seed counted once), and
+    `difficulty_within` the row's seed's deviation from that mean.
+    """
     usable = gains.dropna(subset=["gain", "difficulty"]).reset_index(drop=True)
+    per_seed = usable.groupby(["intermediate", "seed"])["difficulty"].mean()
+    measured = usable["difficulty"].to_numpy(float)
+    between = usable["intermediate"].map(per_seed.groupby(level=0).mean()).to_numpy(float)
     frame = pd.DataFrame(
         {
             "gain": usable["gain"].to_numpy(float),
-            "difficulty": usable["difficulty"].to_numpy(float),
+            "difficulty": between,
+            "difficulty_within": measured - between,
+            "difficulty_measured": measured,
             "target_task": usable["target_task"].astype(str).to_numpy(),
             "language": (usable["target_task"] + ":" + usable["language"]).astype(str).to_numpy(),
             "intermediate": usable["intermediate"].astype(str).to_numpy(),
@@ -147,15 +183,26 @@ def build_design(frame: pd.DataFrame, spec: Spec) -> Design:
     """Matrices of `spec` on `frame`; covariates that do not vary and factors with one level
     are left out, each with a note. Raises ValueError when nothing can be fitted."""
     notes: list[str] = []
+    if not spec.decompose:
+        frame = frame.assign(difficulty=frame["difficulty_measured"], difficulty_within=0.0)
     columns: dict[str, np.ndarray] = {"Intercept": np.ones(len(frame))}
     fixed = list(spec.fixed)
+    n_intermediates = frame["intermediate"].nunique()
+    if "difficulty" in fixed and n_intermediates < 3:
+        raise ValueError(
+            f"difficulty varies only between intermediates and the model needs at least 3 "
+            f"(found {n_intermediates})"
+        )
     if "difficulty" in fixed and frame["difficulty"].nunique() < 2:
         raise ValueError("difficulty has fewer than 2 distinct values")
+    within = frame["difficulty_within"].to_numpy(float)
+    if "difficulty" in fixed and float(np.abs(within).max(initial=0.0)) > 1e-9:
+        fixed.append("difficulty_within")
     if "overlap" in fixed and ("overlap" not in frame or frame["overlap"].nunique() < 2):
         raise ValueError("lexical overlap is unknown or the same for every language")
-    if "train_size" in frame and frame["train_size"].nunique() > 1:
+    if spec.covariates and "train_size" in frame and frame["train_size"].nunique() > 1:
         fixed.append("log_size")
-    if "format" in frame and frame["format"].nunique() > 1:
+    if spec.covariates and "format" in frame and frame["format"].nunique() > 1:
         fixed.append("format")
     for term in fixed:
         if term == "log_size":
@@ -172,6 +219,10 @@ def build_design(frame: pd.DataFrame, spec: Spec) -> Design:
     X = np.column_stack(list(columns.values()))
     if np.linalg.matrix_rank(X) < X.shape[1]:
         raise ValueError(f"fixed effects {', '.join(columns)} are collinear in these data")
+    if len(frame) - X.shape[1] < 2:
+        raise ValueError(
+            f"{len(frame)} rows for {X.shape[1]} fixed effects: no residual variance to estimate"
+        )
     blocks: dict[str, sparse.csc_array] = {}
     levels: dict[str, list[str]] = {}
     n_level = {c: frame[c].nunique() for c in COMPONENTS}
@@ -185,6 +236,12 @@ def build_design(frame: pd.DataFrame, spec: Spec) -> Design:
         if component == "intermediate:seed" and n_level[component] == n_level["intermediate"]:
             notes.append("one seed per intermediate: intermediate:seed merged into intermediate")
             continue
+        if n_level[component] >= len(frame) - X.shape[1]:
+            notes.append(
+                f"random intercept for {component} dropped: {n_level[component]} levels for "
+                f"{len(frame)} rows leave it inseparable from the residual"
+            )
+            continue
         codes, names = pd.factorize(frame[component], sort=True)
         blocks[component] = _indicator(codes, len(names))
         levels[component] = [str(v) for v in names]
@@ -195,7 +252,7 @@ def build_design(frame: pd.DataFrame, spec: Spec) -> Design:
         blocks[SLOPE] = _indicator(codes, len(names), frame["difficulty"].to_numpy(float))
         levels[SLOPE] = [str(v) for v in names]
     if not blocks:
-        raise ValueError("no random-effect factor has 2 or more levels")
+        raise ValueError("no random effect can be estimated: " + "; ".join(notes))
     return Design(frame["gain"].to_numpy(float), X, list(columns), blocks, levels, notes)
 
 
@@ -333,11 +390,22 @@ EXACT_OPTIONS = {
 }
 
 
-def _exact_fit(engine: Engine, k: int, reml: bool, method: str, start: np.ndarray) -> np.ndarray:
-    """Variances (components, then residual) maximizing the exact profiled (RE)ML."""
+def _exact_fit(
+    engine: Engine,
+    k: int,
+    reml: bool,
+    method: str,
+    start: np.ndarray,
+    deadline: float = math.inf,
+) -> tuple[np.ndarray, bool]:
+    """(variances (components, then residual) maximizing the exact profiled (RE)ML, whether
+    the optimizer reports convergence); raises FitTimeout once time.monotonic() passes
+    `deadline`."""
     from scipy import optimize
 
     def deviance(theta: np.ndarray) -> float:
+        if time.monotonic() > deadline:
+            raise FitTimeout(f"{FIT_SECONDS:.0f} s budget spent")
         try:
             return -engine.profiled(theta, reml)[0]
         except (linalg.LinAlgError, ValueError):
@@ -351,7 +419,7 @@ def _exact_fit(engine: Engine, k: int, reml: bool, method: str, start: np.ndarra
         )
     theta = np.abs(found.x)
     s2 = engine.profiled(theta, reml)[1]
-    return np.append(theta**2 * s2, s2)
+    return np.append(theta**2 * s2, s2), bool(found.success)
 
 
 # ---- statsmodels -----------------------------------------------------------------------------
@@ -401,12 +469,15 @@ def _best(
     reml: bool,
     optimizers: tuple[str, ...],
     start: np.ndarray | None = None,
+    deadline: float = math.inf,
 ) -> tuple[str | None, np.ndarray | None, list[str], dict[str, float]]:
     """Fit with every optimizer and keep the variances with the best exact llf.
 
     statsmodels' optimizers run on tables up to STATSMODELS_MAX_ROWS (beyond, one fit takes
-    minutes); the exact-likelihood optimizers always run. Returns (optimizer, variances,
-    messages, optimizer -> exact llf or NaN).
+    minutes); the exact-likelihood optimizers always run, each from `start` (if given) and from
+    every STARTS value. Statsmodels' own warnings are kept only when its optimum is the one
+    kept (otherwise they describe a fit nobody reads). Returns (optimizer, variances, messages,
+    optimizer -> exact llf or NaN).
     """
     k = len(design.blocks)
     attempts: dict[str, float] = {}
@@ -414,6 +485,9 @@ def _best(
     problems: list[str] = []
     use_statsmodels = len(design.y) <= STATSMODELS_MAX_ROWS
     for method in optimizers if use_statsmodels else ():
+        if time.monotonic() > deadline:
+            problems.append(f"statsmodels {method} not tried: {FIT_SECONDS:.0f} s budget spent")
+            continue
         fitted, caught, error = _statsmodels_fit(design, reml, method, None)
         if fitted is None:
             attempts[f"statsmodels {method}"] = math.nan
@@ -440,30 +514,55 @@ def _best(
             f"{len(design.y)} rows: statsmodels optimizers skipped (minutes per fit beyond "
             f"{STATSMODELS_MAX_ROWS}); exact-likelihood optimizers only"
         )
-    starts = [np.ones(k) if start is None else start]
+    # L-BFGS-B (fast) from every start; Powell and Nelder-Mead polish the best point so far.
+    starts = [*([] if start is None else [start]), *(np.full(k, v) for v in STARTS)]
+    which = 2 if reml else 3
+    runs: list[tuple[float, str, np.ndarray, bool]] = []  # every exact run: llf, label, var
     for method in EXACT_OPTIMIZERS:
         label = f"exact {method}"
-        try:
-            found = [_exact_fit(engine, k, reml, method, x0) for x0 in starts]
-            var = max(found, key=lambda v: engine.evaluate(v)[2 if reml else 3])
-            exact = engine.evaluate(var)[2 if reml else 3]
-        except (linalg.LinAlgError, ValueError) as err:
+        if method != EXACT_OPTIMIZERS[0]:
+            pool = [c for c in candidates if math.isfinite(c[0])]
+            if pool:
+                var = max(pool, key=lambda c: c[0])[2]
+                starts = [np.sqrt(np.maximum(var[:-1], 0) / var[-1])]
+        found: list[tuple[float, np.ndarray, bool]] = []
+        for x0 in starts:
+            try:
+                var, converged = _exact_fit(engine, k, reml, method, x0, deadline)
+                found.append((engine.evaluate(var)[which], var, converged))
+            except FitTimeout as err:
+                problems.append(f"{label}: stopped, {err}")
+                break
+            except (linalg.LinAlgError, ValueError) as err:
+                problems.append(f"{label} from start {np.round(x0, 3).tolist()} failed: {err}")
+        found = [f for f in found if math.isfinite(f[0])]
+        runs += [(f[0], label, f[1], f[2]) for f in found]
+        if not found:
             attempts[label] = math.nan
-            problems.append(f"{label} failed: {err}")
             continue
+        exact, var, _ = max(found, key=lambda f: f[0])
         attempts[label] = exact
         candidates.append((exact, label, var, []))
     finite = [c for c in candidates if math.isfinite(c[0])]
     if not finite:
         return None, None, problems, attempts
     best = max(finite, key=lambda c: c[0])
-    spread = best[0] - min(c[0] for c in finite)
-    messages = [*best[3], *problems]
-    if spread > 0.01:
-        worst = min(finite, key=lambda c: c[0])
+    messages = list(dict.fromkeys([*best[3], *problems]))
+    # A lower optimum matters to a reader only if the fixed effects differ there: then the
+    # data hold two answers. Otherwise it is a note (a start or optimizer that stopped early).
+    beta_best, cov_best, _, _ = engine.evaluate(best[2])
+    se_best = np.sqrt(np.diag(cov_best))
+    lower = [r for r in runs if r[3] and best[0] - r[0] > 0.01] + [
+        (c[0], c[1], c[2], True)
+        for c in finite
+        if best[0] - c[0] > 0.01 and c[1] not in {r[1] for r in runs}
+    ]
+    for llf, label, var, _ in sorted(lower, key=lambda r: r[0])[:1]:
+        shift = float(np.max(np.abs(engine.evaluate(var)[0] - beta_best) / se_best))
+        kind = "different maxima" if shift > 0.1 else "note: lower stop"
         messages.append(
-            f"optimizers disagree: {worst[1]} stopped {spread:.2f} log-likelihood units below "
-            f"{best[1]} (kept the best)"
+            f"{kind}: {label} stopped {best[0] - llf:.3f} log-likelihood units below {best[1]}, "
+            f"fixed effects there up to {shift:.2f} SE away (kept the best)"
         )
     return best[1], best[2], messages, attempts
 
@@ -495,7 +594,7 @@ def fit_lmm(
     if backend != "statsmodels":
         raise ValueError(f"unknown backend {backend!r}; use 'statsmodels' or 'lme4'")
     with _one_blas_thread():
-        return _fit_statsmodels(design, optimizers, result)
+        return _fit_statsmodels(design, optimizers, result, time.monotonic() + FIT_SECONDS)
 
 
 @contextlib.contextmanager
@@ -511,9 +610,11 @@ def _one_blas_thread() -> Iterator[None]:
         yield
 
 
-def _fit_statsmodels(design: Design, optimizers: tuple[str, ...], result: LmmFit) -> LmmFit:
+def _fit_statsmodels(
+    design: Design, optimizers: tuple[str, ...], result: LmmFit, deadline: float = math.inf
+) -> LmmFit:
     engine = Engine(design)
-    method, var, caught, attempts = _best(design, engine, True, optimizers)
+    method, var, caught, attempts = _best(design, engine, True, optimizers, deadline=deadline)
     result.attempts = attempts
     if var is None:
         result.reason = "every optimizer failed: " + "; ".join(caught)
@@ -525,7 +626,7 @@ def _fit_statsmodels(design: Design, optimizers: tuple[str, ...], result: LmmFit
         result.warnings = caught
         return result
     start = np.sqrt(var[:-1] / var[-1])
-    _, ml_var, ml_caught, _ = _best(design, engine, False, (), start)
+    _, ml_var, ml_caught, _ = _best(design, engine, False, (), start, deadline)
     if ml_var is not None:
         result.ml_llf = engine.evaluate(ml_var)[3]
     else:
@@ -534,6 +635,7 @@ def _fit_statsmodels(design: Design, optimizers: tuple[str, ...], result: LmmFit
         dict.fromkeys([*design.notes, *caught, *(f"ML: {m}" for m in ml_caught), *df_notes])
     )
     result.method = method
+    result.backend = "exact engine" if method.startswith("exact") else "statsmodels"
     _fill(result, engine, design, var, df)
     return result
 
@@ -713,9 +815,10 @@ def _fit_lme4(frame: pd.DataFrame, design: Design, spec: Spec, result: LmmFit) -
 
 
 def compare(fits: list[LmmFit]) -> pd.DataFrame:
-    """Model comparison on ML fits: parameters, log-likelihood, AIC, BIC, and the LR test of
-    each model against the main one (chi-square; anti-conservative for difficulty, shown as
-    a comparison, not the test)."""
+    """Model comparison on ML fits: parameters, ML log-likelihood, AIC, BIC, and the REML
+    log-likelihood. No likelihood-ratio test: the variants differ from the main model in
+    fixed effects and random terms at once (a chi-square on a variance at its boundary is not
+    chi-square), and difficulty's test is the Satterthwaite t, not an LR chi-square."""
     ok = [f for f in fits if f.ok]
     if not ok:
         return pd.DataFrame(columns=["model", "parameters", "ML llf", "AIC", "BIC", "REML llf"])

@@ -1,9 +1,15 @@
 """Does difficulty predict gain? The two-stage test (the headline) and rank correlations; the
 full mixed model is in analysis.mixed.
 
+The headline estimand (pre-specified; also in docs/DESIGN.md): the OLS slope of each
+intermediate's mean gain on its mean difficulty across the intermediates of this study, where an
+intermediate's mean gain weights **each target equally** (languages averaged within a target,
+then seeds, then targets; a target missing for some intermediate is filled by a two-way additive
+fit, `intermediate_means`), with **no covariates**. It is about these targets (fixed); the mixed
+model with a random slope by target (analysis.mixed) answers for targets as a sample.
+
 Difficulty varies only between intermediates (seeds measure it with noise), so the honest unit
-of replication is the intermediate: the two-stage test regresses one mean gain per intermediate
-on its mean difficulty, with I - 2 degrees of freedom.
+of replication is the intermediate: I - 2 degrees of freedom.
 """
 
 from __future__ import annotations
@@ -22,32 +28,70 @@ log = logging.getLogger(__name__)
 EXACT_MAX = 8  # 8! = 40,320 orderings is still instant; beyond that, seeded random draws
 N_DRAWS = 10_000
 NEEDS_THREE = "needs at least 3 intermediates"
+FLAT = 1e-12  # relative spread below which a covariate counts as constant (float noise)
+WEIGHTS = (
+    "each target weighted equally (languages averaged within target, then seeds, then targets)"
+)
 
 
 def _usable(gains: pd.DataFrame, covariate: str = "difficulty") -> pd.DataFrame:
     return gains.dropna(subset=["gain", covariate])
 
 
+def _additive_row_means(cells: pd.DataFrame) -> pd.Series:
+    """Per intermediate: its mean over every target of `cells` (intermediate x target means),
+    the missing ones filled by the least-squares fit gain = intermediate + target.
+
+    On a complete grid this is the plain row mean; with holes it keeps an intermediate that
+    lacks a high-gain target from looking worse (the target effect is estimated from the other
+    intermediates). An intermediate whose targets connect to no other is left at its row mean.
+    """
+    grid = cells.unstack("target_task")
+    if not grid.isna().to_numpy().any():
+        return grid.mean(axis=1)
+    names, targets = list(grid.index), list(grid.columns)
+    i_idx, t_idx = np.nonzero(grid.notna().to_numpy())
+    y = grid.to_numpy(float)[i_idx, t_idx]
+    X = np.zeros((len(y), len(names) + len(targets)))
+    X[np.arange(len(y)), i_idx] = 1.0
+    X[np.arange(len(y)), len(names) + t_idx] = 1.0
+    coef, *_ = np.linalg.lstsq(X, y, rcond=None)  # minimum-norm: the split is not unique
+    filled = coef[: len(names), None] + coef[None, len(names) :]
+    full = np.where(grid.notna().to_numpy(), grid.to_numpy(float), filled)
+    return pd.Series(full.mean(axis=1), index=grid.index)
+
+
 def intermediate_means(gains: pd.DataFrame, covariate: str = "difficulty") -> pd.DataFrame:
-    """Per intermediate: mean difficulty over seeds, mean gain over all its rows, counts.
+    """Per intermediate: mean difficulty over seeds and mean gain with the headline's weights
+    (WEIGHTS: languages within target, then seeds, then targets equally), with counts.
 
     `covariate` names another column to average in difficulty's place (e.g. "similarity": the
-    mean over the intermediate's rows, per seed and then over seeds); the column keeps its name.
+    same weights as the gain); the column keeps its name.
     """
     usable = _usable(gains, covariate)
+    columns = ["intermediate", covariate, "gain", "n_seeds", "n_targets", "n"]
     if usable.empty:
-        return pd.DataFrame(
-            {"intermediate": [], covariate: [], "gain": [], "n_seeds": [], "n": []}
-        ).astype({"n_seeds": np.int64, "n": np.int64})
-    per_seed = usable.groupby(["intermediate", "seed"], as_index=False)[covariate].mean()
-    difficulty = per_seed.groupby("intermediate").agg(
-        **{covariate: (covariate, "mean")}, n_seeds=("seed", "nunique")
+        return pd.DataFrame({c: [] for c in columns}).astype(
+            {"n_seeds": np.int64, "n_targets": np.int64, "n": np.int64}
+        )
+    keys = ["intermediate", "target_task", "seed"]
+    per_seed = usable.groupby(keys)[["gain", covariate]].mean()  # languages within target
+    per_target = per_seed.groupby(["intermediate", "target_task"]).mean()  # then seeds
+    table = pd.DataFrame(
+        {
+            "gain": _additive_row_means(per_target["gain"]),
+            covariate: (
+                usable.groupby(["intermediate", "seed"])[covariate].mean().groupby(level=0).mean()
+                if covariate == "difficulty"
+                else per_target[covariate].groupby(level=0).mean()
+            ),
+            "n_seeds": usable.groupby("intermediate")["seed"].nunique(),
+            "n_targets": usable.groupby("intermediate")["target_task"].nunique(),
+            "n": usable.groupby("intermediate").size(),
+        }
     )
-    gain = usable.groupby("intermediate").agg(gain=("gain", "mean"), n=("gain", "size"))
-    table = difficulty.join(gain).reset_index()
-    return table.sort_values([covariate, "intermediate"], ignore_index=True)[
-        ["intermediate", covariate, "gain", "n_seeds", "n"]
-    ]
+    table = table.rename_axis("intermediate").reset_index()
+    return table.sort_values([covariate, "intermediate"], ignore_index=True)[columns]
 
 
 @dataclass
@@ -55,7 +99,8 @@ class TwoStage:
     """OLS of mean gain per intermediate on mean difficulty; gain points per unit difficulty.
 
     `p_t` is the t-test on I - 2 df; `p_perm` the two-sided permutation p of difficulty across
-    intermediates (exact over all I! orderings when `exact`, else from `n_perm` seeded draws).
+    intermediates (exact over all I! orderings when `exact`, else from `n_perm` seeded draws);
+    `p_floor` the smallest p any ordering of these data could give (computed, not assumed).
     """
 
     estimate: float
@@ -72,13 +117,15 @@ class TwoStage:
     n_intermediates: int
     means: pd.DataFrame
     note: str | None = None
+    p_floor: float = math.nan
 
 
 def _ols(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float]:
     """Slope, intercept, slope SE, residual df; SE is NaN without residual df or x variation."""
     dx = x - x.mean()
     sxx = float(dx @ dx)
-    if sxx <= 0:
+    # Equal values leave float noise (x - mean = -1e-16, sxx = 1e-32): that is no spread at all.
+    if sxx <= (FLAT * max(float(np.abs(x).max(initial=0.0)), 1e-300)) ** 2 * len(x):
         return math.nan, math.nan, math.nan, len(x) - 2
     slope = float(dx @ (y - y.mean())) / sxx
     intercept = float(y.mean() - slope * x.mean())
@@ -112,6 +159,23 @@ def permutation_p(
     orders = rng.permuted(np.tile(np.arange(n), (n_draws, 1)), axis=1)
     hits = int((np.abs(dx[orders] @ dy) >= observed - tolerance).sum())
     return (1 + hits) / (1 + n_draws), n_draws, False
+
+
+def permutation_floor(x: np.ndarray, y: np.ndarray, n_draws: int = N_DRAWS) -> float:
+    """The smallest two-sided permutation p that any ordering of `x` against `y` can give.
+
+    Exact: the share of orderings reaching the largest |slope| over all n! orderings (2/n! when
+    only an ordering and its mirror do, 1/n! when the mirror gives a smaller |slope|, more with
+    ties); with random draws, 1 / (1 + n_draws).
+    """
+    n = len(x)
+    if n > EXACT_MAX:
+        return 1 / (1 + n_draws)
+    dx, dy = x - x.mean(), y - y.mean()
+    orders = np.array(list(itertools.permutations(range(n))), dtype=np.intp)
+    values = np.abs(dx[orders] @ dy)
+    tolerance = 1e-9 * float(np.linalg.norm(dx) * np.linalg.norm(dy))
+    return float((values >= values.max() - tolerance).sum()) / len(orders)
 
 
 def two_stage(
@@ -158,13 +222,15 @@ def two_stage(
     half = float(stats.t.ppf(0.975, df)) * se
     result.ci_low, result.ci_high = slope - half, slope + half
     result.p_perm, result.n_perm, result.exact = permutation_p(x, y, n_draws, seed)
+    result.p_floor = permutation_floor(x, y, n_draws)
     return result
 
 
 def two_stage_by_target(
     gains: pd.DataFrame, n_draws: int = N_DRAWS, seed: int = 0, covariate: str = "difficulty"
 ) -> pd.DataFrame:
-    """The headline test within each target task: one row per target (NaN where untestable)."""
+    """The headline test within each target task: one row per target (NaN where untestable,
+    `note` saying why, e.g. equal cosines: no spread, no slope)."""
     rows = []
     for target, part in gains.groupby("target_task", sort=True):
         ts = two_stage(part, n_draws, seed, covariate)
@@ -179,6 +245,7 @@ def two_stage_by_target(
                 "df": ts.df,
                 "p_t": ts.p_t,
                 "p_perm": ts.p_perm,
+                "note": ts.note or "",  # why a number is n/a (degenerate arithmetic is n/a)
             }
         )
     return pd.DataFrame(rows)
@@ -186,17 +253,20 @@ def two_stage_by_target(
 
 @dataclass
 class Correlations:
-    """Spearman and Kendall between mean difficulty and mean gain across intermediates, with
-    95% percentile CIs from resampling seeds with replacement (`n_boot` = usable draws; a draw
-    that leaves some intermediate without any of its seeds is discarded)."""
+    """Spearman and Kendall between mean difficulty and mean gain across intermediates, each with
+    a two-sided permutation p over intermediates (exact over all I! orderings when `exact`, else
+    `n_perm` seeded draws). No interval: resampling seeds keeps the intermediates fixed and
+    excluded 0 in over half of simulated studies without an effect; intermediates are the unit,
+    and a permutation of them is calibrated by construction."""
 
     spearman: float
-    spearman_ci: tuple[float, float]
+    spearman_p: float
     kendall: float
-    kendall_ci: tuple[float, float]
+    kendall_p: float
     n_intermediates: int
     n_seeds: int
-    n_boot: int
+    n_perm: int = 0
+    exact: bool = False
     note: str | None = None
 
 
@@ -224,46 +294,34 @@ def _rank_corr(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rho, tau
 
 
-def correlations(gains: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> Correlations:
-    """Rank correlations of difficulty with gain, bootstrapping seeds; NaN with a note when
-    there are fewer than 3 intermediates (CIs also NaN with fewer than 2 seeds)."""
+def correlations(gains: pd.DataFrame, n_draws: int = N_DRAWS, seed: int = 0) -> Correlations:
+    """Rank correlations of mean difficulty with mean gain (the headline's means), with
+    permutation p-values over intermediates; NaN with a note below 3 intermediates or without
+    variation."""
     usable = _usable(gains)
     means = intermediate_means(usable)
     n_int, n_seeds = len(means), int(usable["seed"].nunique())
-    nan_ci = (math.nan, math.nan)
     if n_int < 3:
-        return Correlations(
-            math.nan, nan_ci, math.nan, nan_ci, n_int, n_seeds, 0, f"{NEEDS_THREE} (found {n_int})"
-        )
-    rho, tau = _rank_corr(means[["difficulty"]].to_numpy(float), means[["gain"]].to_numpy(float))
-    result = Correlations(float(rho[0]), nan_ci, float(tau[0]), nan_ci, n_int, n_seeds, 0)
-    if n_seeds < 2:
-        result.note = "one seed: no bootstrap interval"
+        note = f"{NEEDS_THREE} (found {n_int})"
+        return Correlations(math.nan, math.nan, math.nan, math.nan, n_int, n_seeds, note=note)
+    x, y = means["difficulty"].to_numpy(float), means["gain"].to_numpy(float)
+    rho, tau = _rank_corr(x[:, None], y[:, None])
+    result = Correlations(float(rho[0]), math.nan, float(tau[0]), math.nan, n_int, n_seeds)
+    if math.isnan(result.spearman):
+        result.note = "difficulty or gain does not vary across intermediates"
         return result
-    # Per (intermediate, seed) sums and counts: a resample of seeds is a weight vector on these,
-    # the same as concatenating the drawn seeds' rows.
-    cells = usable.groupby(["intermediate", "seed"]).agg(
-        total=("gain", "sum"), count=("gain", "size"), difficulty=("difficulty", "mean")
-    )
-    total = cells["total"].unstack(fill_value=0.0).reindex(means["intermediate"])
-    count = cells["count"].unstack(fill_value=0).reindex(means["intermediate"])
-    diff = cells["difficulty"].unstack().reindex(means["intermediate"])
-    present = diff.notna().to_numpy(float)
-    diff0 = diff.fillna(0.0).to_numpy(float)
-    total_np, count_np = total.to_numpy(float), count.to_numpy(float)
-    rng = np.random.default_rng(seed)
-    weights = rng.multinomial(n_seeds, np.full(n_seeds, 1 / n_seeds), size=n_boot).astype(float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        boot_gain = (total_np @ weights.T) / (count_np @ weights.T)
-        boot_diff = (diff0 @ weights.T) / (present @ weights.T)
-    # A draw that misses every seed of some intermediate has a NaN mean there: discarded.
-    draws = np.column_stack(_rank_corr(boot_diff, boot_gain))
-    draws = draws[~np.isnan(draws).any(axis=1)]
-    result.n_boot = len(draws)
-    if len(draws):
-        lo, hi = np.percentile(draws, [2.5, 97.5], axis=0)
-        result.spearman_ci = (float(lo[0]), float(hi[0]))
-        result.kendall_ci = (float(lo[1]), float(hi[1]))
+    if n_int <= EXACT_MAX:
+        orders = np.array(list(itertools.permutations(range(n_int))), dtype=np.intp)
+        result.exact = True
+    else:
+        rng = np.random.default_rng(seed)
+        orders = rng.permuted(np.tile(np.arange(n_int), (n_draws, 1)), axis=1)
+    rho_p, tau_p = _rank_corr(x[orders].T, np.repeat(y[:, None], len(orders), axis=1))
+    result.n_perm = len(orders)
+    for name, observed, null in (("spearman", rho[0], rho_p), ("kendall", tau[0], tau_p)):
+        hits = int((np.abs(null) >= abs(observed) - 1e-12).sum())
+        p = hits / len(orders) if result.exact else (1 + hits) / (1 + len(orders))
+        setattr(result, f"{name}_p", float(p))
     return result
 
 

@@ -8,25 +8,22 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
-from analysis import health
+from analysis import figures, health
 from analysis.gains import (
+    DIFFICULTY_SCALE,
     baseline_table,
-    cell_means,
     difficulty_table,
     gain_table,
     language_overlap,
     missing_cells,
-    seed_means,
+    registry_confounds,
     shared_pairs,
     similarity_table,
     task_categories,
@@ -35,6 +32,7 @@ from analysis.gains import (
 from analysis.mixed import MAIN, NULL, OPTIMIZERS, OVERLAP, SLOPES, LmmFit, compare, fit_lmm
 from analysis.models import (
     NEEDS_THREE,
+    WEIGHTS,
     Correlations,
     TwoStage,
     correlations,
@@ -43,14 +41,11 @@ from analysis.models import (
     two_stage_by_target,
 )
 from analysis.results import BASELINE, CONTROL, Run, load_run, open_run, trial_counts
+from trainers.tasks import TARGETS as REGISTERED_TARGETS  # torch-free registry module
 
 log = logging.getLogger(__name__)
 
 MAX_LISTED = 20  # errored/skipped trials listed one by one; the rest are counted
-MAX_ANNOTATED_CELLS = 300
-MAX_FOREST = (
-    60  # levels per forest-plot panel  # beyond this the heatmap's numbers would be unreadable
-)
 
 
 @dataclass
@@ -95,6 +90,9 @@ class Analysis:
         return self.fits[MAIN.name]
 
 
+# the benchmark's ten targets (the registry's targets with real data): only all ten make
+# "XTREME-R" averages
+XTREME_R_TARGETS = frozenset(t.name for t in REGISTERED_TARGETS if t.source)
 SOURCE_LANGUAGE = "en"  # every target is fine-tuned on English; the rest is zero-shot
 CONFOUNDED = ("exclude", "keep")
 # per-intermediate difficulty measures, in the order the report shows them
@@ -114,6 +112,15 @@ def analyse(run: Run, backend: str | None = None, confounded: str = "exclude") -
     config = run.manifest.get("config") or {}
     backend = backend or (config.get("analysis") or {}).get("backend") or "statsmodels"
     gains = gain_table(run.rows)
+    # stages before a target count too (older stores flagged only the target's own data)
+    confounds = registry_confounds(
+        run.manifest, set(gains["intermediate"]), set(gains["target_task"])
+    )
+    if confounds:
+        pairs = list(zip(gains["intermediate"], gains["target_task"], strict=True))
+        gains["shared_training_data"] = gains["shared_training_data"].astype(bool) | [
+            pair in confounds for pair in pairs
+        ]
     overlap = language_overlap(run.manifest)
     gains["overlap"] = gains["language"].map(overlap).astype(float)
     difficulty = difficulty_table(run.rows, run.manifest)
@@ -200,6 +207,8 @@ def write_report(
         "tables/mixed_fixed.csv": _csv(_fixed_all(analysis)),
         "tables/mixed_variance.csv": _csv(analysis.mixed.variance.reset_index()),
         "tables/model_comparison.csv": _csv(compare(list(analysis.fits.values()))),
+        "tables/fit_log.csv": _csv(fit_log(analysis)),
+        "tables/random_effects.csv": _csv(analysis.mixed.blups),
     }
     files.update({f"figures/{b.name}": b.png for b in blocks if b.kind == "figure"})
     files["report.md"] = render_markdown(blocks).encode()
@@ -230,8 +239,10 @@ def build_blocks(analysis: Analysis) -> list[Block]:
         Block("h2", "Gain by target and language"),
         Block(
             "p",
-            "Mean gain over seeds in points of the primary metric (accuracy, or f1 for "
-            "tagging), against the same seed's `none` baseline. Rows are sorted by difficulty."
+            "Mean gain in points of each target's primary metric, against the same seed's "
+            "`none` baseline: first per target (zero-shot languages averaged, then seeds: the "
+            "cells the headline averages), then per target and language. Rows are sorted by "
+            "difficulty."
             + (
                 " `*` marks (intermediate, target) pairs whose target trains on the "
                 "intermediate's English data."
@@ -239,7 +250,23 @@ def build_blocks(analysis: Analysis) -> list[Block]:
                 else ""
             ),
         ),
-        Block("figure", "Gain heatmap", name="gain_heatmap.png", png=heatmap_png(a)),
+        Block(
+            "figure",
+            "Gain by target",
+            name="gain_by_target.png",
+            png=figures.png(figures.target_heatmap(a)),
+        ),
+        Block(
+            "p",
+            "Per-target detail: one panel per target, its languages as columns (English "
+            "included, where the target has it).",
+        ),
+        Block(
+            "figure",
+            "Gain by target and language",
+            name="gain_heatmap.png",
+            png=figures.png(figures.language_heatmap(a)),
+        ),
         Block("h2", "Difficulty and gain"),
         Block(
             "p",
@@ -247,10 +274,15 @@ def build_blocks(analysis: Analysis) -> list[Block]:
             "over targets and zero-shot languages (the rows the tests use). Crosses are the "
             "per-intermediate means the two-stage test uses; the line is its fit.",
         ),
-        Block("figure", "Difficulty vs gain", name="difficulty_vs_gain.png", png=scatter_png(a)),
+        Block(
+            "figure",
+            "Difficulty vs gain",
+            name="difficulty_vs_gain.png",
+            png=figures.png(figures.scatter(a)),
+        ),
     ]
     blocks += [Block("h2", "Two-stage test"), *two_stage_section(a)]
-    blocks += [Block("h2", "XTREME-R table"), *xtreme_section(a)]
+    blocks += [Block("h2", "Scores by target (XTREME-R layout)"), *xtreme_section(a)]
     blocks += [Block("h2", "Gain and lexical overlap"), *overlap_section(a)]
     blocks += [Block("h2", "Baselines and controls"), *baseline_section(a)]
     blocks += [Block("h2", "Difficulty of the intermediate tasks"), *difficulty_section(a)]
@@ -265,18 +297,29 @@ def _title(run: Run) -> str:
     return f"itx report: {run.manifest.get('name', 'unnamed run')}"
 
 
+ESTIMAND = (
+    "**What the headline estimates** (pre-specified, as in docs/DESIGN.md): the OLS slope, "
+    "across the intermediates of this study, of each intermediate's mean gain on its mean "
+    "difficulty, with " + WEIGHTS + "; a target an intermediate lacks is filled by a two-way "
+    "additive fit; no covariates (train size and format are not adjusted for). It is about "
+    "these {targets}: the targets are fixed, the intermediates the unit of replication."
+)
+
+
 def answer(a: Analysis) -> list[Block]:
-    """The effect of difficulty in one paragraph, or why it cannot be tested."""
+    """The effect of difficulty, the estimand, and the random-slope answer beside it, or why it
+    cannot be tested."""
     ts, corr = a.two_stage, a.correlations
     n = ts.n_intermediates
     usable = a.tested.dropna(subset=["gain", "difficulty"])
+    n_targets = usable["target_task"].nunique()
     scope = (
         f"Gains are in points of each target's primary metric against the same seed's "
-        f"no-intermediate (`none`) baseline, averaged over {usable['seed'].nunique()} seeds, "
-        f"{usable['target_task'].nunique()} targets and {usable['language'].nunique()} "
-        f"zero-shot languages ({', '.join(sorted(usable['language'].unique()))}; English, the "
-        f"fine-tuning language, is in the tables but not in the tests); difficulty is 0 for a "
-        f"solved intermediate task and 1 at chance."
+        f"no-intermediate (`none`) baseline, over {_count(usable['seed'].nunique(), 'seed')}, "
+        f"{_count(n_targets, 'target')} and "
+        f"{_count(usable['language'].nunique(), 'zero-shot language')} "
+        f"({_short_list(sorted(usable['language'].unique()))}; English, the fine-tuning "
+        f"language, is in the tables but not in the tests). {DIFFICULTY_SCALE}"
     )
     if n == 0:
         return [
@@ -323,32 +366,72 @@ def answer(a: Analysis) -> list[Block]:
         verdict = f"The interval excludes 0: harder intermediate tasks went with {direction} gains."
     else:
         verdict = "The interval includes 0: these data do not distinguish the effect from none."
-
     floor = ""
-    if ts.exact and 2 / ts.n_perm > 0.05:
+    if ts.exact and ts.p_floor > 0.05:
         floor = (
-            f" With {n} intermediates no ordering can give a permutation p below "
-            f"{_p(2 / ts.n_perm)}, so only a larger set of intermediates could reach 0.05."
+            f" No ordering of these {n} intermediates' difficulties can give a permutation p "
+            f"below {_p(ts.p_floor)} (computed over all {ts.n_perm:,} orderings), so only a "
+            f"larger set of intermediates could reach 0.05."
         )
     text = (
         f"**Effect of difficulty: {_num(ts.estimate, 2, sign=True)} points of gain "
         f"per unit of difficulty** (95% CI {_num(ts.ci_low, 2)} to {_num(ts.ci_high, 2)}; "
         f"two-stage OLS of mean gain on mean difficulty over {n} intermediates, "
-        f"t({ts.df}) = {_num(ts.t, 2)}, {_p_is(ts.p_t)}; {perm}). {verdict}{floor} "
-        f"Rank correlation of difficulty with mean gain: Spearman "
-        f"{_num(corr.spearman, 2)}, Kendall {_num(corr.kendall, 2)}."
+        f"t({ts.df}) = {_num(ts.t, 2)}, {_p_is(ts.p_t)}; {perm}). {verdict}{floor}"
     )
-    m = a.mixed
-    if m.ok and math.isfinite(m.term("difficulty", "df")):
-        text += (
-            f" The full mixed model (every gain row, crossed random effects) gives "
-            f"{_num(m.term('difficulty', 'estimate'), 2, sign=True)} points per unit "
-            f"(95% CI {_num(m.term('difficulty', 'ci_low'), 2)} to "
-            f"{_num(m.term('difficulty', 'ci_high'), 2)}; Satterthwaite "
-            f"t({m.term('difficulty', 'df'):.1f}) = {_num(m.term('difficulty', 't'), 2)}, "
-            f"{_p_is(m.term('difficulty', 'p'))})."
+    targets = f"{n_targets} target{'s' if n_targets != 1 else ''}"
+    rank = (
+        f"Rank correlation of mean difficulty with mean gain across intermediates: Spearman "
+        f"{_num(corr.spearman, 2)} ({_p_is(corr.spearman_p)}), Kendall {_num(corr.kendall, 2)} "
+        f"({_p_is(corr.kendall_p)}), permutation p-values over intermediates."
+        if corr.note is None
+        else f"Rank correlation: not computed ({corr.note})."
+    )
+    return [
+        Block("p", text),
+        Block("p", ESTIMAND.format(targets=targets)),
+        Block("p", random_slope_sentence(a)),
+        Block("p", rank),
+        Block("p", scope),
+    ]
+
+
+def random_slope_sentence(a: Analysis) -> str:
+    """The Answer's second number: the same slope with targets as a sample, or why not shown."""
+    m = a.fits.get(SLOPES.name)
+    lead = (
+        "**Targets as a sample** (mixed model with a random slope of difficulty by target; "
+        "difficulty as the intermediate's mean over seeds, its seed-to-seed deviation a "
+        "separate term; no covariates, as the headline; rows weighted by the fitted variance "
+        "components, not equally by target): "
+    )
+    if m is None or not m.ok:
+        return lead + f"not fitted ({m.reason if m is not None else 'not requested'})."
+    if m.singular_intermediate:
+        return lead + (
+            "not quoted: the fit puts the intermediate variance at ~0 (singular), so its "
+            "degrees of freedom would come from rows rather than intermediates, the unit that "
+            "varies in difficulty."
         )
-    return [Block("p", text), Block("p", scope)]
+    df = m.term("difficulty", "df")
+    if not math.isfinite(df):
+        return lead + "not quoted: its Satterthwaite degrees of freedom are undefined."
+    return lead + (
+        f"{_num(m.term('difficulty', 'estimate'), 2, sign=True)} points per unit "
+        f"(95% CI {_num(m.term('difficulty', 'ci_low'), 2)} to "
+        f"{_num(m.term('difficulty', 'ci_high'), 2)}; Satterthwaite t({df:.1f}) = "
+        f"{_num(m.term('difficulty', 't'), 2)}, {_p_is(m.term('difficulty', 'p'))}). It "
+        f"answers for a population of targets like these, the headline for these targets."
+    )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _short_list(values: Sequence[object], most: int = 12) -> str:
+    shown = ", ".join(map(str, values[:most]))
+    return shown + (f" and {len(values) - most} more" if len(values) > most else "")
 
 
 def confound_note(a: Analysis) -> list[Block]:
@@ -447,15 +530,16 @@ def two_stage_section(a: Analysis) -> list[Block]:
             "difficulty": "mean difficulty",
             "gain": "mean gain (points)",
             "n_seeds": "seeds",
+            "n_targets": "targets",
             "n": "gain rows",
         }
     )
     blocks = [
         Block(
             "p",
-            "Stage one averages each intermediate's gains over seeds, targets and languages; "
-            "stage two regresses those means on mean difficulty, so the degrees of freedom "
-            "come from intermediates, the unit that actually varies in difficulty.",
+            f"Stage one averages each intermediate's gains with {WEIGHTS}; stage two regresses "
+            "those means on mean difficulty, so the degrees of freedom come from "
+            "intermediates, the unit that actually varies in difficulty.",
         ),
         Block("table", table=_format(means, {"mean difficulty": 3, "mean gain (points)": 2})),
     ]
@@ -469,16 +553,15 @@ def two_stage_section(a: Analysis) -> list[Block]:
             "p (permutation of difficulty)",
             f"{_p(ts.p_perm)} ({'exact, ' if ts.exact else ''}{ts.n_perm:,} orderings)",
         ),
+        ("smallest p any ordering could give", _p(ts.p_floor)),
         ("intercept (gain at difficulty 0)", _num(ts.intercept, 3)),
         (
-            "Spearman (95% bootstrap CI over seeds)",
-            f"{_num(corr.spearman, 3)} ({_num(corr.spearman_ci[0], 3)} to "
-            f"{_num(corr.spearman_ci[1], 3)})",
+            "Spearman (permutation p over intermediates)",
+            f"{_num(corr.spearman, 3)} (p {_p(corr.spearman_p)})",
         ),
         (
-            "Kendall tau-b (95% bootstrap CI over seeds)",
-            f"{_num(corr.kendall, 3)} ({_num(corr.kendall_ci[0], 3)} to "
-            f"{_num(corr.kendall_ci[1], 3)})",
+            "Kendall tau-b (permutation p over intermediates)",
+            f"{_num(corr.kendall, 3)} (p {_p(corr.kendall_p)})",
         ),
     ]
     blocks.append(Block("table", table=pd.DataFrame(rows, columns=["", "value"])))
@@ -494,6 +577,7 @@ def two_stage_section(a: Analysis) -> list[Block]:
                 table=_format(
                     a.by_target,
                     {"slope": 2, "se": 2, "ci_low": 2, "ci_high": 2, "p_t": 3, "p_perm": 3},
+                    na="n/a",  # the note column says why
                 ),
             ),
         ]
@@ -527,8 +611,8 @@ def difficulty_section(a: Analysis) -> list[Block]:
     return [
         Block(
             "p",
-            "English dev score on the primary metric; difficulty = 1 - (score - chance) / "
-            "(1 - chance).",
+            "English dev score on the primary metric, its floor (`floor_kind`: chance, "
+            f"majority or zero) and difficulty. {DIFFICULTY_SCALE}",
         ),
         Block(
             "table",
@@ -537,6 +621,7 @@ def difficulty_section(a: Analysis) -> list[Block]:
                 {
                     "score": 3,
                     "chance": 3,
+                    "floor": 3,
                     "difficulty": 3,
                     "v_information": 3,
                     "log_train_size": 2,
@@ -707,6 +792,7 @@ def similarity_section(a: Analysis) -> list[Block]:
                 table=_format(
                     by_target,
                     {"slope": 2, "se": 2, "ci_low": 2, "ci_high": 2, "p_t": 3, "p_perm": 3},
+                    na="n/a",  # the note column says why
                 ),
             ),
         ]
@@ -721,17 +807,32 @@ def _fixed_all(a: Analysis) -> pd.DataFrame:
 def mixed_section(a: Analysis) -> list[Block]:
     """Fixed effects with Satterthwaite tests, variance breakdown, comparison, warnings."""
     m = a.mixed
+    engine = (
+        f"the optimum kept is {m.method}'s ({m.backend})" if m.method else "no optimum was kept"
+    )
     intro = (
-        "`gain ~ difficulty` (+ log train size and format where they vary) with crossed random "
-        "intercepts for target task, language within target, intermediate, intermediate:seed "
-        f"and seed; REML estimates, fitted with {m.backend}. Difficulty varies only between "
+        "`gain ~ difficulty + difficulty_within` (+ log train size and format where they vary: "
+        "so this model adjusts for covariates the headline does not, and estimates a "
+        "different, adjusted slope) with crossed random intercepts for target task, language "
+        "within target, intermediate, intermediate:seed and seed; REML estimates from "
+        f"statsmodels and an exact-likelihood engine, each from several starts; {engine}. "
+        "`difficulty` is the intermediate's mean over seeds, which varies only between "
         "intermediates, so its test uses Satterthwaite degrees of freedom (about the number "
-        "of intermediates minus 2), not a Wald z, which is anti-conservative here."
+        "of intermediates minus 2), not a Wald z; `difficulty_within` is each seed's "
+        "deviation from that mean (measurement noise and seed luck), kept out of the "
+        "between slope."
+        + (
+            " The intermediate variance is at ~0 (singular fit): difficulty's df then come "
+            "from rows, and this model is kept out of the Answer."
+            if m.ok and m.singular_intermediate
+            else ""
+        )
     )
     if not m.ok:
         blocks = [Block("p", intro), Block("p", f"Not fitted: {m.reason}.")]
-        if m.warnings:
-            blocks.append(Block("list", items=m.warnings))
+        others = [f"{name}: not fitted, {f.reason}" for name, f in a.fits.items() if not f.ok]
+        others += [f"{name}: fitted" for name, f in a.fits.items() if f.ok]
+        blocks.append(Block("list", items=[*others[1:], *m.warnings]))
         return blocks
     fixed = m.fixed.reset_index()
     blocks = [
@@ -755,7 +856,12 @@ def mixed_section(a: Analysis) -> list[Block]:
                 {"variance": 3, "sd": 3, "share": 1},
             ).rename(columns={"share": "share (%)"}),
         ),
-        Block("figure", "Random effects", name="random_effects.png", png=forest_png(a)),
+        Block(
+            "figure",
+            "Random effects",
+            name="random_effects.png",
+            png=figures.png(figures.forest(m.blups)),
+        ),
     ]
     variants = []
     for name, fit in a.fits.items():
@@ -808,22 +914,69 @@ def mixed_section(a: Analysis) -> list[Block]:
     blocks.append(
         Block("p", f"Optimizer kept: {m.method} (REML log-likelihood per optimizer: {attempts}).")
     )
-    warned = [f"{name}: {w}" for name, fit in a.fits.items() for w in fit.warnings]
-    blocks.append(Block("p", "Fit warnings:" if warned else "Fit warnings: none."))
+    warned = [f"{name}: {w}" for name, fit in a.fits.items() for w in fit.warnings if _matters(w)]
+    quiet = sum(not _matters(w) for fit in a.fits.values() for w in fit.warnings)
+    logged = (
+        f" {quiet} optimizer messages that do not change the kept fit (from optimizers whose "
+        "optimum was not kept, or notes on dropped components) are in tables/fit_log.csv."
+        if quiet
+        else ""
+    )
+    blocks.append(
+        Block(
+            "p",
+            ("Fit warnings that bear on the results:" if warned else "Fit warnings: none.")
+            + logged,
+        )
+    )
     if warned:
         blocks.append(Block("list", items=warned))
     return blocks
 
 
+# Messages a reader must see: the fit may not be what it seems. The rest (an optimizer that
+# stopped below the kept optimum with the same fixed effects, a component merged away, a
+# nuisance variance at 0) go to tables/fit_log.csv.
+MATTERS = ("different maxima", "budget", "did not report", "differs", "ML fit failed")
+# singular components that change a reading: difficulty's df (intermediate), or the random
+# slope's claim to generalize over targets (its variance at 0 makes it the fixed-target answer)
+MATTERS_SINGULAR = ("variance of intermediate is ~0", "variance of difficulty|target_task is ~0")
+
+
+def _matters(message: str) -> bool:
+    if message.startswith(("statsmodels ", "ML: statsmodels ")):
+        return False  # the kept optimum is the exact engine's; statsmodels' own troubles moot
+    return any(key in message for key in (*MATTERS, *MATTERS_SINGULAR))
+
+
+def fit_log(a: Analysis) -> pd.DataFrame:
+    """Every message of every fit, with whether the report lists it."""
+    rows = [
+        {"model": name, "message": w, "shown": _matters(w)}
+        for name, fit in a.fits.items()
+        for w in fit.warnings
+    ]
+    return pd.DataFrame(rows, columns=["model", "message", "shown"])
+
+
 def xtreme_section(a: Analysis) -> list[Block]:
     if a.xtreme.empty:
         return [Block("p", "No target results.")]
+    targets = set(a.run.rows.loc[a.run.rows["kind"] == "target", "target_task"].dropna())
+    complete = targets >= XTREME_R_TARGETS
+    averages = (
+        "Two averages, as in XTREME-R (all ten of its targets are here): the mean of the "
+        "category means, and the plain mean over tasks."
+        if complete
+        else f"Two averages over the {len(targets)} target{'s' if len(targets) != 1 else ''} "
+        f"of this run (not XTREME-R averages, which need all ten of its targets): the mean of "
+        f"the category means, and the plain mean over tasks."
+    )
     blocks = [
         Block(
             "p",
             "Zero-shot test scores x100 (mean over languages other than English, then over "
-            "seeds), targets as columns with their category. Two averages, as in XTREME-R: the "
-            "mean of the category means, and the plain mean over tasks.",
+            f"seeds), targets as columns with their category. {averages}",
         ),
         Block("table", table=_format_scores(a.xtreme)),
     ]
@@ -867,7 +1020,12 @@ def overlap_section(a: Analysis) -> list[Block]:
             "Mean gain per zero-shot language against its lexical overlap with English (share "
             "of shared words; 0 for another script, which shares no subword).",
         ),
-        Block("figure", "Gain vs overlap", name="gain_vs_overlap.png", png=overlap_png(table)),
+        Block(
+            "figure",
+            "Gain vs overlap",
+            name="gain_vs_overlap.png",
+            png=figures.png(figures.overlap(table)),
+        ),
         Block("table", table=_format(table, {"overlap": 2, "gain": 2})),
     ]
 
@@ -882,164 +1040,6 @@ def provenance(run: Run) -> list[Block]:
         "versions: " + (", ".join(f"{k} {v}" for k, v in versions.items()) or "unknown"),
     ]
     return [Block("list", items=items)]
-
-
-# ---- figures ---------------------------------------------------------------------------------
-
-
-def _png(fig: Figure) -> bytes:
-    buffer = io.BytesIO()
-    # No "Software" tag: it would embed a web address in every PNG.
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
-    return buffer.getvalue()
-
-
-def _empty(fig: Figure, text: str) -> bytes:
-    ax = fig.subplots()
-    ax.text(0.5, 0.5, text, ha="center", va="center")
-    ax.set_axis_off()
-    return _png(fig)
-
-
-def heatmap_png(a: Analysis) -> bytes:
-    """Rows intermediates (by mean difficulty), columns target/language, mean gain over seeds."""
-    grid = cell_means(a.gains)
-    if grid.empty:
-        return _empty(Figure(figsize=(5, 2)), "no paired gains")
-    order = a.two_stage.means["intermediate"].tolist()
-    order += sorted(set(grid.index) - set(order))
-    grid = grid.reindex(order)
-    difficulty = a.two_stage.means.set_index("intermediate")["difficulty"]
-    labels = [
-        f"{name} (d={difficulty[name]:.2f})" if name in difficulty.index else str(name)
-        for name in grid.index
-    ]
-    n_rows, n_cols = grid.shape
-    fig = Figure(figsize=(max(5.0, 0.7 * n_cols + 3), max(2.0, 0.45 * n_rows + 1.5)))
-    ax = fig.subplots()
-    values = grid.to_numpy(float)
-    finite = values[np.isfinite(values)]
-    limit = float(np.abs(finite).max()) if finite.size else 1.0
-    limit = limit or 1.0
-    image = ax.imshow(values, cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
-    ax.set_xticks(range(n_cols), list(grid.columns), rotation=45, ha="right")
-    ax.set_yticks(range(n_rows), labels)
-    # pairs whose target trains on the intermediate's English data: always marked with a *
-    shared = set(a.shared.itertuples(index=False, name=None))
-    marked = np.array(
-        [
-            [(name, str(cell).split("/", 1)[0]) in shared for cell in grid.columns]
-            for name in grid.index
-        ]
-    ).reshape(values.shape)
-    annotate = values.size <= MAX_ANNOTATED_CELLS
-    if annotate or marked.any():
-        for (i, j), value in np.ndenumerate(values):
-            if np.isfinite(value) and (annotate or marked[i, j]):
-                dark = abs(value) > 0.6 * limit
-                number = f"{value:.1f}" if annotate else ""
-                ax.text(
-                    j,
-                    i,
-                    number + ("*" if marked[i, j] else ""),
-                    ha="center",
-                    va="center",
-                    fontsize=8,
-                    color="white" if dark else "black",
-                )
-    fig.colorbar(image, ax=ax, label="gain (points)")
-    ax.set_title("Mean gain over seeds vs the same seed's 'none' baseline")
-    return _png(fig)
-
-
-def scatter_png(a: Analysis) -> bytes:
-    """One point per intermediate x seed, per-intermediate means, and the two-stage line, all
-    from the rows the test uses."""
-    points = seed_means(a.tested if len(a.tested.columns) else a.gains)
-    if points.empty:
-        return _empty(Figure(figsize=(5, 2)), "no gains with a difficulty")
-    fig = Figure(figsize=(6.5, 4.2))
-    ax = fig.subplots()
-    names = sorted(points["intermediate"].unique(), key=str)
-    colors = _colors(len(names))
-    means = a.two_stage.means.set_index("intermediate")
-    for name, color in zip(names, colors, strict=True):
-        part = points[points["intermediate"] == name]
-        ax.scatter(part["difficulty"], part["gain"], color=color, alpha=0.7, label=name)
-        if name in means.index:
-            ax.scatter(
-                [means.loc[name, "difficulty"]],
-                [means.loc[name, "gain"]],
-                color=color,
-                marker="x",
-                s=80,
-            )
-    ts = a.two_stage
-    if math.isfinite(ts.estimate) and math.isfinite(ts.intercept):
-        xs = np.linspace(points["difficulty"].min(), points["difficulty"].max(), 2)
-        ax.plot(
-            xs,
-            ts.intercept + ts.estimate * xs,
-            color="black",
-            linewidth=1,
-            label=f"two-stage fit: {ts.estimate:+.2f} per unit",
-        )
-    ax.axhline(0, color="grey", linewidth=0.8, linestyle="--")
-    ax.set_xlabel("difficulty (0 solved, 1 chance)")
-    ax.set_ylabel("mean gain over targets and languages (points)")
-    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
-    return _png(fig)
-
-
-def forest_png(a: Analysis) -> bytes:
-    """Predicted random effects (BLUPs) with 95% intervals, one panel per component."""
-    blups = a.mixed.blups
-    if blups.empty:
-        return _empty(Figure(figsize=(5, 2)), "no random effects")
-    parts = [
-        (c, blups[blups["component"] == c].tail(MAX_FOREST)) for c in blups["component"].unique()
-    ]
-    heights = [max(len(p), 2) for _, p in parts]
-    fig = Figure(figsize=(7, 0.22 * sum(heights) + 1.2 * len(parts)))
-    axes = fig.subplots(len(parts), 1, squeeze=False, gridspec_kw={"height_ratios": heights})
-    for ax, (component, part) in zip(axes[:, 0], parts, strict=True):
-        ys = np.arange(len(part))
-        ax.errorbar(part["value"], ys, xerr=1.96 * part["se"], fmt="o", ms=3, capsize=2)
-        ax.axvline(0, color="grey", linewidth=0.8, linestyle="--")
-        ax.set_yticks(ys, part["level"].tolist(), fontsize=7)
-        ax.set_title(component, fontsize=9, loc="left")
-    axes[-1, 0].set_xlabel("random effect (points), 95% interval")
-    fig.tight_layout()
-    return _png(fig)
-
-
-def overlap_png(table: pd.DataFrame) -> bytes:
-    fig = Figure(figsize=(6.5, 4.0))
-    ax = fig.subplots()
-    targets = sorted(table["target_task"].unique())
-    for target, color in zip(targets, _colors(len(targets)), strict=True):
-        part = table[table["target_task"] == target]
-        ax.scatter(part["overlap"], part["gain"], color=color, label=target)
-        for row in part.itertuples():
-            ax.annotate(
-                str(row.language),
-                (row.overlap, row.gain),
-                fontsize=7,
-                xytext=(3, 3),
-                textcoords="offset points",
-            )
-    ax.axhline(0, color="grey", linewidth=0.8, linestyle="--")
-    ax.set_xlabel("lexical overlap with English")
-    ax.set_ylabel("mean gain (points)")
-    ax.legend(fontsize=8, frameon=False)
-    return _png(fig)
-
-
-def _colors(n: int) -> list[tuple[float, ...]]:
-    from matplotlib import colormaps
-
-    cmap = colormaps["tab10" if n <= 10 else "tab20"]
-    return [tuple(cmap(i % cmap.N)) for i in range(n)]
 
 
 # ---- rendering -------------------------------------------------------------------------------
@@ -1071,12 +1071,12 @@ def _listing(values: Sequence[object]) -> str:
     return f"{len(values)} ({', '.join(map(str, values)) or 'none'})"
 
 
-def _format(table: pd.DataFrame, digits: dict[str, int]) -> pd.DataFrame:
-    """Strings for display: fixed decimals per column, blank for NaN."""
+def _format(table: pd.DataFrame, digits: dict[str, int], na: str = "") -> pd.DataFrame:
+    """Strings for display: fixed decimals per column, `na` (blank by default) for NaN."""
     out = table.copy()
     for column, d in digits.items():
         if column in out:
-            out[column] = ["" if pd.isna(v) else f"{float(v):.{d}f}" for v in out[column].tolist()]
+            out[column] = [na if pd.isna(v) else f"{float(v):.{d}f}" for v in out[column].tolist()]
     return out.astype(str).replace({"None": "", "nan": ""})
 
 

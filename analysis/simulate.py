@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Collection, Sequence
+import math
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,6 @@ import pyarrow.parquet as pq
 
 from analysis.results import BASELINE, CONTROL, OPTIONAL_COLUMNS, ROW_DTYPES, open_run
 from sweep import schema
-from trainers.tasks import TARGETS
 
 INTERMEDIATE_LABELS = 4  # intermediate tasks are 4-way classification: chance 0.25
 V_INFO_MAX = 2.0  # bits of V-information of a solved 4-way task (log2 4)
@@ -40,7 +40,13 @@ def simulate_rows(
     n_intermediate: int,
     n_seed: int,
     targets: Sequence[str] = ("nli", "pos"),
-    languages: Sequence[str] = ("en", "ov80", "ov50", "sov50", "fake"),
+    languages: Sequence[str] | Mapping[str, Sequence[str]] = (
+        "en",
+        "ov80",
+        "ov50",
+        "sov50",
+        "fake",
+    ),
     *,
     intercept: float = 2.0,
     difficulties: Sequence[float] | None = None,
@@ -64,8 +70,14 @@ def simulate_rows(
     pairing with the wrong seed's baseline adds visible noise. With `v_information`, each
     intermediate trial also reports its dev set's V-information in bits, decreasing in the true
     difficulty (V_INFO_MAX * (1 - difficulty) + noise), drawn last so the other rows are the
-    same with or without it. No pair shares training data.
+    same with or without it. No pair shares training data. `languages` is one list for every
+    target, or a list per target (e.g. `xtreme_r_language_lists()`).
     """
+    by_target = (
+        {t: tuple(languages[t]) for t in targets}
+        if isinstance(languages, Mapping)
+        else dict.fromkeys(targets, tuple(languages))
+    )
     names = [f"task{i:02d}" for i in range(n_intermediate)]
     true_difficulty = np.asarray(
         difficulties if difficulties is not None else np.linspace(0.1, 0.8, n_intermediate),
@@ -75,20 +87,22 @@ def simulate_rows(
         raise ValueError(f"difficulties has {len(true_difficulty)} values, not {n_intermediate}")
     seeds = list(range(n_seed))
     target_effect = {t: rng.normal(0, sd_target) for t in targets}
-    language_effect = {(t, lang): rng.normal(0, sd_language) for t in targets for lang in languages}
+    language_effect = {
+        (t, lang): rng.normal(0, sd_language) for t in targets for lang in by_target[t]
+    }
     seed_effect = {s: rng.normal(0, sd_seed) for s in seeds}
     intermediate_effect = {name: rng.normal(0, sd_intermediate) for name in names}
     # Baseline scores: English highest, other languages lower; every seed has its own luck.
     base_language = {
         (t, lang): (0.75 if lang == "en" else rng.uniform(0.45, 0.65))
         for t in targets
-        for lang in languages
+        for lang in by_target[t]
     }
     base_seed = {(t, s): rng.normal(0, 0.02) for t in targets for s in seeds}
     baseline = {
         (t, lang, s): base_language[t, lang] + base_seed[t, s] + rng.normal(0, 0.005)
         for t in targets
-        for lang in languages
+        for lang in by_target[t]
         for s in seeds
     }
 
@@ -133,7 +147,7 @@ def simulate_rows(
         for parent in parents:
             for target in targets:
                 key = f"target-{parent}-{target}-s{seed}"
-                for lang in languages:
+                for lang in by_target[target]:
                     if parent == BASELINE:
                         value = baseline[target, lang, seed]
                     elif parent == CONTROL:
@@ -290,9 +304,17 @@ def _write_json(fs: Any, path: str, payload: Any) -> None:
         out.write(json.dumps(payload, indent=2).encode())
 
 
+def xtreme_r_language_lists() -> dict[str, tuple[str, ...]]:
+    """Every evaluation language (English included where the target has it) per XTREME-R
+    target, from the task registry (trainers.tasks, torch-free), never a hand copy."""
+    from trainers.tasks import TARGETS
+
+    return {t.name: tuple(t.languages) for t in TARGETS if t.source}
+
+
 # Zero-shot languages (English excluded) per target of the XTREME-R study design.
 XTREME_R_LANGUAGES = {
-    t.name: sum(lang != "en" for lang in t.languages) for t in TARGETS if t.source
+    name: sum(lang != "en" for lang in langs) for name, langs in xtreme_r_language_lists().items()
 }
 # The demo sweep's targets and zero-shot languages (configs/demo.yaml).
 DEMO_LANGUAGES = {"nli": 4, "pos": 4}
@@ -315,6 +337,10 @@ def simulate_gains(
     sd_residual: float = 1.0,
     difficulty_noise: float = 0.02,
     missing: float = 0.0,
+    seed_quality: float = 0.0,
+    informative_missing: float = 0.0,
+    n_informative: int = 2,
+    informative_boost: float = 3.0,
 ) -> pd.DataFrame:
     """A gains table (the models' input) drawn directly, vectorized: fast enough for
     calibration loops at the real design's size (about 25k rows per draw).
@@ -324,22 +350,33 @@ def simulate_gains(
     intermediate:seed + seed + residual. Each language has an `overlap` in [0, 1] (a third of
     them 0, like another script). `missing` is the share of (intermediate, seed, target)
     trials dropped at random, as in a partial or failed sweep.
+
+    `seed_quality` in [-1, 1] correlates each (intermediate, seed)'s difficulty noise with its
+    intermediate:seed effect, negatively: a lucky seed measures its task easier and gains more
+    (a confound within intermediates, none between them). `informative_missing` drops the
+    (intermediate, seed, target) trials of the `n_informative` first targets, whose gains are
+    raised by `informative_boost` points, with probability `informative_missing` times the
+    intermediate's true difficulty rank share (0 for the easiest, the full value for the
+    hardest): missing cells tied to difficulty on higher-gain targets. `attrs["target_slopes"]`
+    holds each target's realized slope.
     """
     targets = list(languages)
     cells = [(t, j) for t in targets for j in range(languages[t])]
     n_cells = len(cells)
     true_d = np.linspace(0.1, 0.8, n_intermediate)
-    measured = np.clip(
-        true_d[:, None] + rng.normal(0, difficulty_noise, (n_intermediate, n_seed)), 0, 1
-    )
+    noise = rng.normal(0, 1, (n_intermediate, n_seed))
+    measured = np.clip(true_d[:, None] + difficulty_noise * noise, 0, 1)
     t_index = np.array([targets.index(t) for t, _ in cells])
     overlap = np.where(rng.uniform(size=n_cells) < 1 / 3, 0.0, rng.uniform(0.2, 1.0, n_cells))
-    cell_effect = rng.normal(0, sd_target, len(targets))[t_index] + rng.normal(
-        0, sd_language, n_cells
-    )
-    cell_slope = slope + rng.normal(0, sd_slope_target, len(targets))[t_index]
+    target_effect = rng.normal(0, sd_target, len(targets))
+    target_effect[:n_informative] += informative_boost if informative_missing > 0 else 0.0
+    cell_effect = target_effect[t_index] + rng.normal(0, sd_language, n_cells)
+    target_slope = slope + rng.normal(0, sd_slope_target, len(targets))
+    cell_slope = target_slope[t_index]
     i_eff = rng.normal(0, sd_intermediate, n_intermediate)
-    is_eff = rng.normal(0, sd_intermediate_seed, (n_intermediate, n_seed))
+    own = rng.normal(0, 1, (n_intermediate, n_seed))
+    rho = float(np.clip(seed_quality, -1, 1))
+    is_eff = sd_intermediate_seed * (-rho * noise + math.sqrt(1 - rho**2) * own)
     s_eff = rng.normal(0, sd_seed, n_seed)
     i, s, c = np.meshgrid(
         np.arange(n_intermediate), np.arange(n_seed), np.arange(n_cells), indexing="ij"
@@ -358,6 +395,12 @@ def simulate_gains(
     if missing > 0:
         dropped = rng.uniform(size=(n_intermediate, n_seed, len(targets))) < missing
         keep = ~dropped[i, s, t_index[c]]
+    if informative_missing > 0:
+        rank = np.arange(n_intermediate) / max(n_intermediate - 1, 1)  # true_d is increasing
+        chance = np.zeros((n_intermediate, n_seed, len(targets)))
+        chance[:, :, :n_informative] = informative_missing * rank[:, None, None]
+        dropped = rng.uniform(size=chance.shape) < chance
+        keep &= ~dropped[i, s, t_index[c]]
     names = np.array([f"task{k:02d}" for k in range(n_intermediate)], dtype=object)
     target_names = np.array(targets, dtype=object)[t_index]
     language_names = np.array([f"l{j:02d}" for _, j in cells], dtype=object)
@@ -372,4 +415,7 @@ def simulate_gains(
             "overlap": overlap[c],
         }
     )
-    return frame.loc[keep].reset_index(drop=True)
+    out = frame.loc[keep].reset_index(drop=True)
+    # the realized slope of each target: their plain mean is what the headline estimates
+    out.attrs["target_slopes"] = dict(zip(targets, target_slope.tolist(), strict=True))
+    return out

@@ -55,9 +55,24 @@ class Task:
 
 
 def shares_training_data(intermediate: Task, target: Task) -> bool:
-    """True when the target's English training data (or a stage before it) is also the
-    intermediate's: e.g. SQuAD v1.1 as intermediate for XQuAD, MLQA and LAReQA."""
-    return bool(set(intermediate.train_data) & set(target.train_data))
+    """True when the target's English training data, or that of any stage trained before it
+    (`before`, through the registry, stages of stages included), is also the intermediate's:
+    e.g. SQuAD v1.1 as intermediate for XQuAD, MLQA and LAReQA, and for Tatoeba when the study
+    trains it on XQuAD first (XTREME-R's baseline)."""
+    return bool(set(intermediate.train_data) & training_data(target))
+
+
+def training_data(task: Task) -> set[str]:
+    """The English training sets a task's model has seen: its own and its stages' (recursive)."""
+    seen, out, pending = {task.name}, set(task.train_data), list(task.before)
+    while pending:
+        name = pending.pop()
+        if name in seen or name not in TASKS:  # a cycle or an unregistered stage: no data known
+            continue
+        seen.add(name)
+        out |= set(TASKS[name].train_data)
+        pending.extend(TASKS[name].before)
+    return out
 
 
 NLI_LABELS = ("entailment", "neutral", "contradiction")

@@ -12,6 +12,7 @@ from analysis.mixed import (
     OVERLAP,
     SLOPES,
     Engine,
+    Spec,
     build_design,
     compare,
     fit_lmm,
@@ -28,9 +29,13 @@ def demo_gains():
     return simulate_gains(np.random.default_rng(1), 5.0, 6, 3, DEMO_LANGUAGES, missing=0.1)
 
 
+# the model the lme4 run below fitted: each row's seed's measured difficulty, one term
+MEASURED = Spec("main, measured difficulty", decompose=False)
+
+
 @pytest.fixture(scope="module")
 def demo_fit(demo_gains):
-    return fit_lmm(demo_gains, MAIN)
+    return fit_lmm(demo_gains, MEASURED)
 
 
 # lme4 1.1 / lmerTest 3.1 (Debian bookworm r-cran-lme4, r-cran-lmertest) on `demo_gains`:
@@ -121,9 +126,11 @@ def test_variants_and_comparison(demo_gains):
     assert overlap.ok
     assert {"overlap", "difficulty:overlap"} <= set(overlap.fixed.index)
     table = compare([fit_lmm(demo_gains, MAIN), slope, overlap])
-    assert list(table["parameters"]) == [8, 9, 10]
+    # main: intercept, difficulty (between), difficulty_within + 5 components + residual = 9;
+    # the random slope adds its variance; overlap adds overlap and difficulty:overlap
+    assert list(table["parameters"]) == [9, 10, 11]
     row = table.iloc[0]
-    assert row["AIC"] == pytest.approx(-2 * row["ML llf"] + 16)
+    assert row["AIC"] == pytest.approx(-2 * row["ML llf"] + 18)
 
 
 def test_planted_effects_recovered():
@@ -145,21 +152,25 @@ def test_planted_effects_recovered():
 def test_failures_are_results():
     flat = pd.DataFrame(
         {
-            "intermediate": list("AABB"),
-            "seed": [0, 1, 0, 1],
+            "intermediate": list("AABBCC"),
+            "seed": [0, 1, 0, 1, 0, 1],
             "target_task": "nli",
             "language": "de",
-            "gain": [1.0, 2.0, 3.0, 4.0],
+            "gain": [1.0, 2.0, 3.0, 4.0, 2.0, 5.0],
             "difficulty": 0.5,
         }
     )
     fit = fit_lmm(flat)
     assert not fit.ok
     assert "fewer than 2 distinct" in fit.reason
+    two = fit_lmm(flat.iloc[:4].assign(difficulty=[0.1, 0.2, 0.5, 0.6]))
+    assert two.reason == (
+        "difficulty varies only between intermediates and the model needs at least 3 (found 2)"
+    )
     assert not fit_lmm(flat.iloc[0:0]).ok
     assert math.isnan(fit.term("difficulty", "estimate"))
     with pytest.raises(ValueError, match="unknown backend"):
-        fit_lmm(flat.assign(difficulty=[0.1, 0.1, 0.5, 0.5]), backend="sas")
+        fit_lmm(flat.assign(difficulty=[0.1, 0.1, 0.5, 0.5, 0.9, 0.9]), backend="sas")
 
 
 def test_lme4_backend_gives_the_same_tables(demo_gains, demo_fit):

@@ -9,13 +9,15 @@ import pytest
 from analysis.gains import gain_table
 from analysis.models import (
     NEEDS_THREE,
+    _ols,
     correlations,
     intermediate_means,
     measure_correlations,
+    permutation_floor,
     permutation_p,
     two_stage,
 )
-from analysis.simulate import simulate_rows
+from analysis.simulate import DEMO_LANGUAGES, simulate_gains, simulate_rows
 
 
 def gains_frame(cells):
@@ -123,26 +125,79 @@ def test_correlations_perfect_order_and_small_cases():
     gains = gains_frame(
         [(f"T{i}", s, 0.1 * (i + 1), float(i) + 0.1 * s) for i in range(4) for s in range(3)]
     )
-    corr = correlations(gains, n_boot=200)
+    corr = correlations(gains)
     assert corr.spearman == pytest.approx(1.0)
     assert corr.kendall == pytest.approx(1.0)
-    assert corr.spearman_ci == pytest.approx((1.0, 1.0))
-    assert corr.n_boot == 200
+    # by hand: of the 4! = 24 orderings of the intermediates only the observed one (rho = 1)
+    # and its reverse (rho = -1) reach |rho| = 1: exact two-sided p = 2 / 24
+    assert corr.exact and corr.n_perm == 24
+    assert corr.spearman_p == pytest.approx(2 / 24)
+    assert corr.kendall_p == pytest.approx(2 / 24)
     two = correlations(gains[gains["intermediate"].isin(["T0", "T1"])])
     assert math.isnan(two.spearman)
-    assert math.isnan(two.kendall_ci[0])
+    assert math.isnan(two.kendall_p)
     assert two.note.startswith(NEEDS_THREE)
-    one_seed = correlations(gains[gains["seed"] == 0])
-    assert one_seed.spearman == pytest.approx(1.0)
-    assert math.isnan(one_seed.spearman_ci[0])
 
 
-def test_correlation_ci_covers_estimate_on_noisy_data():
-    gains = gain_table(simulate_rows(np.random.default_rng(5), 4.0, 5, 4, sd_intermediate=1.0))
-    corr = correlations(gains, n_boot=300, seed=2)
-    assert corr.spearman_ci[0] <= corr.spearman <= corr.spearman_ci[1]
-    assert corr.kendall_ci[0] <= corr.kendall <= corr.kendall_ci[1]
-    assert corr == correlations(gains, n_boot=300, seed=2)  # seeded
+def test_correlation_permutation_resamples_intermediates_and_is_calibrated():
+    # No effect, intermediates with their own effect: a seed bootstrap excluded 0 in over half
+    # of such studies; the permutation over intermediates must reject about 5% (150 studies:
+    # binomial 99% range for 5% is 1 to 17 rejections).
+    rng = np.random.default_rng(31)
+    rejected = 0
+    for _ in range(150):
+        gains = simulate_gains(rng, 0.0, 6, 3, DEMO_LANGUAGES, sd_intermediate=1.0)
+        rejected += correlations(gains).spearman_p < 0.05
+    assert 1 <= rejected <= 17
+    big = gain_table(simulate_rows(np.random.default_rng(5), 4.0, 9, 2, sd_intermediate=1.0))
+    corr = correlations(big, n_draws=500, seed=2)
+    assert not corr.exact and corr.n_perm == 500
+    assert corr == correlations(big, n_draws=500, seed=2)  # seeded
+
+
+def test_permutation_floor_is_computed_not_assumed():
+    # x symmetric around its mean: the mirrored ordering ties, floor 2 / 4! ...
+    x, y = np.array([0.1, 0.2, 0.3, 0.4]), np.array([0.0, 1.0, 3.0, 7.0])
+    assert permutation_floor(x, y) == pytest.approx(2 / 24)
+    # ... but with x skewed, only one ordering reaches the largest |slope|: 1 / 4! (the
+    # "2 / I!" sentence was wrong, 25 of 500 null studies had p = 1/24)
+    x = np.array([0.1, 0.2, 0.3, 0.9])
+    assert permutation_floor(x, y) == pytest.approx(1 / 24)
+    ts = two_stage(
+        gains_frame([(f"T{i}", 0, d, g) for i, (d, g) in enumerate(zip(x, y, strict=True))])
+    )
+    assert ts.p_floor == pytest.approx(1 / 24)
+    assert ts.p_perm == pytest.approx(1 / 24)  # the observed ordering is the extreme one
+
+
+def test_equal_covariate_with_float_noise_is_flat():
+    # three equal cosines whose mean differs from each by 1e-16 used to give se = 3.7e16
+    x = np.full(3, 0.1) + np.array([0.0, 1e-17, -1e-17])
+    assert math.isnan(_ols(x, np.array([1.0, 2.0, 4.0]))[2])
+    cos = 0.9135
+    ts = two_stage(
+        gains_frame([(n, 0, cos, g) for n, g in zip("ABC", (1.0, 2.0, 4.0), strict=True)])
+    )
+    assert math.isnan(ts.se) and "does not vary" in ts.note
+
+
+def test_mean_gain_weights_targets_equally_and_fills_missing_targets():
+    rows = []
+    # target a has 3 languages, b one; a gains 1 everywhere, b gains 4; intermediate C lacks b
+    for name, d in (("A", 0.2), ("B", 0.5), ("C", 0.8)):
+        for target, langs, gain in (("a", ("x", "y", "z"), 1.0), ("b", ("w",), 4.0)):
+            if name == "C" and target == "b":
+                continue
+            for lang in langs:
+                rows.append((name, 0, target, lang, gain, d))
+    gains = pd.DataFrame(
+        rows, columns=["intermediate", "seed", "target_task", "language", "gain", "difficulty"]
+    )
+    means = intermediate_means(gains).set_index("intermediate")
+    # by hand: A and B (1 + 4) / 2 = 2.5, not (3 * 1 + 4) / 4 = 1.75 (weights by languages);
+    # C's missing b is filled by the additive fit: C + b effect = 4, so C too is 2.5
+    assert means["gain"].tolist() == pytest.approx([2.5, 2.5, 2.5])
+    assert means["n_targets"].tolist() == [2, 2, 1]
 
 
 def test_planted_slope_recovered_by_two_stage():
@@ -212,3 +267,21 @@ def test_measure_correlations_by_hand():
     assert table.loc[("a", "d"), "note"].startswith(NEEDS_THREE)
     assert math.isnan(table.loc[("a", "e"), "spearman"])
     assert table.loc[("a", "e"), "note"] == "no variation across intermediates"
+
+
+def test_by_target_prints_why_a_slope_is_missing():
+    from analysis.models import two_stage_by_target
+
+    # one target's cosines are all equal (up to float noise): no slope, and the table says why
+    rows = [
+        (name, 0, target, "xx", gain, d)
+        for name, d, gain in (("i1", 0.2, 1.0), ("i2", 0.5, 2.0), ("i3", 0.9, 4.0))
+        for target, d in (("a", d), ("b", 0.9135 + 1e-17 * (name == "i2")))
+    ]
+    gains = pd.DataFrame(
+        rows, columns=["intermediate", "seed", "target_task", "language", "gain", "similarity"]
+    )
+    table = two_stage_by_target(gains, covariate="similarity").set_index("target_task")
+    assert table.loc["a", "note"] == ""
+    assert math.isnan(table.loc["b", "se"]) and math.isnan(table.loc["b", "slope"])
+    assert table.loc["b", "note"] == "similarity does not vary across intermediates"

@@ -34,7 +34,8 @@ def test_report_files_and_self_contained_html(simulated_run, reported):
     for path in written.values():
         assert (simulated_run / path.removeprefix(f"{simulated_run}/")).is_file()
     html = (simulated_run / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 4  # heatmap, scatter, overlap, forest
+    # by target, by target and language, scatter, overlap, forest
+    assert html.count("data:image/png;base64,") == 5
     assert "http" not in html
     assert "<script" not in html
     assert "<link" not in html
@@ -97,9 +98,8 @@ def test_store_without_results_still_reports(tmp_path):
     written = write_report(str(tmp_path))
     assert set(written) >= EXPECTED
     html = (tmp_path / "report.html").read_text()
-    assert (
-        html.count("data:image/png;base64,") == 2
-    )  # heatmap and scatter placeholders; no model, no overlap
+    # placeholders of the two heatmaps and the scatter; no model, no overlap
+    assert html.count("data:image/png;base64,") == 3
     assert "nothing to test" in (tmp_path / "report.md").read_text()
 
 
@@ -253,3 +253,23 @@ def test_report_says_how_many_pairs_were_excluded_and_why(confounded):
     row = "| (intermediate, target) pairs sharing English training data (excluded from the tests) |"
     assert f"{row} 1 |" in md
     assert "is kept in the tests (confounded='keep')" in render_markdown(build_blocks(kept))
+
+
+def test_report_wording_holds_only_when_its_premise_does(simulated_run, reported):
+    md = (simulated_run / "report.md").read_text()
+    answer = md.split("## Design")[0]
+    # two targets: not called XTREME-R averages
+    assert "not XTREME-R averages, which need all ten of its targets" in md
+    # the simulated run has no intermediate variance: the random-slope model is kept out
+    assert "not quoted: the fit puts the intermediate variance at ~0 (singular)" in answer
+    assert "each target weighted equally (languages averaged within target" in answer
+    assert "fitted with statsmodels" not in md
+    assert "the optimum kept is exact " in md or "the optimum kept is statsmodels " in md
+    fit_warnings = md.split("Fit warnings")[1].split("## Provenance")[0]
+    assert "- main: statsmodels" not in fit_warnings  # moot when the exact optimum is kept
+    log = pd.read_csv(simulated_run / "tables" / "fit_log.csv")
+    assert set(log.columns) == {"model", "message", "shown"}
+    shown = log[log["shown"]]["message"].tolist()
+    pairs = log[log["shown"]][["model", "message"]].itertuples(index=False)
+    assert all(f"- {model}: {message}" in fit_warnings for model, message in pairs)
+    assert len(shown) < len(log)
