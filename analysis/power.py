@@ -104,9 +104,11 @@ def null_studies(
 
 
 def _cell_means(gains: pd.DataFrame) -> pd.DataFrame:
-    """One row per (intermediate, seed): the two-stage test's input reduced without change
-    (every cell has as many rows, so per-intermediate means are the same)."""
-    return gains.groupby(["intermediate", "seed"], as_index=False)[["gain", "difficulty"]].mean()
+    """One row per (intermediate, target, seed): the two-stage test's input reduced without
+    change (it averages languages within each target first; difficulty is one value per
+    intermediate and seed)."""
+    keys = ["intermediate", "target_task", "seed"]
+    return gains.groupby(keys, as_index=False)[["gain", "difficulty"]].mean()
 
 
 def power_curve(

@@ -24,7 +24,7 @@ def test_a_planted_slope_only_shifts_the_estimate():
     b = two_stage(simulate_gains(np.random.default_rng(3), 4.0, 6, 2, DEMO_LANGUAGES), n_draws=0)
     assert b.estimate == pytest.approx(a.estimate + 4.0)
     assert b.se == pytest.approx(a.se)
-    est, se, _ = null_studies(SMALL, Components(), reps=1, seed=3)
+    est, se, _ = null_studies(SMALL, Components(), reps=1, seed=3)  # on cell means: the same
     assert est[0] == pytest.approx(a.estimate) and se[0] == pytest.approx(a.se)
 
 
