@@ -128,7 +128,8 @@ def section(run: Run, block: Any) -> list[Any]:
     notable = table[table["state"] != "healthy"]
     if len(notable):
         items = [
-            f"{_label(r)} seed {r.seed}: {r.state}"
+            f"{_label(r)} seed {r.seed}: "
+            + ("healthy" if r.state == "restarted" else r.state)
             + (f" after {r.restarts} restart{'s' if r.restarts != 1 else ''}" if r.restarts else "")
             + (f" ({r.reason})" if pd.notna(r.reason) else "")
             for r in notable.itertuples()
