@@ -112,12 +112,32 @@ def difficulty_table(rows: pd.DataFrame, manifest: dict | None = None) -> pd.Dat
         .mean()
         .rename(columns={"value": V_INFORMATION})
     )
+    if v_info.empty:  # null models as trials of their own: the difference of two means
+        v_info = _v_information_from_parts(rows[rows["split"] == "dev"])
     table = table.merge(v_info, on=["intermediate", "seed"], how="left", validate="one_to_one")
     sizes = table["train_size"].astype(float)
     table["log_train_size"] = np.log(sizes.where(sizes > 0))  # no log of 0 examples: NaN
     external = external_difficulty(manifest or {})
     table["external"] = table["intermediate"].map(external).astype(float)
     return table[columns]
+
+
+def _v_information_from_parts(dev: pd.DataFrame) -> pd.DataFrame:
+    """V-information per (intermediate, seed) as mean log2 p(gold) under the intermediate's
+    model (`log2_prob`, kind intermediate) minus the same under its null model
+    (`null_log2_prob`, kind null): sweep.plan trains the null model as a trial beside the
+    intermediate."""
+    keys = ["intermediate", "seed"]
+    parts = [
+        dev[(dev["metric"] == metric) & (dev["kind"] == kind)]
+        .groupby(keys, as_index=False)["value"]
+        .mean()
+        .rename(columns={"value": metric})
+        for kind, metric in (("intermediate", "log2_prob"), ("null", "null_log2_prob"))
+    ]
+    both = parts[0].merge(parts[1], on=keys, how="inner")
+    both[V_INFORMATION] = both["log2_prob"] - both["null_log2_prob"]
+    return both[[*keys, V_INFORMATION]]
 
 
 def external_difficulty(manifest: dict) -> dict[str, float]:

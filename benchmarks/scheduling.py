@@ -1,182 +1,90 @@
-"""Sweep scheduling: makespan of the DAG release (the real DagSearcher) against a barrier between
-stages and the list-scheduling lower bound, by discrete-event simulation (no training, no Ray).
+"""Sweep scheduling on the REAL plan of configs/xtreme_r.yaml: simulated makespan of the sweep's
+own searcher (`DagSearcher`) against the bound max(critical path, work / GPUs), at 16 and 64
+GPUs, before and after the plan changes of issue 18 (items 4-5).
 
-    .venv/bin/python benchmarks/scheduling.py
+    .venv/bin/python benchmarks/scheduling.py [CONFIG] [--gpu a100]
 
-Durations are uneven on purpose: intermediate tasks differ in size (log-normal around 1 hour on a
-GPU) and target tasks in cost (QA and tagging several times classification); every trial gets its
-own noise. Also prints intermediate trainings against the naive grid (intermediate x seed x target).
+Trial durations are `sweep.estimate` GPU-seconds: step counts from the data sets' sizes
+(trainers/train_sizes.yaml) and each task's epochs, batch and max length, on the published
+throughput of sweep/throughput.yaml (no GPU measured). Variants, each a plan with a policy:
+- before: the V-information null model trains inside its intermediate (every child waits for
+  it), every target trains its own `before` stages and SQuAD model, release in plan order;
+- + shared stages: one SQuAD fine-tune per (parent, seed) for XQuAD, MLQA and Tatoeba's stage;
+- + null off the path: the null model a trial of its own beside its intermediate;
+- after: both, and the searcher releases the longest remaining chain first.
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
+import argparse
 
-import numpy as np
-from ray.tune.search import Searcher
-
-from sweep.config import parse_config
+from sweep.config import load_config
+from sweep.estimate import critical_path, gpu_seconds, simulate
 from sweep.plan import TrialSpec, build_plan
-from sweep.searcher import DagSearcher
-
-# GPU-hours of one target trial (XLM-R base scale): QA is long, Tatoeba has no training
-TARGET_HOURS = {
-    "nli": 0.6,
-    "pos": 1.2,  # the demo's synthetic targets
-    "xnli": 3.0,
-    "xcopa": 0.3,
-    "udpos": 1.0,
-    "panx": 1.2,
-    "xquad": 2.5,
-    "mlqa": 2.5,
-    "tydiqa": 0.6,
-    "mewslix": 1.5,
-    "lareqa": 2.0,
-    "tatoeba": 0.05,
-}
-STUDY_TARGETS = (
-    "xnli",
-    "xcopa",
-    "udpos",
-    "panx",
-    "xquad",
-    "mlqa",
-    "tydiqa",
-    "mewslix",
-    "lareqa",
-    "tatoeba",
-)
 
 
-def durations(trials: list[TrialSpec], rng: np.random.Generator) -> dict[str, float]:
-    size = {}
-    out = {}
+def fold_nulls(trials: list[TrialSpec], seconds: dict[str, float]) -> tuple[list, dict]:
+    """The null model back inside its intermediate: its time added to the intermediate's."""
+    inter = {(t.intermediate, t.seed): t.key for t in trials if t.kind == "intermediate"}
+    out = dict(seconds)
     for t in trials:
-        if t.kind == "pretrain":
-            out[t.key] = 0.5
-        elif t.kind == "intermediate":
-            size.setdefault(t.intermediate, rng.lognormal(0, 0.6))
-            out[t.key] = size[t.intermediate] * rng.lognormal(0, 0.1)
-        else:
-            out[t.key] = TARGET_HOURS[t.target_task] * rng.lognormal(0, 0.25)
-    return out
+        if t.kind == "null":
+            out[inter[t.intermediate, t.seed]] += out.pop(t.key)
+    return [t for t in trials if t.kind != "null"], out
 
 
-def simulate_dag(trials: list[TrialSpec], hours: dict[str, float], workers: int) -> float:
-    """Drive the real searcher: whenever a worker is free, ask it; complete trials in time order."""
-    searcher = DagSearcher(trials, set(), {})
-    searcher.set_max_concurrency(workers)
-    clock, running, ids = 0.0, [], itertools.count()
-    while True:
-        while len(running) < workers:
-            trial_id = f"t{next(ids)}"
-            suggestion = searcher.suggest(trial_id)
-            if suggestion is None or suggestion == Searcher.FINISHED:
-                break
-            key = suggestion["spec"]["key"]
-            heapq.heappush(running, (clock + hours[key], trial_id))
-        if not running:
-            return clock
-        clock, trial_id = heapq.heappop(running)
-        searcher.on_trial_complete(trial_id, {"done": 1})
-
-
-def simulate_barrier(trials: list[TrialSpec], hours: dict[str, float], workers: int) -> float:
-    """Each stage starts when the previous one has finished (two Tuner runs in a row)."""
-    clock = 0.0
-    for kind in ("pretrain", "intermediate", "target"):
-        free = [clock] * workers
-        for t in (t for t in trials if t.kind == kind):  # greedy list scheduling inside a stage
-            start = heapq.heappop(free)
-            heapq.heappush(free, start + hours[t.key])
-        clock = max(free)
-    return clock
-
-
-def lower_bound(trials: list[TrialSpec], hours: dict[str, float], workers: int) -> float:
-    finish: dict[str, float] = {}
-    for t in trials:  # parents first
-        finish[t.key] = hours[t.key] + (finish[t.parent] if t.parent else 0.0)
-    return max(max(finish.values()), sum(hours.values()) / workers)
+def unshare_stages(trials: list[TrialSpec], seconds: dict[str, float]) -> tuple[list, dict]:
+    """Every target trains its own stage chain again (no shared stage trials)."""
+    by_key = {t.key: t for t in trials}
+    out = {k: v for k, v in seconds.items() if by_key[k].kind != "stage"}
+    kept = []
+    for t in trials:
+        if t.kind == "stage":
+            continue
+        if t.kind == "target":
+            total, parent = seconds[t.key], by_key[t.parent]
+            while parent.kind == "stage":
+                total += seconds[parent.key]
+                parent = by_key[parent.parent]
+            out[t.key] = total
+            t = t.model_copy(update={"parent": parent.key, "parent_kind": parent.kind})
+        kept.append(t)
+    return kept, out
 
 
 def main() -> None:
-    designs = {
-        "demo (2 x 2 x 2)": (("topic_easy", "topic_hard"), (0, 1), 2),
-        "study size (13 x 10 x 10)": (("topic_easy",) * 13, tuple(range(10)), 16),
-        "study size, large cluster": (("topic_easy",) * 13, tuple(range(10)), 64),
+    parser = argparse.ArgumentParser()
+    parser.add_argument("config", nargs="?", default="configs/xtreme_r.yaml")
+    parser.add_argument("--gpu", default="a100")
+    args = parser.parse_args()
+    exp = load_config(args.config)
+    trials = build_plan(exp)
+    seconds = {t.key: gpu_seconds(exp, t, args.gpu) for t in trials}
+    shared_only = fold_nulls(trials, seconds)
+    null_only = unshare_stages(trials, seconds)
+    before = unshare_stages(*fold_nulls(trials, seconds))
+    fifo = {t.key: 0.0 for t in trials}  # every chain equal: plan order, as before
+    variants = {
+        "before": (*before, fifo),
+        "+ shared stages": (*shared_only, fifo),
+        "+ null off the path": (*null_only, fifo),
+        "after (both + longest chain first)": (trials, seconds, None),
     }
+    print(f"{exp.name}: {args.gpu}, durations from sweep.estimate (published throughput)")
     print(
-        f"{'design':<27}{'workers':>8}{'DAG':>8}{'barrier':>9}{'bound':>8}"
-        f"{'DAG/bound':>10}{'barrier/DAG':>12}{'inter':>7}{'naive':>7}"
+        f"{'variant':<36}{'trials':>7}{'GPU-h':>8}{'path h':>8}"
+        f"{'16: sim':>9}{'bound':>7}{'ratio':>7}{'64: sim':>9}{'bound':>7}{'ratio':>7}"
     )
-    for label, (inters, seeds, workers) in designs.items():
-        names = [f"i{k}" for k in range(len(inters))]
-        exp = parse_config(
-            {
-                "name": "b",
-                "intermediates": ["topic_easy", "topic_hard"],
-                "targets": ["nli", "pos"],
-                "languages": ["en"],
-                "seeds": list(seeds),
-            }
-        )
-        trials = build_plan(exp)
-        targets = exp.targets
-        if len(names) > 2:  # the study's design: 13 intermediates, 10 XTREME-R targets
-            targets = STUDY_TARGETS
-            trials = _widen(trials, names, targets)
-        ratios = []
-        for rep in range(20):
-            hours = durations(trials, np.random.default_rng(rep))
-            dag = simulate_dag(trials, hours, workers)
-            barrier = simulate_barrier(trials, hours, workers)
-            bound = lower_bound(trials, hours, workers)
-            ratios.append((dag, barrier, bound))
-        dag, barrier, bound = np.mean(ratios, axis=0)
-        inter = sum(t.kind == "intermediate" for t in trials)
-        naive = len(names) * len(seeds) * len(targets)
-        print(
-            f"{label:<27}{workers:>8}{dag:>8.2f}{barrier:>9.2f}{bound:>8.2f}"
-            f"{dag / bound:>10.3f}{barrier / dag:>12.3f}{inter:>7}{naive:>7}"
-        )
-    print(
-        "hours, mean of 20 duration draws; targets: DAG/bound <= 1.10, barrier/DAG > 1, "
-        "intermediate trainings = intermediates x seeds"
-    )
-
-
-def _widen(trials: list[TrialSpec], names: list[str], targets: tuple[str, ...]) -> list[TrialSpec]:
-    """The plan of `names` intermediates, built from a two-intermediate plan's pattern."""
-    pre = trials[0]
-    seeds = sorted({t.seed for t in trials if t.seed is not None})
-    out, encoder = [pre], {}
-    for seed in seeds:
-        for name in names:
-            spec = TrialSpec(
-                key=f"{name}-{seed}",
-                kind="intermediate",
-                intermediate=name,
-                seed=seed,
-                parent=pre.key,
-            )
-            encoder[name, seed] = spec.key
-            out.append(spec)
-    for seed in seeds:
-        for parent in ["none", "scratch", *names]:
-            for target in targets:
-                out.append(
-                    TrialSpec(
-                        key=f"{parent}-{seed}-{target}",
-                        kind="target",
-                        intermediate=parent,
-                        seed=seed,
-                        target_task=target,
-                        parent=encoder.get((parent, seed), pre.key),
-                    )
-                )
-    return out
+    for name, (plan, hours, policy) in variants.items():
+        work = sum(hours.values())
+        path = critical_path(plan, hours)
+        cells = []
+        for gpus in (16, 64):
+            wall = simulate(plan, hours, gpus, priority=policy)
+            bound = max(path, work / gpus)
+            cells.append(f"{wall / 3600:>9.2f}{bound / 3600:>7.2f}{wall / bound:>7.3f}")
+        print(f"{name:<36}{len(plan):>7}{work / 3600:>8.1f}{path / 3600:>8.2f}{''.join(cells)}")
+    print("hours; bound = max(critical path, GPU-hours / GPUs); ratio = simulated / bound")
 
 
 if __name__ == "__main__":

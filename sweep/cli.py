@@ -171,12 +171,46 @@ def _fail(message: str) -> NoReturn:
 
 
 @app.command()
-def plan(config: Path, storage: StorageOpt = None) -> None:
-    """Print the trial counts per stage, the DAG depth and the compute estimate; runs nothing."""
+def plan(
+    config: Path,
+    storage: StorageOpt = None,
+    gpu: Annotated[
+        str, typer.Option(help="GPU type of the estimates (sweep/throughput.yaml): a100, v100.")
+    ] = "a100",
+    gpus: Annotated[
+        list[int] | None, typer.Option(help="GPUs to simulate the wall time on (repeatable).")
+    ] = None,
+    price: Annotated[
+        float | None, typer.Option(min=0, help="Price per GPU-hour (or CPU-hour), for the cost.")
+    ] = None,
+    pilot: Annotated[
+        str | None,
+        typer.Option(help="A pilot run folder: its variance components drive the power analysis."),
+    ] = None,
+    power_reps: Annotated[
+        int, typer.Option(min=0, max=100_000, help="Simulated studies per design; 0 skips power.")
+    ] = 100,
+) -> None:
+    """Print the trials per stage, trainings saved by shared stages, steps, GPU-hours, wall time,
+    storage, cost and the smallest detectable slope of CONFIG; runs nothing."""
     exp = load_or_exit(config, storage)
+    from sweep.estimate import gpu_types
     from sweep.plan import build_plan, summarize_plan
 
-    summary = summarize_plan(exp, build_plan(exp))
+    if gpu not in gpu_types():
+        typer.echo(
+            f"error: --gpu: unknown GPU type {gpu!r}; allowed: {', '.join(gpu_types())}", err=True
+        )
+        raise typer.Exit(code=2)
+    if gpus is not None and any(n < 1 for n in gpus):
+        typer.echo(f"error: --gpus: must be at least 1 (got {min(gpus)})", err=True)
+        raise typer.Exit(code=2)
+    try:
+        trials = build_plan(exp)
+    except ValueError as err:  # a data.sources override that no source entry can take
+        typer.echo(f"error: {config}: {err}", err=True)
+        raise typer.Exit(code=2) from None
+    summary = summarize_plan(exp, trials)
     typer.echo(f"sweep {exp.name} -> {exp.run_dir}")
     typer.echo(
         f"  intermediates: {', '.join(exp.intermediates)} (+ baseline none"
@@ -190,6 +224,17 @@ def plan(config: Path, storage: StorageOpt = None) -> None:
 
     for line in memory_lines(exp):
         typer.echo(line)
+    from sweep.plan_report import estimate_lines, power_lines
+
+    for line in estimate_lines(exp, trials, gpu, tuple(gpus or (16, 64)), price):
+        typer.echo(line)
+    if power_reps:
+        try:
+            for line in power_lines(exp, pilot, power_reps):
+                typer.echo(line)
+        except (ValueError, FileNotFoundError) as err:  # a pilot that cannot give estimates
+            typer.echo(f"error: --pilot: {err}", err=True)
+            raise typer.Exit(code=2) from None
 
 
 @app.command()

@@ -161,7 +161,9 @@ def run_sweep(exp: Experiment, address: str | None = None, verbose: int = 0) -> 
             store.publish(spec)
     outcome = SweepOutcome(run_dir=store.run, planned=len(trials), reused=sorted(done))
     params = {"experiment": exp.model_dump(mode="json"), "storage": exp.storage}
-    searcher = DagSearcher(trials, done, params)
+    from sweep.estimate import release_priority  # longest chain first, in estimated seconds
+
+    searcher = DagSearcher(trials, done, params, cost=release_priority(exp, trials))
     to_run = len(trials) - len(done)
     progress = SweepProgress(to_run, len(done), skipped=lambda: len(searcher.skipped))
     callbacks = [progress, *tracking_callbacks(exp)]  # a missing tracker fails before Ray starts

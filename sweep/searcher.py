@@ -4,6 +4,10 @@ No barrier between stages: a target trial starts the moment its intermediate is 
 intermediates still train. It enforces the concurrency limit itself (`set_max_concurrency`
 returns True): Tune's `ConcurrencyLimiter` forgets errored trials, so a retried parent's completion
 would never reach us. A parent that errors for good has its descendants skipped, with the reason.
+
+Among trials whose parent is done, the one heading the longest remaining chain goes first (its
+own cost plus its costliest line of descendants, `chain_lengths`): the critical path starts as
+early as possible, and short independent trials fill the gaps (`benchmarks/scheduling.py`).
 """
 
 from __future__ import annotations
@@ -17,10 +21,36 @@ from ray.tune.search import Searcher
 from sweep.plan import TrialSpec
 
 
+def chain_lengths(
+    trials: list[TrialSpec], cost: dict[str, float] | None = None
+) -> dict[str, float]:
+    """Per trial: its cost plus the largest such sum over its children (the longest chain it
+    heads). `cost` is per key (e.g. estimated GPU-seconds); 1 per trial when not given."""
+    length: dict[str, float] = {}
+    children: dict[str, list[str]] = {}
+    for t in trials:
+        if t.parent is not None:
+            children.setdefault(t.parent, []).append(t.key)
+    for t in reversed(trials):  # parents come first, so children are measured before them
+        own = 1.0 if cost is None else float(cost.get(t.key, 0.0))
+        length[t.key] = own + max((length[c] for c in children.get(t.key, ())), default=0.0)
+    return length
+
+
 class DagSearcher(Searcher):
-    def __init__(self, trials: list[TrialSpec], done: set[str], params: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        trials: list[TrialSpec],
+        done: set[str],
+        params: dict[str, Any],
+        cost: dict[str, float] | None = None,
+    ) -> None:
         super().__init__(metric="done", mode="max")
-        self.pending = [t for t in trials if t.key not in done]  # parents before children
+        self.chain = chain_lengths(trials, cost)
+        # parents before children; longest chains first (stable: plan order among equals)
+        pending = [t for t in trials if t.key not in done]
+        order = {t.key: i for i, t in enumerate(pending)}
+        self.pending = sorted(pending, key=lambda t: (-self.chain[t.key], order[t.key]))
         self.done = set(done)
         self.params = params  # shared by every trial: the experiment config
         self.running: dict[str, str] = {}  # Tune trial id -> trial key

@@ -19,7 +19,7 @@ import pandas as pd
 
 from sweep.config import Experiment
 from sweep.node import sweep_node, temp_dir
-from sweep.plan import TrialSpec
+from sweep.plan import TrialSpec, encoder_key
 from sweep.schema import (
     BASELINE,
     FIT_COLUMNS,
@@ -67,7 +67,10 @@ def execute(
     discarded = DISCARDED_STATES[0]
     try:
         with contextlib.ExitStack() as hold:  # the parent encoder's node-local copy, while in use
-            rows, fits = _fine_tune(spec, exp, store, info, hold)
+            if spec.kind == "null":
+                rows, fits = _null_model(spec, exp, store, info, hold)
+            else:
+                rows, fits = _fine_tune(spec, exp, store, info, hold)
     finally:  # a failed trial's record counts them too
         info["discarded_states"] = DISCARDED_STATES[0] - discarded
     store.write_rows(spec, rows, fits)
@@ -136,42 +139,29 @@ def _fine_tune(
     info: dict[str, Any],
     hold: contextlib.ExitStack,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Train the trial (its earlier stages, itself, its null model), each fine-tune checked by
-    trainers.health and restarted under `exp.health`; returns its rows and its fits. The parent
-    encoder's node-local copy is held by `hold`."""
+    """Train the trial (a stage, an intermediate or a target; a target whose training is a
+    shared stage only evaluates), checked by trainers.health and restarted under `exp.health`;
+    returns its rows and its fits. Earlier stages and null models are trials of their own. The
+    parent's node-local copy is held by `hold`."""
     from trainers.encoder import save_encoder
     from trainers.heads import encoder_of
 
     assert spec.parent is not None and spec.seed is not None  # guaranteed by build_plan
-    parent_kind = "intermediate" if spec.kind == "target" and _has_encoder(spec) else "pretrain"
+    parent_kind = spec.parent_kind or "pretrain"
     if parent_kind == "intermediate":
         why = _unhealthy_parent(spec, exp, store)
         if why:  # never trained on a broken encoder: skipped, and said so in its fits
             log.warning("trial %s skipped: %s", spec.label, why)
             return _rows_of_nothing(), _fits(spec, [_skipped_fit(why)])
     encoder = hold.enter_context(store.local_copy(store.artifact_of(parent_kind, spec.parent)))
-    task = exp.task(spec.intermediate if spec.kind == "intermediate" else spec.target_task)
+    name = {"intermediate": spec.intermediate, "stage": spec.task}.get(spec.kind, spec.target_task)
+    task = exp.task(name or "")
     languages = exp.languages_of(task) if spec.kind == "target" else ()
-    scratch = spec.intermediate == SCRATCH
+    # the scratch control's first training starts from random weights; later ones from a stage
+    scratch = spec.intermediate == SCRATCH and parent_kind == "pretrain"
+    model = _stage_model(encoder) if parent_kind == "stage" else None
     extra: dict[str, float] = {}
     fits: list[dict[str, Any]] = []
-    model = None
-    for i, name in enumerate(task.before):  # earlier stages (XCOPA: SIQA), own state
-        stage, stage_data = load_data(exp, exp.task(name), spec.seed, ())
-        stage_outcome = _checked(
-            exp,
-            spec,
-            store,
-            f"stage-{i}",
-            stage,
-            stage_data,
-            encoder=encoder,
-            random_init=scratch and i == 0,
-            init_model=model,
-            fits=fits,
-            info=info,
-        )
-        model = stage_outcome.model
     task, data = load_data(exp, task, spec.seed, languages)
     outcome = _checked(
         exp,
@@ -181,23 +171,35 @@ def _fine_tune(
         task,
         data,
         encoder=encoder,
-        random_init=scratch and model is None,
+        random_init=scratch,
         init_model=model,
         fits=fits,
         info=info,
+        train=not spec.evaluate_only,
     )
+    if spec.evaluate_only and parent_kind == "stage":  # trained by the stage: its size
+        outcome.n_train = json.loads((encoder / "metrics.json").read_text())["n_train"]
     if spec.kind == "intermediate" and exp.difficulty.pvi and _has_log_probs(task):
-        tally = info.setdefault("state_uploads", {})
-        extra["v_information"] = _v_information(
-            exp, spec, store, task, data, encoder, outcome, fits, tally
-        )
+        extra["log2_prob"] = _mean_log2_prob(exp, task, outcome)  # V-information: - null's
     fit = _fit_columns(spec, fits)
     if outcome.data_issues:  # counted, never silently dropped: the report lists them
         store.write_json(
             f"data_issues/{spec.key}.json", {"trial": spec.label, "issues": outcome.data_issues}
         )
-    if exp.difficulty.similarity and parent_kind == "pretrain" and not scratch:
-        _write_task_embedding(store, exp, task, data, encoder)
+    baseline = spec.kind == "intermediate" or (
+        spec.kind == "target" and spec.intermediate == BASELINE
+    )
+    if exp.difficulty.similarity and baseline:  # TextEmb: under the pretrained encoder
+        pretrained = encoder
+        if parent_kind != "pretrain":  # a baseline target after a stage (XQuAD, XCOPA)
+            pretrained = hold.enter_context(
+                store.local_copy(store.artifact_of("pretrain", encoder_key(exp)))
+            )
+        _write_task_embedding(store, exp, task, data, pretrained)
+    if spec.kind == "stage":  # the whole model, head included: its targets continue from it
+        _save_stage(outcome, encoder, store, spec)
+        rows = _rows(spec, exp, task, {"en": outcome.dev}, {}, outcome, "stage", "dev", fit)
+        return rows.assign(target_task=spec.task), _fits(spec, fits)
     if spec.kind == "intermediate":
         from trainers.encoder import load_tokenizer
 
@@ -236,6 +238,7 @@ def _checked(
     init_model: Any,
     fits: list[dict[str, Any]],
     info: dict[str, Any],
+    train: bool = True,
 ) -> Any:
     """One fine-tune, checked; under the `restart` policy a degenerate one is trained again with
     the next restart seed (each attempt its own resumable state: a kill mid-restart resumes it)."""
@@ -265,6 +268,7 @@ def _checked(
                 random_init,
                 init_model,
                 on_save=state.on_save,  # the uploader's hook on object stores (sweep.uploader)
+                train=train,
             )
         verdict, record = check_outcome(outcome, task, policy.alpha)
         fits.append({**record, "part": part, "attempt": attempt, "restart_seed": seed})
@@ -353,6 +357,7 @@ def _train(
     init_model: Any,
     blank_inputs: bool = False,
     on_save: Any = None,
+    train: bool = True,
 ) -> Any:
     from trainers.loop import CorruptState, train_and_evaluate
 
@@ -372,6 +377,7 @@ def _train(
             init_model=init_model,
             blank_inputs=blank_inputs,
             on_save=on_save,  # the uploader's hook on object stores (sweep.uploader)
+            train=train,
         )
 
     try:
@@ -388,14 +394,11 @@ def part_of(spec: TrialSpec, part: str) -> TrialSpec:
 
 
 def parts_of(spec: TrialSpec, exp: Experiment) -> list[TrialSpec]:
-    """Every part `_fine_tune` may have trained for this trial: stages, then the null model."""
-    if spec.kind == "pretrain":
+    """Every resume identity of this trial besides its own state: the restarts of its fine-tune
+    (earlier stages and null models are trials of their own, sweep.plan)."""
+    if spec.kind in ("pretrain", "null"):
         return []
-    name = spec.intermediate if spec.kind == "intermediate" else spec.target_task
-    parts = [f"stage-{i}" for i in range(len(exp.task(name).before))]
-    parts += ["main"] + (["null"] if spec.kind == "intermediate" else [])
-    attempts = range(exp.health.restarts + 1)
-    names = [attempt_part(p, a) for p in parts for a in attempts if not (p == "null" and a)]
+    names = [attempt_part("main", a) for a in range(exp.health.restarts + 1)]
     return [part_of(spec, n) for n in names if n is not None]
 
 
@@ -405,50 +408,84 @@ def _has_log_probs(task: Task) -> bool:
     return type(get_format(task.format)).gold_log2_probs is not Format.gold_log2_probs
 
 
-def _v_information(
-    exp: Experiment,
-    spec: TrialSpec,
-    store: ResultsStore,
-    task: Task,
-    data: dict,
-    encoder: Path,
-    outcome: Any,
-    fits: list[dict[str, Any]],
-    tally: dict[str, int],
-) -> float:
-    """V-usable information of the English dev set: the intermediate model against the same
-    model trained on the same labels with blank inputs (its own resumable state folder).
+def _mean_log2_prob(exp: Experiment, task: Task, outcome: Any) -> float:
+    """Mean log2 probability of the gold English dev labels under the trained model (bits).
 
-    The null model is recorded in `fits` but never restarted nor excluded: it is meant to score
-    at the majority baseline, so only its loss says whether it trained."""
-    from trainers.difficulty import model_log2_probs, v_information
+    V-usable information is this minus the same mean under the null model (the `null` trial's
+    `null_log2_prob` row): a difference of two means, so each trial records its own and the
+    analysis subtracts (analysis.gains.difficulty_table)."""
+    from trainers.difficulty import model_log2_probs
     from trainers.heads import get_format
+
+    fmt = get_format(task.format)
+    probs = model_log2_probs(fmt, task, outcome.model, outcome.dev_set, exp.train.eval_batch_size)
+    return float(np.mean(probs))
+
+
+def _null_model(
+    spec: TrialSpec,
+    exp: Experiment,
+    store: ResultsStore,
+    info: dict[str, Any],
+    hold: contextlib.ExitStack,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The V-information null model of an intermediate: the same training on the same labels
+    with blank inputs, from the pretrained encoder, as a trial beside the intermediate (its
+    targets never wait for it). Rows: `null_log2_prob` of the English dev set, in bits.
+
+    Recorded in the fits but never restarted: it is meant to score at the majority baseline, so
+    only its loss says whether it trained."""
     from trainers.health import check_outcome
 
+    assert spec.parent is not None and spec.seed is not None and spec.intermediate
+    encoder = hold.enter_context(store.local_copy(store.artifact_of("pretrain", spec.parent)))
+    task, data = load_data(exp, exp.task(spec.intermediate), spec.seed, ())
     every = exp.resources.state_upload_every_s
-    with TrainingState(part_of(spec, "null"), store, every, True, tally) as null_state:
+    tally: dict[str, int] = info.setdefault("state_uploads", {})
+    with TrainingState(spec, store, every, True, tally) as state:
+        info["resumed_from_step"] = state.resumed_from
         null = _train(
             exp,
             task,
             data,
             encoder,
-            null_state.path,
+            state.path,
             spec.seed,
             False,
             None,
             blank_inputs=True,
-            on_save=null_state.on_save,
+            on_save=state.on_save,
         )
     _, record = check_outcome(null, task, exp.health.alpha)
     fell = record["loss_end"] < record["loss_start"]
     record.update(healthy=fell, reason=None if fell else "null model: training loss did not fall")
-    fits.append({**record, "part": "null", "attempt": 0, "restart_seed": spec.seed, "kept": True})
-    fmt = get_format(task.format)
-    batch = exp.train.eval_batch_size
-    return v_information(
-        model_log2_probs(fmt, task, outcome.model, outcome.dev_set, batch),
-        model_log2_probs(fmt, task, null.model, null.dev_set, batch),
-    )
+    fits = [{**record, "part": "main", "attempt": 0, "restart_seed": spec.seed, "kept": True}]
+    dev = {"en": {"null_log2_prob": _mean_log2_prob(exp, task, null)}}
+    sha = file_sha(encoder / "model.safetensors")  # the pretrained encoder it started from
+    rows = _rows(spec, exp, task, dev, {}, null, sha, "dev", _fit_columns(spec, fits))
+    return rows.assign(primary=False), _fits(spec, fits)
+
+
+def _stage_model(stage_dir: Path) -> Any:
+    """A stage's whole model (its head class is in the saved config)."""
+    import transformers
+
+    config = transformers.AutoConfig.from_pretrained(stage_dir)
+    cls = getattr(transformers, (config.architectures or ["XLMRobertaModel"])[0])
+    return cls.from_pretrained(stage_dir)
+
+
+def _save_stage(outcome: Any, encoder: Path, store: ResultsStore, spec: TrialSpec) -> None:
+    """The stage's whole model, its tokenizer and its English size; DONE follows with the rows."""
+    from trainers.encoder import load_tokenizer
+
+    with temp_dir("stage-") as out:
+        outcome.model.save_pretrained(out, safe_serialization=True)
+        load_tokenizer(encoder).save_pretrained(out / "tokenizer")
+        (out / "metrics.json").write_text(
+            json.dumps({"dev": outcome.dev, "steps": outcome.steps, "n_train": outcome.n_train})
+        )
+        store.upload_dir(out, store.artifact(spec))
 
 
 EMBEDDING_TEXTS = 256  # inputs averaged into a task embedding (TextEmb)
@@ -471,10 +508,6 @@ def _write_task_embedding(
         return
     vector = text_embedding(encoder, texts, exp.model.max_length)
     store.write_json(path, {"task": task.name, "n_texts": len(texts), "vector": vector.tolist()})
-
-
-def _has_encoder(spec: TrialSpec) -> bool:
-    return spec.intermediate not in (BASELINE, SCRATCH)
 
 
 def _rows(

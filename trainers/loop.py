@@ -124,6 +124,7 @@ def train_and_evaluate(
     max_malformed: float = 0.01,
     init_model: Any = None,
     blank_inputs: bool = False,
+    train: bool = True,
     on_epoch: Callable[[EpochEnd], None] | None = None,
     on_save: Callable[[Path, bool], None] | None = None,
 ) -> Outcome:
@@ -132,10 +133,12 @@ def train_and_evaluate(
     `init_model` continues from an earlier stage's model (XCOPA: SIQA, then COPA): all of it when
     it is of this format's head class, its encoder only otherwise. `blank_inputs` trains on
     inputs emptied by the format (the null model of V-information). Formats that do not train
-    (Tatoeba) are scored straight from the encoder. `on_epoch` (default: `EPOCH_LISTENER`'s
-    value) is called after each epoch's dev evaluation. `on_save(state_dir, urgent)` is called on
-    the main process after each save is whole (state, its progress.json, the top-level one, best
-    weights); the folder's files are never written again, only renamed or deleted (see
+    (Tatoeba) are scored straight from the encoder, and so is `init_model` with `train=False`
+    (a target whose training is a stage shared with other targets: XQuAD and MLQA). `on_epoch`
+    (default: `EPOCH_LISTENER`'s value) is called after each epoch's dev evaluation.
+    `on_save(state_dir, urgent)` is called on the main process after each save is whole (state,
+    its progress.json, the top-level one, best weights); the folder's files are never written
+    again, only renamed or deleted (see
     `_Progress.save`). `urgent` is true for a save asked for by `trainers.preempt` (a spot notice).
     """
     from accelerate import Accelerator
@@ -167,7 +170,7 @@ def train_and_evaluate(
     tokenizer = load_tokenizer(encoder_dir)
     model = _initial_model(fmt, task, encoder_dir, random_init, init_model, config.pooling)
     pools = data.get("pools", {})
-    if not fmt.trainable:
+    if not fmt.trainable or not train:
         model = accelerator.prepare(model)
         outcome = Outcome(dev={}, best_epoch=-1, steps=0, seconds=0.0, data_issues=data_issues)
         _evaluate_test(task, fmt, data, tokenizer, model, config, max_length, accelerator, outcome)

@@ -98,10 +98,11 @@ def test_config_errors_come_before_heavy_imports(tmp_path):
 
 
 def test_plan_prints_counts_per_stage(root):
-    result = CliRunner().invoke(app, ["plan", str(root / "configs" / "demo.yaml")])
+    demo = str(root / "configs" / "demo.yaml")
+    result = CliRunner().invoke(app, ["plan", demo, "--power-reps", "0"])
     assert result.exit_code == 0, result.output
-    # 3 intermediates x 2 seeds; (3 + none + scratch) x 2 seeds x 2 targets
-    for line in ("pretrain: 1", "intermediate: 6", "target: 20", "trials: 27", "dag_depth: 3"):
+    # 3 intermediates x 2 seeds, each with its null model; (3 + none + scratch) x 2 x 2 targets
+    for line in ("pretrain: 1", "intermediate: 6", "null: 6", "target: 20", "trials: 33"):
         assert f"  {line}\n" in result.output
 
 
@@ -193,7 +194,8 @@ def test_unreachable_data_stops_the_run_before_training_with_one_line(root, tmp_
 
 
 def test_real_study_plans_offline(root):
-    result = CliRunner().invoke(app, ["plan", str(root / "configs" / "xtreme_r.yaml")])
+    config = str(root / "configs" / "xtreme_r.yaml")
+    result = CliRunner().invoke(app, ["plan", config, "--power-reps", "0"])
     assert result.exit_code == 0, result.output
     # every registered real target (10 today), 13 intermediates + the `none` baseline, 3 seeds
     real = [t for t in TARGETS if t.source]
@@ -262,8 +264,10 @@ def test_every_shipped_config_validates_and_plans(path):
     parents = len(exp.intermediates) + 1 + exp.controls.scratch  # + none (+ scratch)
     counts = {kind: sum(t.kind == kind for t in trials) for kind in ("pretrain", "intermediate")}
     assert counts == {"pretrain": 1, "intermediate": len(exp.intermediates) * len(exp.seeds)}
-    assert len(trials) == 1 + counts["intermediate"] + parents * len(exp.seeds) * len(exp.targets)
+    targets = sum(t.kind == "target" for t in trials)
+    assert targets == parents * len(exp.seeds) * len(exp.targets)
+    assert {t.kind for t in trials} <= {"pretrain", "intermediate", "null", "stage", "target"}
     assert len({t.key for t in trials}) == len(trials)  # no two trials share an identity
-    result = CliRunner().invoke(app, ["plan", str(path)])
+    result = CliRunner().invoke(app, ["plan", str(path), "--power-reps", "0"])
     assert result.exit_code == 0, result.output
     assert f"trials: {len(trials)}" in result.output

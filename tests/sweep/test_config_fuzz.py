@@ -2,6 +2,7 @@
 traceback. Mutations drop, rename and retype keys at every depth of configs/demo.yaml."""
 
 import copy
+from collections import Counter
 
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -10,7 +11,7 @@ from typer.testing import CliRunner
 
 from sweep.cli import app
 from sweep.config import ConfigError, parse_config
-from sweep.plan import build_plan
+from sweep.plan import build_plan, has_null_model
 from tests.conftest import COUNTS, ROOT
 
 DEMO = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
@@ -75,10 +76,11 @@ def test_mutated_configs_give_a_plan_or_one_line(config):
         assert "Traceback" not in message
         return
     trials = build_plan(exp)
-    assert len(trials) == 1 + len(exp.seeds) * (
-        len(exp.intermediates)
-        + (len(exp.intermediates) + 1 + exp.controls.scratch) * len(exp.targets)
-    )
+    kinds = Counter(t.kind for t in trials)
+    assert kinds["intermediate"] == len(exp.seeds) * len(exp.intermediates)
+    parents = len(exp.intermediates) + 1 + exp.controls.scratch
+    assert kinds["target"] == len(exp.seeds) * parents * len(exp.targets)
+    assert kinds["null"] == sum(has_null_model(exp, i) for i in exp.intermediates) * len(exp.seeds)
 
 
 @settings(max_examples=25, deadline=None)
@@ -87,7 +89,7 @@ def test_cli_answers_exit_code_0_or_2(tmp_path_factory, config):
     COUNTS["configs fuzzed through the CLI"] += 1
     path = tmp_path_factory.mktemp("fuzz") / "c.yaml"
     path.write_text(yaml.safe_dump(config))
-    result = CliRunner().invoke(app, ["plan", str(path)])
+    result = CliRunner().invoke(app, ["plan", str(path), "--power-reps", "0"])
     assert result.exit_code in (0, 2), result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     if result.exit_code == 2:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from analysis.gains import difficulty_table
 from analysis.report import write_report
 from sweep.config import load_config
 from sweep.plan import build_plan
@@ -152,7 +153,10 @@ def test_difficulty_measures_are_recorded_per_intermediate_and_seed(sweep):
     dev = rows[rows.kind == "intermediate"]
     for name in ("topic_easy", "topic_hard"):
         metrics = set(dev[dev.intermediate == name].metric)
-        assert metrics == {"accuracy", "v_information"}, metrics
+        assert metrics == {"accuracy", "log2_prob"}, metrics
+        null = rows[(rows.kind == "null") & (rows.intermediate == name)]
+        assert set(null.metric) == {"null_log2_prob"}  # its own trial, beside the intermediate
+    assert difficulty_table(rows).v_information.notna().all()
     assert set(dev.train_size) == {exp.data.train}  # size matched: the same N for both
     assert not rows.shared_training_data.any()  # no synthetic pair shares training data
     embedded = {p.stem for p in (storage / "tiny" / "task_embeddings").glob("*.json")}

@@ -4,7 +4,7 @@ from ray.tune.search import Searcher
 
 from sweep.config import parse_config
 from sweep.plan import build_plan
-from sweep.searcher import DagSearcher
+from sweep.searcher import DagSearcher, chain_lengths
 
 EXP = parse_config(
     {
@@ -13,6 +13,7 @@ EXP = parse_config(
         "targets": ["nli", "pos"],
         "languages": ["en", "ov80"],
         "seeds": [0],
+        "difficulty": {"pvi": False},  # no null trials: release semantics only
     }
 )
 
@@ -107,3 +108,31 @@ def test_state_round_trips_through_json(tmp_path):
     _, fresh = make()
     fresh.restore(str(tmp_path / "state.json"))
     assert fresh.done == s.done and [t.key for t in fresh.pending] == [t.key for t in s.pending]
+
+
+def test_longest_remaining_chain_is_released_first():
+    exp = parse_config({**EXP.model_dump(), "difficulty": {"pvi": True}})
+    trials = build_plan(exp)
+    cost = {}
+    for t in trials:  # seconds: a slow hard intermediate, a mid-sized null model
+        if t.kind == "intermediate":
+            cost[t.key] = 10.0 if t.intermediate == "topic_hard" else 1.0
+        else:
+            cost[t.key] = {"pretrain": 3.0, "null": 5.0}.get(t.kind, 1.0)
+    chain = chain_lengths(trials, cost)
+    pre = trials[0].key
+    assert chain[pre] == 3.0 + 10.0 + 1.0  # pretrain, topic_hard, one of its targets
+    s = DagSearcher(trials, set(), {}, cost=cost)
+    s.set_max_concurrency(1)
+    order = []
+    for i in range(4):
+        spec = s.suggest(f"t{i}")["spec"]
+        order.append((spec["kind"], spec["intermediate"]))
+        s.on_trial_complete(f"t{i}", {"done": 1})
+    # topic_hard heads the longest chain (11); then the null models (5) before topic_easy (2)
+    assert order == [
+        ("pretrain", None),
+        ("intermediate", "topic_hard"),
+        ("null", "topic_easy"),
+        ("null", "topic_hard"),
+    ]
