@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict
 
 from sweep.config import Experiment
 from sweep.schema import BASELINE, SCRATCH
+from trainers.runfiles import TRIAL_KINDS
 from trainers.settings import TrainConfig, pretrain_key
 
 # Bump when training or evaluation code changes what a trial with the same identity produces.
@@ -57,7 +58,7 @@ TRAIN_NOT_IDENTITY = frozenset({"checkpoint_every"})
 TRAINED_FORMATS = frozenset({"classification", "multiple_choice", "tagging", "qa", "dual_encoder"})
 LOG_PROB_FORMATS = frozenset({"classification", "multiple_choice"})
 
-Kind = Literal["pretrain", "intermediate", "null", "stage", "target"]
+Kind = Literal[TRIAL_KINDS]  # one list of kinds, shared with the run-file checks
 
 
 class TrialSpec(BaseModel):

@@ -7,7 +7,8 @@ from typing import Any
 
 from trainers.paths import check_name, excerpt
 
-TRIAL_KINDS = ("pretrain", "intermediate", "target")
+# every kind of trial a plan holds (sweep.plan.Kind is built from this tuple)
+TRIAL_KINDS = ("pretrain", "intermediate", "null", "stage", "target")
 
 
 def manifest_problem(manifest: Any) -> str | None:
