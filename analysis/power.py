@@ -149,11 +149,14 @@ def detectable_slope(
         result.power_at[k * hi] = float(power_curve(est, se, df, [k * hi], alpha)[0])
     n = design.intermediates
     if n <= EXACT_MAX:
-        result.permutation_floor = 2 / math.factorial(n)
+        # the observed ordering alone can be the most extreme one (a reversal does not negate a
+        # slope in general), so 1/n! is the floor; analysis.models.permutation_floor computes the
+        # floor of a given data set, which ties can raise
+        result.permutation_floor = 1 / math.factorial(n)
     if result.permutation_floor > alpha:
         result.note = (
             f"the exact permutation test cannot reach p < {alpha:g} with {n} intermediates "
-            f"(smallest two-sided p = 2/{n}! = {result.permutation_floor:.3f})"
+            f"(smallest possible p = 1/{n}! = {result.permutation_floor:.3f})"
         )
         result.permutation_power = 0.0
     else:

@@ -124,9 +124,11 @@ def memory_lines(exp: Any) -> list[str]:
         if est is None:
             lines.append(f"    {name}: not trained (scored from the encoder)")
             continue
+        # GB for XLM-R, MB for the synthetic encoder (whose trials would all print 0.0 GB)
+        unit, scale = ("GB", 1.0) if est.total_gb >= 0.1 else ("MB", 1000.0)
         lines.append(
-            f"    {name}: {est.total_gb:.1f} GB ({est.static_gb:.1f} static + "
-            f"{est.activations_gb:.1f} activations): batch {train.batch_size} x accumulation "
-            f"{train.gradient_accumulation_steps} x {length} tokens"
+            f"    {name}: {est.total_gb * scale:.1f} {unit} ({est.static_gb * scale:.1f} static + "
+            f"{est.activations_gb * scale:.1f} activations): batch {train.batch_size} x "
+            f"accumulation {train.gradient_accumulation_steps} x {length} tokens"
         )
     return lines
