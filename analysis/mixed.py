@@ -760,7 +760,8 @@ def _fit_lme4(frame: pd.DataFrame, design: Design, spec: Spec, result: LmmFit) -
     for column in ("target_task", "language", "intermediate", "seed"):
         data[column] = frame[column].to_numpy()
     data["intermediate_seed"] = frame["intermediate:seed"].to_numpy()
-    data["difficulty"] = frame["difficulty"].to_numpy()
+    if "difficulty" not in data:  # the random slope needs it; never replace the fixed term's
+        data["difficulty"] = frame["difficulty"].to_numpy()
     with tempfile.TemporaryDirectory(prefix="itx-lme4-") as tmp:
         folder = Path(tmp)
         data.to_csv(folder / "data.csv", index=False)

@@ -38,6 +38,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.fs as pafs
 
+from sweep.localfs import LocalHandler
 from sweep.store import ResultsStore
 from sweep.uploader import StateUploader
 from trainers.loop import _Progress
@@ -76,59 +77,15 @@ class Meter:
         self.bytes, self.bandwidth, self.lock = 0, bandwidth, threading.Lock()
 
 
-class CountingFS(pafs.FileSystemHandler):
+class CountingFS(LocalHandler):
     """A local folder seen as an object store: writes counted and throttled."""
 
     def __init__(self, meter: Meter) -> None:
-        self.fs, self.meter = pafs.LocalFileSystem(), meter
+        super().__init__()
+        self.meter = meter
 
-    def open_output_stream(self, path: str, metadata: object) -> pa.NativeFile:
-        return pa.PythonFile(Throttled(self.fs.open_output_stream(path), self.meter), mode="w")
-
-    def get_type_name(self) -> str:
-        return "counting"
-
-    def normalize_path(self, path: str) -> str:
-        return self.fs.normalize_path(path)
-
-    def equals(self, other: object) -> bool:
-        return self is other
-
-    def get_file_info(self, paths: list[str]) -> list[pafs.FileInfo]:
-        return self.fs.get_file_info(paths)
-
-    def get_file_info_selector(self, selector: pafs.FileSelector) -> list[pafs.FileInfo]:
-        return self.fs.get_file_info(selector)
-
-    def create_dir(self, path: str, recursive: bool) -> None:
-        self.fs.create_dir(path, recursive=recursive)
-
-    def delete_dir(self, path: str) -> None:
-        self.fs.delete_dir(path)
-
-    def delete_dir_contents(self, path: str, missing_dir_ok: bool = False) -> None:
-        self.fs.delete_dir_contents(path, missing_dir_ok=missing_dir_ok)
-
-    def delete_root_dir_contents(self) -> None:
-        raise OSError("refused")
-
-    def delete_file(self, path: str) -> None:
-        self.fs.delete_file(path)
-
-    def move(self, src: str, dest: str) -> None:
-        self.fs.move(src, dest)
-
-    def copy_file(self, src: str, dest: str) -> None:
-        self.fs.copy_file(src, dest)
-
-    def open_input_stream(self, path: str) -> pa.NativeFile:
-        return self.fs.open_input_stream(path)
-
-    def open_input_file(self, path: str) -> pa.NativeFile:
-        return self.fs.open_input_file(path)
-
-    def open_append_stream(self, path: str, metadata: object) -> pa.NativeFile:
-        return self.fs.open_append_stream(path)
+    def wrap_output(self, path: str, stream: pa.NativeFile) -> pa.NativeFile:
+        return pa.PythonFile(Throttled(stream, self.meter), mode="w")
 
 
 class FakeAccelerator:
@@ -207,8 +164,15 @@ def _bytes(folder: Path) -> int:
 def copied_bytes(snapshot: Path, work: Path) -> int:
     """Bytes of a snapshot's files that are copies, not hard links of the loop's own files."""
     own = {f.stat().st_ino for f in work.rglob("*") if f.is_file()}
-    files = [f for f in snapshot.rglob("*") if f.is_file()]
-    return sum(f.stat().st_size for f in files if f.stat().st_ino not in own)
+    copied = 0
+    for f in snapshot.rglob("*"):
+        try:  # the uploader may take and delete the snapshot while it is measured
+            info = f.stat()
+        except FileNotFoundError:
+            continue
+        if f.is_file() and info.st_ino not in own:
+            copied += info.st_size
+    return copied
 
 
 def run_trial(

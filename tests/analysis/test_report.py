@@ -156,10 +156,21 @@ def test_report_opens_in_headless_chromium(simulated_run, reported, tmp_path):
     )
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert [line for line in dom.stderr.splitlines() if "CONSOLE" in line] == []
-    for alt in ("Gain heatmap", "Difficulty vs gain", "Gain vs overlap", "Random effects"):
+    for alt in (
+        "Gain by target",
+        "Gain by target and language",
+        "Difficulty vs gain",
+        "Gain vs overlap",
+        "Random effects",
+    ):
         assert f'alt="{alt}"' in dom.stdout
     assert dom.stdout.count("<table>") >= 8
-    for heading in ("XTREME-R table", "Mixed model", "Two-stage test", "Design"):
+    for heading in (
+        "Scores by target (XTREME-R layout)",
+        "Mixed model",
+        "Two-stage test",
+        "Design",
+    ):
         assert f"<h2>{heading}</h2>" in dom.stdout
 
 

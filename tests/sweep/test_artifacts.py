@@ -20,6 +20,7 @@ import pyarrow.fs as pafs
 import pytest
 
 from sweep.config import load_config
+from sweep.localfs import LocalHandler
 from sweep.plan import build_plan
 from sweep.store import ResultsStore
 from sweep.trial import execute
@@ -47,64 +48,18 @@ class _DyingStream:
         self.inner.close()
 
 
-class KillingFS(pafs.FileSystemHandler):
+class KillingFS(LocalHandler):
     """The local filesystem, except that writing a file whose path matches the regular
     expression `victim` kills the process halfway through."""
 
     def __init__(self, victim: str | None) -> None:
-        self.fs, self.victim = pafs.LocalFileSystem(), victim
+        super().__init__()
+        self.victim = victim
 
-    def open_output_stream(self, path: str, metadata: object) -> pa.NativeFile:
-        stream = self.fs.open_output_stream(path)
+    def wrap_output(self, path: str, stream: pa.NativeFile) -> pa.NativeFile:
         if self.victim and re.search(self.victim, path):
             return pa.PythonFile(_DyingStream(stream), mode="w")
         return stream
-
-    # plain delegation
-    def get_type_name(self) -> str:
-        return "killing-local"
-
-    def normalize_path(self, path: str) -> str:
-        return self.fs.normalize_path(path)
-
-    def equals(self, other: object) -> bool:
-        return self is other
-
-    def get_file_info(self, paths: list[str]) -> list[pafs.FileInfo]:
-        return self.fs.get_file_info(paths)
-
-    def get_file_info_selector(self, selector: pafs.FileSelector) -> list[pafs.FileInfo]:
-        return self.fs.get_file_info(selector)
-
-    def create_dir(self, path: str, recursive: bool) -> None:
-        self.fs.create_dir(path, recursive=recursive)
-
-    def delete_dir(self, path: str) -> None:
-        self.fs.delete_dir(path)
-
-    def delete_dir_contents(self, path: str, missing_dir_ok: bool = False) -> None:
-        self.fs.delete_dir_contents(path, missing_dir_ok=missing_dir_ok)
-
-    def delete_root_dir_contents(self) -> None:
-        raise OSError("refused")
-
-    def delete_file(self, path: str) -> None:
-        self.fs.delete_file(path)
-
-    def move(self, src: str, dest: str) -> None:
-        self.fs.move(src, dest)
-
-    def copy_file(self, src: str, dest: str) -> None:
-        self.fs.copy_file(src, dest)
-
-    def open_input_stream(self, path: str) -> pa.NativeFile:
-        return self.fs.open_input_stream(path)
-
-    def open_input_file(self, path: str) -> pa.NativeFile:
-        return self.fs.open_input_file(path)
-
-    def open_append_stream(self, path: str, metadata: object) -> pa.NativeFile:
-        return self.fs.open_append_stream(path)
 
 
 def remote_store(storage: str, victim: str | None = None) -> ResultsStore:

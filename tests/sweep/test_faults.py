@@ -1,7 +1,6 @@
 """Driver crash: SIGKILL `itx run` mid-sweep, rerun it, and no finished trial trains again; the
 storage stays bounded while it runs and holds only what retention keeps afterwards."""
 
-import json
 import logging
 import os
 import signal
@@ -20,6 +19,7 @@ from sweep.plan import build_plan
 from sweep.runner import run_sweep
 from sweep.store import ResultsStore
 from tests.sweep.test_artifacts import leftovers
+from trainers.loop import saved_step
 
 pytestmark = pytest.mark.slow
 log = logging.getLogger(__name__)
@@ -119,10 +119,9 @@ def test_driver_killed_mid_sweep_then_rerun_retrains_nothing_finished(root, tmp_
             kill_session(driver.pid)
     done_before = {t.key: Path(store.artifact(t)) / "DONE" for t in plan if store.is_done(t)}
     stamps = {key: path.stat().st_mtime_ns for key, path in done_before.items()}
-    saved = {}  # killed trials' last saved step
-    for key in running:
-        progress = scratch / key / "progress.json"
-        saved[key] = json.loads(progress.read_text())["step"] if progress.exists() else 0
+    # killed trials' last saved step, read as the resume reads it (from inside state/: a kill
+    # after the state swap but before the top-level progress.json resumes the newer save)
+    saved = {key: saved_step(scratch / key) for key in running}
     assert 2 <= len(done_before) < len(plan) and max(saved.values()) >= 4
 
     with PeakSize(store) as second_size:
