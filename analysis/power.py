@@ -17,7 +17,7 @@ exact p below 2 / I! (the observed ordering and its reverse), so I = 3 cannot re
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -177,15 +177,8 @@ def permutation_power(
     n_draws: int = 999,
 ) -> float:
     """Rejection rate of the permutation test over studies simulated at `slope`."""
-    rng = np.random.default_rng(seed)
-    hits = 0
-    for _ in range(reps):
-        gains = simulate_gains(
-            rng, slope, design.intermediates, design.seeds, dict(design.languages),
-            **components.kwargs(),
-        )  # fmt: skip
-        hits += two_stage(_cell_means(gains), n_draws=n_draws).p_perm < alpha
-    return hits / reps
+    studies = _studies(design, components, slope, reps, seed)
+    return sum(two_stage(_cell_means(g), n_draws=n_draws).p_perm < alpha for g in studies) / reps
 
 
 def rejection_rate(
@@ -197,15 +190,20 @@ def rejection_rate(
     seed: int = 12345,
 ) -> float:
     """t-test rejection rate of studies simulated at `slope` directly, full rows (the check)."""
+    studies = _studies(design, components, slope, reps, seed)
+    return sum(two_stage(gains, n_draws=0).p_t < alpha for gains in studies) / reps
+
+
+def _studies(
+    design: Design, components: Components, slope: float, reps: int, seed: int
+) -> Iterator[pd.DataFrame]:
+    """`reps` studies of `design` simulated at `slope`, one generator seeded once."""
     rng = np.random.default_rng(seed)
-    hits = 0
     for _ in range(reps):
-        gains = simulate_gains(
+        yield simulate_gains(
             rng, slope, design.intermediates, design.seeds, dict(design.languages),
             **components.kwargs(),
         )  # fmt: skip
-        hits += two_stage(gains, n_draws=0).p_t < alpha
-    return hits / reps
 
 
 def alternatives(design: Design) -> list[Design]:
