@@ -15,7 +15,7 @@ from sweep.config import BACKENDS, ConfigError, Experiment, load_config
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from sweep.runner import RunView
+    from sweep.status import RunView
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False, add_completion=False)
 
@@ -252,7 +252,7 @@ def status(
     from rich.console import Console
     from rich.live import Live
 
-    from sweep.runner import describe_run
+    from sweep.status import describe_run
     from sweep.store import ResultsStore, StorageError, first_line
     from trainers.paths import FIRST_ANSWER_SECONDS, within
 
@@ -281,7 +281,7 @@ def _status_table(run_dir: str, view: RunView) -> RenderableType:
     from rich.console import Group
     from rich.table import Table
 
-    from sweep.runner import STATES, duration
+    from sweep.status import STATES, duration
 
     table = Table(title=f"{run_dir}", title_justify="left")
     table.add_column("stage")

@@ -25,7 +25,7 @@ from ray.tune import Callback
 
 from sweep.config import Experiment
 from sweep.plan import TrialSpec
-from sweep.runner import duration
+from sweep.status import duration
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,8 @@ them is one dataset: `pandas.read_parquet("<run>/results")` reads every result r
 Layout under the storage root (a folder or a `s3://`/`gs://` URI):
 
     <root>/artifacts/<kind>/<key>/      encoder (safetensors), rows.parquet, fits.parquet, DONE last
-                                        (DONE lists every file with its bytes and sha256)
+                                        (DONE lists every file with its bytes and sha256);
+                                        skipped.json: a target skipped, not trained (its reason)
     <root>/scratch/<key>/               resumable training state; deleted once DONE exists
                                         (object stores: v<step>/, best-<step>.safetensors, LATEST)
     <root>/<name>/manifest.json         config, package versions, git commit, the planned trials
@@ -27,6 +28,7 @@ import pyarrow as pa
 BASELINE = "none"  # the pretrained encoder with no intermediate training
 SCRATCH = "scratch"  # a random, never pretrained encoder fine-tuned the same way: the control
 RESERVED = (BASELINE, SCRATCH)  # parent names that are no intermediate task
+SKIPPED_FILE = "skipped.json"  # in a finished artifact: the trial was skipped (`itx status`)
 
 # One row per (trial, language, split, metric). The last eight columns describe the fine-tune
 # that produced the trial's model (the same on every row of a trial); see FITS for all of them.

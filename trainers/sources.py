@@ -79,7 +79,7 @@ def source_entries() -> dict[str, dict]:
 
 
 @dataclass(frozen=True)
-class Spec:
+class SplitSource:
     """One split to load: an entry resolved for a role and a language, templates filled."""
 
     source: str  # the entry's name
@@ -126,7 +126,7 @@ def _layer(entry: dict, role: str, lang: str) -> dict:
     return {**top, **(entry.get(role) or {}), **((entry.get("langs") or {}).get(lang) or {})}
 
 
-def _fill(value: Any, fields: dict[str, str]) -> Any:
+def _fill_templates(value: Any, fields: dict[str, str]) -> Any:
     """Templates filled: {lang}, {language} and {code} in strings, lists and mappings."""
     if isinstance(value, str):
         try:
@@ -137,9 +137,9 @@ def _fill(value: Any, fields: dict[str, str]) -> Any:
                 "{ud_version}"
             ) from None
     if isinstance(value, list | tuple):
-        return [_fill(v, fields) for v in value]
+        return [_fill_templates(v, fields) for v in value]
     if isinstance(value, dict):
-        return {k: _fill(v, fields) for k, v in value.items()}
+        return {k: _fill_templates(v, fields) for k, v in value.items()}
     return value
 
 
@@ -173,8 +173,8 @@ class Source:
             for part, entry in self.entry["parts"].items()
         ]
 
-    def specs(self, role: str, lang: str) -> list[Spec]:
-        """One Spec per part that has `role`; [] where the source has no such split (Tatoeba
+    def specs(self, role: str, lang: str) -> list[SplitSource]:
+        """One SplitSource per part that has `role`; [] where the source has no such split (Tatoeba
         has no training data, intermediates have no test split)."""
         return [
             self._spec(key, entry, user, role, lang)
@@ -182,7 +182,7 @@ class Source:
             if role in entry or role in user
         ]
 
-    def _spec(self, key: str, entry: dict, user: dict, role: str, lang: str) -> Spec:
+    def _spec(self, key: str, entry: dict, user: dict, role: str, lang: str) -> SplitSource:
         base, mine = _layer(entry, role, lang), _layer(user, role, lang)
         if "path" in mine:  # a mirror or local files: the entry's location means nothing there
             base = {k: v for k, v in base.items() if k not in LOCATION}
@@ -196,19 +196,25 @@ class Source:
         data_files = merged.get("data_files")
         if isinstance(data_files, dict):  # keyed by role
             data_files = data_files.get(role, _MISSING)
-        spec = Spec(
+        if data_files is not _MISSING:
+            data_files = _fill_templates(data_files, fields)
+        spec = SplitSource(
             source=self.name,
             key=key,
             role=role,
             lang=lang,
             path=merged.get("path"),
-            name=_fill(merged.get("name"), fields),
+            name=_fill_templates(merged.get("name"), fields),
             split=str(merged.get("split") or role),
             revision=merged.get("revision"),
-            data_files=_fill(data_files, fields) if data_files is not _MISSING else _MISSING,
+            data_files=data_files,
             converter=str(merged.get("converter") or ""),
-            where=tuple((k, str(v)) for k, v in _fill(merged.get("where") or {}, fields).items()),
-            prefix=tuple((k, str(v)) for k, v in _fill(merged.get("prefix") or {}, fields).items()),
+            where=tuple(
+                (k, str(v)) for k, v in _fill_templates(merged.get("where") or {}, fields).items()
+            ),
+            prefix=tuple(
+                (k, str(v)) for k, v in _fill_templates(merged.get("prefix") or {}, fields).items()
+            ),
             tag_names=tuple(merged.get("tag_names") or ()),
             cache_dir=str(merged["cache_dir"]) if merged.get("cache_dir") else None,
         )
@@ -224,7 +230,7 @@ class Source:
 # loading
 
 
-def _unavailable(task: Task, spec: Spec, reason: str) -> DataUnavailable:
+def _unavailable(task: Task, spec: SplitSource, reason: str) -> DataUnavailable:
     reason = " ".join(str(reason).split())
     if len(reason) > 240:
         reason = reason[:237] + "..."
@@ -243,7 +249,7 @@ def _load_cached(kwargs_json: str) -> Any:
     return datasets.load_dataset(**json.loads(kwargs_json))
 
 
-def _load(task: Task, spec: Spec) -> Any:
+def _load(task: Task, spec: SplitSource) -> Any:
     """The split as a `datasets.Dataset` (memory-mapped Arrow), or DataUnavailable."""
     if not spec.path:
         raise _unavailable(task, spec, "no public hub copy; local files are required")
@@ -272,14 +278,14 @@ class Context:
     names per column, and the retrieval pool it adds candidates to (id -> text)."""
 
     task: Task
-    spec: Spec
+    spec: SplitSource
     names: dict[str, list[str]]
     pool: dict[str, str]
 
 
 @dataclass
 class _Split:
-    spec: Spec
+    spec: SplitSource
     rows: Any  # datasets.Dataset
     ctx: Context
 
@@ -298,7 +304,7 @@ def _class_names(features: Any) -> dict[str, list[str]]:
     return names
 
 
-def _open(task: Task, specs: list[Spec], pool: dict[str, str]) -> list[_Split]:
+def _open(task: Task, specs: list[SplitSource], pool: dict[str, str]) -> list[_Split]:
     splits = []
     for spec in specs:
         rows = _load(task, spec)
@@ -313,7 +319,7 @@ def _get(row: dict, dotted: str) -> Any:
     return value
 
 
-def _keep(row: dict, spec: Spec) -> bool:
+def _keep(row: dict, spec: SplitSource) -> bool:
     for column, want in spec.where:
         if str(_get(row, column)) != want:
             return False

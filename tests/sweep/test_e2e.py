@@ -11,7 +11,8 @@ from analysis.gains import difficulty_table
 from analysis.report import write_report
 from sweep.config import load_config
 from sweep.plan import build_plan
-from sweep.runner import describe_run, run_sweep
+from sweep.runner import run_sweep
+from sweep.status import describe_run
 from sweep.store import ResultsStore
 from sweep.trial import file_sha
 from tests.conftest import COUNTS

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from sweep.config import parse_config
-from sweep.runner import describe_run, run_sweep
+from sweep.runner import run_sweep
+from sweep.status import describe_run
 from sweep.store import ResultsStore
 from tests.trainers.real_helpers import REAL, XQUAD_LANGS, hub_overrides
 

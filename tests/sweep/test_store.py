@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 from sweep.cli import app
 from sweep.config import load_config
 from sweep.plan import build_plan
-from sweep.runner import _eta, describe_run, duration, run_sweep, write_manifest
+from sweep.runner import run_sweep, write_manifest
+from sweep.status import _eta, describe_run, duration
 from sweep.store import ResultsStore, StorageError
 from sweep.trial import TrainingState
 
