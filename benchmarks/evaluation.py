@@ -39,7 +39,7 @@ def main() -> None:
         fmt = get_format(task.format)
         sets = {
             lang: fmt.eval_set(task, tok, ex, exp.model.max_length)
-            for lang, ex in data["test"].items()
+            for lang, ex in data.test.items()
         }
         rows = [r for s in sets.values() for r in s.features]
         model = fmt.build_model(task, encoder)

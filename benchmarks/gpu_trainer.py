@@ -86,13 +86,20 @@ def main() -> None:
     )
     tok = load_tokenizer(encoder)
     fmt = get_format(task.format)
-    train = fmt.train_features(task, tok, data["train"]["en"], shape.max_length)
+    train = fmt.train_features(task, tok, data.train["en"], shape.max_length)
     tokens = sum(fmt.length(f) for f in train)  # the real tokens the loop trains on
     if gpu:
         torch.cuda.synchronize()
     start = time.perf_counter()
     out = train_and_evaluate(
-        task, data, encoder, config, 0, shape.max_length, cpu=not gpu, progress_bar=False
+        task,
+        data,
+        encoder,
+        config,
+        seed=0,
+        max_length=shape.max_length,
+        cpu=not gpu,
+        progress_bar=False,
     )
     if gpu:
         torch.cuda.synchronize()

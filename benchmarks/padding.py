@@ -52,10 +52,10 @@ def main() -> None:
         task = get_task(name)
         data = task_data(world, task, SplitSizes(exp.data.train, 10, exp.data.test), ("en", "fake"))
         fmt = get_format(task.format)
-        train = [fmt.length(r) for r in fmt.train_features(task, tok, data["train"]["en"], 64)]
+        train = [fmt.length(r) for r in fmt.train_features(task, tok, data.train["en"], 64)]
         test = {  # the loop evaluates these sets' features, batched by input_ids length
             lang: [len(r["input_ids"]) for r in fmt.eval_set(task, tok, examples, 64).features]
-            for lang, examples in data["test"].items()
+            for lang, examples in data.test.items()
         }
         cases[f"demo {name}"] = (train, test, exp.train.batch_size, exp.train.eval_batch_size)
     lengths = xnli_like(20_000)

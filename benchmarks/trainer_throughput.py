@@ -24,16 +24,16 @@ from trainers.heads import get_format
 from trainers.loop import LengthGroupedBatches, train_and_evaluate
 from trainers.settings import PretrainConfig, TrainConfig
 from trainers.synthetic import task_data
-from trainers.tasks import SplitSizes, Task, get_task
+from trainers.tasks import SplitSizes, Task, TaskData, get_task
 from trainers.world import World
 
 
-def plain_loop(task: Task, data: dict, encoder: Path, config: TrainConfig, seed: int) -> None:
+def plain_loop(task: Task, data: TaskData, encoder: Path, config: TrainConfig, seed: int) -> None:
     torch.manual_seed(seed)
     fmt = get_format(task.format)
     model = fmt.build_model(task, encoder)
     tok = load_tokenizer(encoder)
-    rows = fmt.train_features(task, tok, data["train"]["en"], MAX_LENGTH)  # tokenizes, like itx
+    rows = fmt.train_features(task, tok, data.train["en"], MAX_LENGTH)  # tokenizes, like itx
     sampler = LengthGroupedBatches([fmt.length(r) for r in rows], config.batch_size, seed)
     loader = torch.utils.data.DataLoader(
         rows, batch_sampler=sampler, collate_fn=fmt.collator(task, tok)
@@ -57,13 +57,13 @@ def plain_loop(task: Task, data: dict, encoder: Path, config: TrainConfig, seed:
 
 
 def hf_trainer(
-    task: Task, data: dict, encoder: Path, config: TrainConfig, seed: int, out: Path
+    task: Task, data: TaskData, encoder: Path, config: TrainConfig, seed: int, out: Path
 ) -> None:
     from transformers import Trainer, TrainingArguments
 
     fmt = get_format(task.format)
     tok = load_tokenizer(encoder)
-    rows = fmt.train_features(task, tok, data["train"]["en"], MAX_LENGTH)
+    rows = fmt.train_features(task, tok, data.train["en"], MAX_LENGTH)
     args = TrainingArguments(
         output_dir=str(out),
         per_device_train_batch_size=config.batch_size,
@@ -104,11 +104,17 @@ def main() -> None:
     pretrain(exp.world, exp.model, PretrainConfig(steps=0), encoder)
     task = get_task("nli")
     data = task_data(World(exp.world), task, SplitSizes(exp.data.train, 16, 16), ())
-    examples = len(data["train"]["en"]) * config.epochs
+    examples = len(data.train["en"]) * config.epochs
 
     runners = {
         "itx loop": lambda: train_and_evaluate(
-            task, data, encoder, config, 0, exp.model.max_length, progress_bar=False
+            task,
+            data,
+            encoder,
+            config,
+            seed=0,
+            max_length=exp.model.max_length,
+            progress_bar=False,
         ),
         "transformers.Trainer": lambda: hf_trainer(task, data, encoder, config, 0, work / "hf"),
         "plain PyTorch loop": lambda: plain_loop(task, data, encoder, config, 0),

@@ -25,10 +25,11 @@ from pydantic import (
 )
 
 from trainers.health import HealthConfig
+from trainers.mixing import Mixture, check_mixture, members_of, mixture_task
 from trainers.paths import check_name, check_storage, excerpt
 from trainers.settings import ModelConfig, PretrainConfig, TrainConfig
 from trainers.source_config import SourceOverride, parse_overrides
-from trainers.tasks import TASKS, XTREME_R_LANGUAGES, Task, get_task
+from trainers.tasks import XTREME_R_LANGUAGES, Task, get_task
 from trainers.world import WorldConfig
 
 
@@ -82,16 +83,6 @@ class EncoderConfig(BaseModel):
         min_length=1
     )  # e.g. FacebookAI/xlm-roberta-base or FacebookAI/xlm-roberta-large
     revision: str | None = None  # pin a commit for reproducible sweeps
-
-
-class Mixture(BaseModel):
-    """A multi-task intermediate: its tasks share one head; examples are sampled per task
-    proportionally to size (temperature 1) or with rates ~ size**(1/temperature)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    tasks: tuple[str, ...] = Field(min_length=2)
-    temperature: float = Field(1.0, ge=1, le=100)  # 1: proportional; large: uniform over tasks
 
 
 class TaskOptions(BaseModel):
@@ -257,16 +248,8 @@ class Experiment(BaseModel):
 
     @model_validator(mode="after")
     def _tasks_exist(self) -> Experiment:
-        for name, mixture in self.mixtures.items():
-            if name in TASKS:
-                raise ValueError(f"mixtures: {name!r} is a registered task; pick another name")
-            members = [_registered(t, "intermediate") for t in mixture.tasks]
-            shapes = {(m.format, m.labels) for m in members}
-            if len(shapes) > 1:
-                raise ValueError(
-                    f"mixtures.{name}: tasks {', '.join(mixture.tasks)} differ in format or labels;"
-                    " a mixture trains one head, so its tasks must share both"
-                )
+        for name, mixture in self.mixtures.items():  # trainers.mixing: mixtures in one place
+            check_mixture(name, [_registered(t, "intermediate") for t in mixture.tasks])
         for name in self.intermediates:
             if name not in self.mixtures:
                 _registered(name, "intermediate")
@@ -281,8 +264,7 @@ class Experiment(BaseModel):
                     f"allowed: {', '.join(self.intermediates)}"
                 )
         for name in (*self.intermediates, *self.targets):
-            names = self.mixtures[name].tasks if name in self.mixtures else (name,)
-            for member in names:
+            for member in members_of(name, self.mixtures):
                 task = self.task(member)
                 for stage in (*task.before, member):
                     self._check_source(self.task(stage))
@@ -355,16 +337,7 @@ class Experiment(BaseModel):
     def task(self, name: str) -> Task:
         """The registered task with this study's options applied, or a mixture as a task."""
         if name in self.mixtures:
-            members = [get_task(t) for t in self.mixtures[name].tasks]
-            train_data = tuple(sorted({d for m in members for d in m.train_data}))
-            return dataclasses.replace(
-                members[0],
-                name=name,
-                source="",
-                synthetic="",
-                train_data=train_data,
-                noise=0.0,
-            )
+            return mixture_task(name, [get_task(t) for t in self.mixtures[name].tasks])
         task = get_task(name)
         options = self.tasks.get(name)
         if options is None:

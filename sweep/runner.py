@@ -108,16 +108,13 @@ def check_data(exp: Experiment) -> None:
     how to provide it locally). Synthetic data is always there."""
     if exp.data.source != "hub":
         return
+    from trainers.mixing import members_of
     from trainers.sources import check_available
 
-    tasks = [exp.task(name) for name in (*exp.intermediates, *exp.targets)]
-    members = [
-        exp.task(member)
-        for name in exp.intermediates
-        if name in exp.mixtures
-        for member in exp.mixtures[name].tasks
+    names = [
+        m for name in (*exp.intermediates, *exp.targets) for m in members_of(name, exp.mixtures)
     ]
-    tasks = [t for t in (*tasks, *members) if t.name not in exp.mixtures]
+    tasks = [exp.task(name) for name in dict.fromkeys(names)]  # a mixture reads its members
     languages = {lang for t in tasks for lang in exp.languages_of(t)}
     check_available(tasks, sorted(languages), exp.data.sources)
 

@@ -11,12 +11,14 @@ import contextlib
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+import trainers.data
 from sweep.config import Experiment
 from sweep.node import sweep_node, temp_dir
 from sweep.plan import TrialSpec, encoder_key
@@ -27,11 +29,17 @@ from sweep.schema import (
     ROW_COLUMNS,
     ROW_DTYPES,
     SCRATCH,
+    SKIPPED_FILE,
 )
 from sweep.store import ResultsStore
 from sweep.uploader import DISCARDED_STATES, TrainingState, discard_state
-from trainers.mixing import mix
-from trainers.tasks import Task
+from trainers.data import DataSource
+from trainers.difficulty import has_log_probs, judge_null_model, mean_log2_prob, task_embedding
+from trainers.finetune import FineTune
+from trainers.tasks import Task, TaskData
+
+if TYPE_CHECKING:
+    from trainers.loop import Outcome
 
 log = logging.getLogger(__name__)
 
@@ -94,42 +102,26 @@ def _pretrain(spec: TrialSpec, exp: Experiment, store: ResultsStore, threads: in
     store.mark_done(spec)  # DONE last: upload_dir never copies a local DONE
 
 
+def data_source(exp: Experiment) -> DataSource:
+    """Where this study's examples come from and how many (trainers.data)."""
+    members = {m for mixture in exp.mixtures.values() for m in mixture.tasks}
+    return DataSource(
+        source=exp.data.source,
+        train=exp.data.train,
+        dev=exp.data.dev,
+        test=exp.data.test,
+        world=exp.world,
+        overrides=exp.data.sources,
+        mixtures=exp.mixtures,
+        tasks={name: exp.task(name) for name in sorted(members)},
+    )
+
+
 def load_data(
-    exp: Experiment, task: Task, seed: int, languages: tuple[str, ...]
-) -> tuple[Task, dict]:
-    """A task's data for one trial: synthetic or real, a mixture's sampled union, size-matched.
-
-    Returns the task too: real data can complete it (CCG's tag set comes from its training data).
-    """
-    if task.name in exp.mixtures:
-        mixture = exp.mixtures[task.name]
-        parts = {name: load_data(exp, exp.task(name), seed, ())[1] for name in mixture.tasks}
-        train = mix(
-            {n: d["train"]["en"] for n, d in parts.items()},
-            exp.data.train,
-            mixture.temperature,
-            seed,
-        )
-        dev = [e for name in sorted(parts) for e in parts[name]["dev"]["en"]]
-        return task, {"train": {"en": train}, "dev": {"en": dev}, "test": {}}
-    if exp.data.source == "hub":
-        from trainers.sources import load_task_data
-
-        return load_task_data(
-            task,
-            languages,
-            train_size=exp.data.train,
-            seed=seed,
-            overrides=exp.data.sources,
-            dev_size=exp.data.dev,
-            test_size=exp.data.test,
-        )
-    from trainers.synthetic import task_data
-    from trainers.tasks import SplitSizes
-    from trainers.world import World
-
-    sizes = SplitSizes(exp.data.train, exp.data.dev, exp.data.test)
-    return task, task_data(World(exp.world), task, sizes, languages)
+    exp: Experiment, task: Task, seed: int, languages: tuple[str, ...] = ()
+) -> tuple[Task, TaskData]:
+    """A task's data for one trial of this study (trainers.data.load_data)."""
+    return trainers.data.load_data(data_source(exp), task, seed, languages)
 
 
 def _fine_tune(
@@ -143,45 +135,30 @@ def _fine_tune(
     shared stage only evaluates), checked by trainers.health and restarted under `exp.health`;
     returns its rows and its fits. Earlier stages and null models are trials of their own. The
     parent's node-local copy is held by `hold`."""
-    from trainers.encoder import save_encoder
-    from trainers.heads import encoder_of
-
     assert spec.parent is not None and spec.seed is not None  # guaranteed by build_plan
     parent_kind = spec.parent_kind or "pretrain"
-    if parent_kind == "intermediate":
-        why = _unhealthy_parent(spec, exp, store)
-        if why:  # never trained on a broken encoder: skipped, and said so in its fits
-            log.warning("trial %s skipped: %s", spec.label, why)
-            return _rows_of_nothing(), _fits(spec, [_skipped_fit(why)])
+    why = _skip_reason(spec, exp, store, parent_kind)
+    if why:  # never trained on a broken encoder: skipped, and said so in its fits
+        return _skipped(spec, store, why)
     encoder = hold.enter_context(store.local_copy(store.artifact_of(parent_kind, spec.parent)))
     name = {"intermediate": spec.intermediate, "stage": spec.task}.get(spec.kind, spec.target_task)
     task = exp.task(name or "")
     languages = exp.languages_of(task) if spec.kind == "target" else ()
+    task, data = load_data(exp, task, spec.seed, languages)
     # the scratch control's first training starts from random weights; later ones from a stage
     scratch = spec.intermediate == SCRATCH and parent_kind == "pretrain"
-    model = _stage_model(encoder) if parent_kind == "stage" else None
-    extra: dict[str, float] = {}
-    fits: list[dict[str, Any]] = []
-    task, data = load_data(exp, task, spec.seed, languages)
-    outcome = _checked(
+    run = _fine_tune_of(
         exp,
-        spec,
-        store,
-        "main",
         task,
-        data,
-        encoder=encoder,
+        encoder,
         random_init=scratch,
-        init_model=model,
-        fits=fits,
-        info=info,
+        init_model=_stage_model(encoder) if parent_kind == "stage" else None,
         train=not spec.evaluate_only,
     )
+    fits: list[dict[str, Any]] = []
+    outcome = _checked(spec, exp, store, "main", run, data, fits=fits, info=info)
     if spec.evaluate_only and parent_kind == "stage":  # trained by the stage: its size
         outcome.n_train = json.loads((encoder / "metrics.json").read_text())["n_train"]
-    if spec.kind == "intermediate" and exp.difficulty.pvi and _has_log_probs(task):
-        extra["log2_prob"] = _mean_log2_prob(exp, task, outcome)  # V-information: - null's
-    fit = _fit_columns(spec, fits)
     if outcome.data_issues:  # counted, never silently dropped: the report lists them
         store.write_json(
             f"data_issues/{spec.key}.json", {"trial": spec.label, "issues": outcome.data_issues}
@@ -196,26 +173,42 @@ def _fine_tune(
                 store.local_copy(store.artifact_of("pretrain", encoder_key(exp)))
             )
         _write_task_embedding(store, exp, task, data, pretrained)
+    fit = _fit_columns(spec, fits)
     if spec.kind == "stage":  # the whole model, head included: its targets continue from it
         _save_stage(outcome, encoder, store, spec)
         rows = _rows(spec, exp, task, {"en": outcome.dev}, {}, outcome, "stage", "dev", fit)
         return rows.assign(target_task=spec.task), _fits(spec, fits)
     if spec.kind == "intermediate":
-        from trainers.encoder import load_tokenizer
-
-        with temp_dir("encoder-") as out:  # DONE follows, with the rows (write_rows)
-            save_encoder(encoder_of(outcome.model), load_tokenizer(encoder), out)  # no head
-            metrics = json.dumps({"dev": outcome.dev, "steps": outcome.steps})
-            (out / "metrics.json").write_text(metrics)
-            written_sha = file_sha(out / "model.safetensors")
-            store.upload_dir(out, store.artifact(spec))
-        dev = {"en": {**outcome.dev, **extra}}
+        dev = {"en": {**outcome.dev, **_difficulty(exp, task, outcome)}}
+        written_sha = _save_intermediate(outcome, encoder, store, spec)
         rows = _rows(spec, exp, task, dev, {}, outcome, written_sha, "dev", fit)
         return rows, _fits(spec, fits)
     # proves which encoder this trial read; the control reads none
     read_sha = "random" if scratch else file_sha(encoder / "model.safetensors")
     rows = _rows(spec, exp, task, outcome.test, outcome.majority, outcome, read_sha, "test", fit)
     return rows, _fits(spec, fits)
+
+
+def _fine_tune_of(exp: Experiment, task: Task, encoder: Path, **start: Any) -> FineTune:
+    """The study's fine-tuning of `task` from `encoder`; `start` sets what the model starts from
+    (random_init, init_model), blank_inputs or train (trainers.finetune.FineTune)."""
+    return FineTune(
+        task=task,
+        encoder=encoder,
+        config=exp.train_for(task.name),
+        max_length=exp.max_length_for(task.name),
+        cpu=exp.resources.gpu == 0,
+        max_malformed=exp.data.max_malformed,
+        **start,
+    )
+
+
+def _difficulty(exp: Experiment, task: Task, outcome: Outcome) -> dict[str, float]:
+    """An intermediate's difficulty measures beside its English dev score: `log2_prob`, the
+    model's half of V-information (the null trial records the other half)."""
+    if not (exp.difficulty.pvi and has_log_probs(task)):
+        return {}
+    return {"log2_prob": mean_log2_prob(task, outcome, exp.train.eval_batch_size)}
 
 
 def attempt_part(part: str, attempt: int) -> str | None:
@@ -226,57 +219,68 @@ def attempt_part(part: str, attempt: int) -> str | None:
 
 
 def _checked(
-    exp: Experiment,
     spec: TrialSpec,
+    exp: Experiment,
     store: ResultsStore,
     part: str,
-    task: Task,
-    data: dict,
+    run: FineTune,
+    data: TaskData,
     *,
-    encoder: Path,
-    random_init: bool,
-    init_model: Any,
     fits: list[dict[str, Any]],
     info: dict[str, Any],
-    train: bool = True,
-) -> Any:
+) -> Outcome:
     """One fine-tune, checked; under the `restart` policy a degenerate one is trained again with
     the next restart seed (each attempt its own resumable state: a kill mid-restart resumes it)."""
     from trainers.health import check_outcome, restart_seed
 
     policy = exp.health
     attempts = policy.restarts + 1 if policy.policy == "restart" else 1
-    every = exp.resources.state_upload_every_s
-    tally: dict[str, int] = info.setdefault("state_uploads", {})  # summed over the parts
     for attempt in range(attempts):
         seed = restart_seed(spec.seed, attempt)
         name = attempt_part(part, attempt)
-        state_spec = spec if name is None else part_of(spec, name)
-        # every attempt pushes its final state: a later restart may be killed
-        with TrainingState(state_spec, store, every, True, tally) as state:
+        with _training_state(
+            spec if name is None else part_of(spec, name), exp, store, info
+        ) as state:
             if state.resumed_from:
                 log.info("trial %s (%s) resumes from step %d", spec.label, name, state.resumed_from)
                 info["resumed_from_step"] = state.resumed_from
                 info["resumed_part"] = name or "main"
-            outcome = _train(
-                exp,
-                task,
-                data,
-                encoder,
-                state.path,
-                seed,
-                random_init,
-                init_model,
-                on_save=state.on_save,  # the uploader's hook on object stores (sweep.uploader)
-                train=train,
-            )
-        verdict, record = check_outcome(outcome, task, policy.alpha)
+            outcome = _train(run, data, seed=seed, state_dir=state.path, on_save=state.on_save)
+        verdict, record = check_outcome(outcome, run.task, policy.alpha)
         fits.append({**record, "part": part, "attempt": attempt, "restart_seed": seed})
         if verdict.healthy:
             break
         log.warning("trial %s (%s, attempt %d): %s", spec.label, part, attempt, verdict.reason)
     fits[-1]["kept"] = True
     return outcome
+
+
+def _training_state(
+    state_spec: TrialSpec, exp: Experiment, store: ResultsStore, info: dict[str, Any]
+) -> TrainingState:
+    """The resumable state folder of one fine-tune; every attempt pushes its final state (a
+    later restart may be killed). Uploads are tallied in `info`, summed over the parts."""
+    tally: dict[str, int] = info.setdefault("state_uploads", {})
+    return TrainingState(state_spec, store, exp.resources.state_upload_every_s, True, tally)
+
+
+def _train(
+    run: FineTune,
+    data: TaskData,
+    *,
+    seed: int,
+    state_dir: Path,
+    on_save: Callable[[Path, bool], None] | None = None,
+) -> Outcome:
+    """The fine-tune, resuming from `state_dir`; a saved state that cannot be loaded is
+    discarded and the training starts afresh (every retry would fail alike)."""
+    from trainers.loop import CorruptState
+
+    try:
+        return run.run(data, seed=seed, state_dir=state_dir, on_save=on_save)
+    except CorruptState as err:
+        discard_state(state_dir, err)
+        return run.run(data, seed=seed, state_dir=state_dir, on_save=on_save)
 
 
 def _fit_columns(spec: TrialSpec, fits: list[dict[str, Any]]) -> dict[str, Any]:
@@ -335,8 +339,21 @@ def _rows_of_nothing() -> pd.DataFrame:
     return pd.DataFrame(columns=list(ROW_COLUMNS)).astype(ROW_DTYPES)
 
 
+def _skip_reason(
+    spec: TrialSpec, exp: Experiment, store: ResultsStore, parent_kind: str
+) -> str | None:
+    """Why this trial must not train on its parent (None: it may): an unhealthy intermediate,
+    or a stage that was itself skipped."""
+    if parent_kind == "intermediate":
+        return _unhealthy_parent(spec, exp, store)
+    if parent_kind == "stage":
+        reason = _skipped_reason(store, store.artifact_of("stage", spec.parent or ""))
+        return None if reason is None else f"its stage was skipped ({reason})"
+    return None
+
+
 def _unhealthy_parent(spec: TrialSpec, exp: Experiment, store: ResultsStore) -> str | None:
-    """Why this target must not train on its intermediate's encoder (None: it may)."""
+    """Why this trial must not train on its intermediate's encoder (None: it may)."""
     if exp.health.policy != "restart":
         return None
     parent = spec.model_copy(update={"kind": "intermediate", "key": spec.parent})
@@ -346,45 +363,21 @@ def _unhealthy_parent(spec: TrialSpec, exp: Experiment, store: ResultsStore) -> 
     return f"intermediate {spec.intermediate} seed {spec.seed} is unhealthy (excluded)"
 
 
-def _train(
-    exp: Experiment,
-    task: Task,
-    data: dict,
-    encoder: Path,
-    state_dir: Path,
-    seed: int,
-    random_init: bool,
-    init_model: Any,
-    blank_inputs: bool = False,
-    on_save: Any = None,
-    train: bool = True,
-) -> Any:
-    from trainers.loop import CorruptState, train_and_evaluate
+def _skipped(spec: TrialSpec, store: ResultsStore, why: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """No rows, a fit that says why, and the reason beside DONE for `itx status` and for the
+    trials that continue from this one (a skipped stage skips its targets)."""
+    log.warning("trial %s skipped: %s", spec.label, why)
+    store.write_bytes(
+        f"{store.artifact(spec)}/{SKIPPED_FILE}", json.dumps({"reason": why}).encode()
+    )
+    return _rows_of_nothing(), _fits(spec, [_skipped_fit(why)])
 
-    def attempt() -> Any:
-        return train_and_evaluate(
-            task,
-            data,
-            encoder,
-            exp.train_for(task.name),
-            seed=seed,
-            max_length=exp.max_length_for(task.name),
-            state_dir=state_dir,
-            random_init=random_init,
-            cpu=exp.resources.gpu == 0,
-            progress_bar=False,  # inside Tune, its status table is the progress view
-            max_malformed=exp.data.max_malformed,
-            init_model=init_model,
-            blank_inputs=blank_inputs,
-            on_save=on_save,  # the uploader's hook on object stores (sweep.uploader)
-            train=train,
-        )
 
-    try:
-        return attempt()
-    except CorruptState as err:  # every retry would fail alike: discard it, train from the start
-        discard_state(state_dir, err)
-        return attempt()
+def _skipped_reason(store: ResultsStore, artifact: str) -> str | None:
+    path = f"{artifact}/{SKIPPED_FILE}"
+    if not store.exists(path):
+        return None
+    return str(json.loads(store.read_bytes(path)).get("reason") or "skipped")
 
 
 def part_of(spec: TrialSpec, part: str) -> TrialSpec:
@@ -402,26 +395,6 @@ def parts_of(spec: TrialSpec, exp: Experiment) -> list[TrialSpec]:
     return [part_of(spec, n) for n in names if n is not None]
 
 
-def _has_log_probs(task: Task) -> bool:
-    from trainers.heads import Format, get_format
-
-    return type(get_format(task.format)).gold_log2_probs is not Format.gold_log2_probs
-
-
-def _mean_log2_prob(exp: Experiment, task: Task, outcome: Any) -> float:
-    """Mean log2 probability of the gold English dev labels under the trained model (bits).
-
-    V-usable information is this minus the same mean under the null model (the `null` trial's
-    `null_log2_prob` row): a difference of two means, so each trial records its own and the
-    analysis subtracts (analysis.gains.difficulty_table)."""
-    from trainers.difficulty import model_log2_probs
-    from trainers.heads import get_format
-
-    fmt = get_format(task.format)
-    probs = model_log2_probs(fmt, task, outcome.model, outcome.dev_set, exp.train.eval_batch_size)
-    return float(np.mean(probs))
-
-
 def _null_model(
     spec: TrialSpec,
     exp: Experiment,
@@ -433,34 +406,20 @@ def _null_model(
     with blank inputs, from the pretrained encoder, as a trial beside the intermediate (its
     targets never wait for it). Rows: `null_log2_prob` of the English dev set, in bits.
 
-    Recorded in the fits but never restarted: it is meant to score at the majority baseline, so
-    only its loss says whether it trained."""
+    Recorded in the fits but never restarted (trainers.difficulty.judge_null_model)."""
     from trainers.health import check_outcome
 
     assert spec.parent is not None and spec.seed is not None and spec.intermediate
     encoder = hold.enter_context(store.local_copy(store.artifact_of("pretrain", spec.parent)))
-    task, data = load_data(exp, exp.task(spec.intermediate), spec.seed, ())
-    every = exp.resources.state_upload_every_s
-    tally: dict[str, int] = info.setdefault("state_uploads", {})
-    with TrainingState(spec, store, every, True, tally) as state:
+    task, data = load_data(exp, exp.task(spec.intermediate), spec.seed)
+    run = _fine_tune_of(exp, task, encoder, blank_inputs=True)
+    with _training_state(spec, exp, store, info) as state:
         info["resumed_from_step"] = state.resumed_from
-        null = _train(
-            exp,
-            task,
-            data,
-            encoder,
-            state.path,
-            spec.seed,
-            False,
-            None,
-            blank_inputs=True,
-            on_save=state.on_save,
-        )
+        null = _train(run, data, seed=spec.seed, state_dir=state.path, on_save=state.on_save)
     _, record = check_outcome(null, task, exp.health.alpha)
-    fell = record["loss_end"] < record["loss_start"]
-    record.update(healthy=fell, reason=None if fell else "null model: training loss did not fall")
+    record = judge_null_model(record)
     fits = [{**record, "part": "main", "attempt": 0, "restart_seed": spec.seed, "kept": True}]
-    dev = {"en": {"null_log2_prob": _mean_log2_prob(exp, task, null)}}
+    dev = {"en": {"null_log2_prob": mean_log2_prob(task, null, exp.train.eval_batch_size)}}
     sha = file_sha(encoder / "model.safetensors")  # the pretrained encoder it started from
     rows = _rows(spec, exp, task, dev, {}, null, sha, "dev", _fit_columns(spec, fits))
     return rows.assign(primary=False), _fits(spec, fits)
@@ -488,26 +447,33 @@ def _save_stage(outcome: Any, encoder: Path, store: ResultsStore, spec: TrialSpe
         store.upload_dir(out, store.artifact(spec))
 
 
-EMBEDDING_TEXTS = 256  # inputs averaged into a task embedding (TextEmb)
+def _save_intermediate(
+    outcome: Outcome, encoder: Path, store: ResultsStore, spec: TrialSpec
+) -> str:
+    """The fine-tuned encoder without its head, and its English dev score and steps; returns
+    the sha of the weights written. DONE follows, with the rows (write_rows)."""
+    from trainers.encoder import load_tokenizer, save_encoder
+    from trainers.heads import encoder_of
+
+    with temp_dir("encoder-") as out:
+        save_encoder(encoder_of(outcome.model), load_tokenizer(encoder), out)  # no head
+        metrics = json.dumps({"dev": outcome.dev, "steps": outcome.steps})
+        (out / "metrics.json").write_text(metrics)
+        written_sha = file_sha(out / "model.safetensors")
+        store.upload_dir(out, store.artifact(spec))
+    return written_sha
 
 
 def _write_task_embedding(
-    store: ResultsStore, exp: Experiment, task: Task, data: dict, encoder: Path
+    store: ResultsStore, exp: Experiment, task: Task, data: TaskData, encoder: Path
 ) -> None:
     """The task's TextEmb under the pretrained encoder, once per task (rewrites are equal)."""
-    from trainers.difficulty import text_embedding
-    from trainers.heads.base import text_of
-
     path = f"task_embeddings/{task.name}.json"
     if store.exists(store.path(path)):  # store_path: a task name cannot leave the run folder
         return
-    examples = data.get("train", {}).get("en") or next(iter(data.get("test", {}).values()), [])
-    texts = [text_of(e) for e in examples[:EMBEDDING_TEXTS]]
-    texts = [t for t in texts if t.strip()]
-    if not texts:
-        return
-    vector = text_embedding(encoder, texts, exp.model.max_length)
-    store.write_json(path, {"task": task.name, "n_texts": len(texts), "vector": vector.tolist()})
+    embedding = task_embedding(task, data, encoder, exp.model.max_length)
+    if embedding is not None:
+        store.write_json(path, embedding)
 
 
 def _rows(

@@ -507,7 +507,8 @@ def test_a_corrupt_training_state_is_discarded_and_training_restarts(
     task = exp.task("nli")
     data = task_data(World(exp.world), task, SplitSizes(32, 16, 16), ("en", "ov80"))
     state = tmp_path / "state-dir"
-    trial._train(exp, task, data, tiny_encoder, state, 0, False, None)
+    run = trial._fine_tune_of(exp, task, tiny_encoder)
+    trial._train(run, data, seed=0, state_dir=state)
     assert (state / "state" / "model.safetensors").exists()
     marker = tmp_path / "unpickled"
     if damage == "malicious pickle":
@@ -520,7 +521,7 @@ def test_a_corrupt_training_state_is_discarded_and_training_restarts(
         (state / "state" / "progress.json").write_text("{not json")
     discarded = trial.DISCARDED_STATES[0]
     with caplog.at_level(logging.WARNING):
-        outcome = trial._train(exp, task, data, tiny_encoder, state, 0, False, None)
+        outcome = trial._train(run, data, seed=0, state_dir=state)
     assert trial.DISCARDED_STATES[0] == discarded + 1
     assert "discarded, training from the start" in caplog.text
     assert "weights_only=False" not in caplog.text  # never suggested

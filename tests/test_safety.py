@@ -28,7 +28,8 @@ def test_training_state_and_encoders_are_safetensors(tmp_path, tiny_encoder):
     encoder = tiny_encoder
     task = get_task("pos")
     data = task_data(World(world), task, SplitSizes(32, 16, 16), ("en",))
-    train_and_evaluate(task, data, encoder, TrainConfig(epochs=1, batch_size=16), 0, 48, tmp_path)
+    config = TrainConfig(epochs=1, batch_size=16)
+    train_and_evaluate(task, data, encoder, config, seed=0, max_length=48, state_dir=tmp_path)
     assert (tmp_path / "state" / "model.safetensors").exists()
     assert (tmp_path / "best.safetensors").exists()
     assert not list(tmp_path.rglob("*.bin")) or all(

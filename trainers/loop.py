@@ -8,6 +8,7 @@ and the RNG states are part of the saved state).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -23,7 +24,7 @@ import torch
 
 from trainers import heads, metrics, preempt, quality
 from trainers.settings import TrainConfig
-from trainers.tasks import Example, Task
+from trainers.tasks import Example, Task, TaskData
 
 LOSS_START_STEPS = 10  # steps averaged into the loss at the start (one batch is too noisy)
 
@@ -112,9 +113,10 @@ class LengthGroupedBatches(torch.utils.data.Sampler):
 
 def train_and_evaluate(
     task: Task,
-    data: dict[str, dict],
+    data: TaskData,
     encoder_dir: Path,
     config: TrainConfig,
+    *,
     seed: int,
     max_length: int,
     state_dir: Path | None = None,
@@ -155,7 +157,7 @@ def train_and_evaluate(
     fmt = heads.get_format(task.format)
     data, data_issues = quality.clean(task, data, max_malformed)  # before any model is built
     if blank_inputs:
-        data = {**data, "train": _blank(fmt, data["train"]), "dev": _blank(fmt, data["dev"])}
+        data = dataclasses.replace(data, train=_blank(fmt, data.train), dev=_blank(fmt, data.dev))
     set_seed(seed)
     if config.deterministic:  # read at cuBLAS's first call: before any GPU work of the process
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -169,7 +171,7 @@ def train_and_evaluate(
     )
     tokenizer = load_tokenizer(encoder_dir)
     model = _initial_model(fmt, task, encoder_dir, random_init, init_model, config.pooling)
-    pools = data.get("pools", {})
+    pools = data.pools
     if not fmt.trainable or not train:
         model = accelerator.prepare(model)
         outcome = Outcome(dev={}, best_epoch=-1, steps=0, seconds=0.0, data_issues=data_issues)
@@ -178,7 +180,7 @@ def train_and_evaluate(
         outcome.seconds = time.perf_counter() - started
         return outcome
     collate = fmt.collator(task, tokenizer)
-    train = fmt.train_features(task, tokenizer, data["train"]["en"], max_length)
+    train = fmt.train_features(task, tokenizer, data.train["en"], max_length)
     sampler = LengthGroupedBatches(
         [fmt.length(r) for r in train],
         config.batch_size,
@@ -219,9 +221,7 @@ def train_and_evaluate(
         raise CorruptState(
             f"training state in {state_dir} is unusable: {type(err).__name__}"
         ) from err
-    dev_sets = {
-        "en": fmt.eval_set(task, tokenizer, data["dev"]["en"], max_length, pools.get("dev"))
-    }
+    dev_sets = {"en": fmt.eval_set(task, tokenizer, data.dev["en"], max_length, pools.get("dev"))}
 
     bar = tqdm(
         total=len(loader) * config.epochs,  # micro-batches
@@ -305,13 +305,13 @@ def train_and_evaluate(
         seconds=0.0,
         data_issues=data_issues,
         n_dev=len(dev_sets["en"]),
-        n_train=len(data["train"]["en"]),
+        n_train=len(data.train["en"]),
         dev_set=dev_sets["en"],
         dev_curve=list(progress.dev_curve),
         loss_start=progress.loss_start,
         loss_end=progress.epoch_losses[-1] if progress.epoch_losses else math.nan,
     )
-    pairs = fmt.majority(task, data["train"]["en"], dev_sets["en"])
+    pairs = fmt.majority(task, data.train["en"], dev_sets["en"])
     if pairs is not None:
         outcome.dev_majority = metrics.score(task.metric_family, *pairs, language="en")
     _evaluate_test(task, fmt, data, tokenizer, model, config, max_length, accelerator, outcome)
@@ -350,7 +350,7 @@ def _blank(fmt: heads.Format, split: dict[str, list[Example]]) -> dict[str, list
 def _evaluate_test(
     task: Task,
     fmt: heads.Format,
-    data: dict,
+    data: TaskData,
     tokenizer: Any,
     model: Any,
     config: TrainConfig,
@@ -359,16 +359,16 @@ def _evaluate_test(
     outcome: Outcome,
 ) -> None:
     """Zero-shot scores of every test language, and the majority baseline where one exists."""
-    if not data.get("test"):
+    if not data.test:
         return
-    pool = data.get("pools", {}).get("test")
+    pool = data.pools.get("test")
     test_sets = {
         lang: fmt.eval_set(task, tokenizer, examples, max_length, pool)
-        for lang, examples in data["test"].items()
+        for lang, examples in data.test.items()
     }
     outcome.test = evaluate_languages(task, model, test_sets, config.eval_batch_size, accelerator)
     outcome.n_test = {lang: len(rows) for lang, rows in test_sets.items()}
-    train = data.get("train", {}).get("en")
+    train = data.train.get("en")
     for lang, eval_set in test_sets.items():
         pairs = fmt.majority(task, train, eval_set) if train else None
         if pairs is not None:

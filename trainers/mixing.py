@@ -1,13 +1,67 @@
-"""Multi-task intermediate data: one training set sampled from several tasks of one head.
+"""Mixtures, in one place: a multi-task intermediate that trains one head on examples sampled
+from several registered tasks of that head (config `mixtures: {name: {tasks, temperature}}`).
 
-Rates follow the multi-task literature (e.g. T5, XTREME's multi-task baselines): task i is drawn
-with probability proportional to n_i ** (1 / T). T = 1 is proportional (examples-proportional
-mixing); a large T approaches uniform over tasks, so small tasks are not drowned.
+Here are the config entry (`Mixture`), its checks, the mixture as a task, the registered tasks
+a name stands for (`members_of`) and the sampling. Rates follow the multi-task literature (e.g.
+T5, XTREME's multi-task baselines): task i is drawn with probability proportional to
+n_i ** (1 / T). T = 1 is proportional (examples-proportional mixing); a large T approaches
+uniform over tasks, so small tasks are not drowned.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping, Sequence
+
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from trainers.tasks import TASKS, Task, TaskData
+
+
+class Mixture(BaseModel):
+    """A multi-task intermediate: its tasks share one head; examples are sampled per task
+    proportionally to size (temperature 1) or with rates ~ size**(1/temperature)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tasks: tuple[str, ...] = Field(min_length=2)
+    temperature: float = Field(1.0, ge=1, le=100)  # 1: proportional; large: uniform over tasks
+
+
+def members_of(name: str, mixtures: Mapping[str, Mixture]) -> tuple[str, ...]:
+    """The registered tasks a training of `name` reads: a mixture's members, or `name` itself."""
+    return mixtures[name].tasks if name in mixtures else (name,)
+
+
+def check_mixture(name: str, members: Sequence[Task]) -> None:
+    """A mixture's name must be free and its tasks must share one head (format and labels)."""
+    if name in TASKS:
+        raise ValueError(f"mixtures: {name!r} is a registered task; pick another name")
+    if len({(m.format, m.labels) for m in members}) > 1:
+        raise ValueError(
+            f"mixtures.{name}: tasks {', '.join(m.name for m in members)} differ in format or "
+            "labels; a mixture trains one head, so its tasks must share both"
+        )
+
+
+def mixture_task(name: str, members: Sequence[Task]) -> Task:
+    """The mixture as a task: its first member's head and metric, every member's training sets
+    (the confound flag), no source or generator of its own (its data is its members')."""
+    train_data = tuple(sorted({d for m in members for d in m.train_data}))
+    return dataclasses.replace(
+        members[0], name=name, source="", synthetic="", train_data=train_data, noise=0.0
+    )
+
+
+def mixed_data(
+    parts: Mapping[str, TaskData], total: int | None, temperature: float, seed: int
+) -> TaskData:
+    """A mixture's data from its members': `total` English training examples sampled by the
+    tempered rates (`mix`), every member's English dev set (in name order), no test split."""
+    train = mix({n: d.train["en"] for n, d in parts.items()}, total, temperature, seed)
+    dev = [e for name in sorted(parts) for e in parts[name].dev["en"]]
+    return TaskData(train={"en": train}, dev={"en": dev})
 
 
 def mixture_counts(sizes: dict[str, int], total: int, temperature: float) -> dict[str, int]:

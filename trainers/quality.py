@@ -7,11 +7,10 @@ reason, returned with the outcome, and written beside the trial's results.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 
-from trainers.tasks import Task
-
-SPLITS = ("train", "dev", "test")  # what is checked; retrieval pools are candidates, not examples
+from trainers.tasks import SPLITS, Task, TaskData
 
 
 class DataError(ValueError):
@@ -19,22 +18,21 @@ class DataError(ValueError):
 
 
 def clean(
-    task: Task, data: dict[str, dict], max_fraction: float
-) -> tuple[dict[str, dict], dict[str, dict[str, int]]]:
+    task: Task, data: TaskData, max_fraction: float
+) -> tuple[TaskData, dict[str, dict[str, int]]]:
     """Drop malformed examples; return the clean data and {"split/lang": {reason: count}}.
 
+    Retrieval pools are candidates, not examples: they are kept as they are.
     Raises DataError when more than `max_fraction` of any split/language is malformed.
     """
     from trainers.heads import get_format
 
     check = get_format(task.format).check
-    kept: dict[str, dict] = {k: v for k, v in data.items() if k not in SPLITS}
+    kept: dict[str, dict[str, list]] = {}
     report: dict[str, dict[str, int]] = {}
-    for split, by_lang in data.items():
-        if split not in SPLITS:
-            continue
+    for split in SPLITS:
         kept[split] = {}
-        for lang, examples in by_lang.items():
+        for lang, examples in data.split(split).items():
             reasons = Counter()
             good = []
             for example in examples:
@@ -53,4 +51,4 @@ def clean(
                         f"{task.name} {split}/{lang}: {bad} of {len(examples)} examples malformed "
                         f"({detail}); allowed at most {max_fraction:.1%} (data.max_malformed)"
                     )
-    return kept, report
+    return dataclasses.replace(data, **kept), report

@@ -32,7 +32,7 @@ import yaml
 from trainers import ud
 from trainers.real_files import LOCAL_BUILDERS, load_local
 from trainers.source_config import as_dicts
-from trainers.tasks import Example, Task, get_task
+from trainers.tasks import Example, Task, TaskData, get_task
 
 log = logging.getLogger(__name__)
 
@@ -397,10 +397,10 @@ def load_task_data(
     overrides: dict | None = None,
     dev_size: int | None = None,
     test_size: int | None = None,
-) -> tuple[Task, dict]:
-    """(task, {split: {lang: examples}}) from the task's real source, shaped like
-    `trainers.synthetic.task_data`: English train and dev, each evaluated language's test, and
-    {"pools": {split: [{"id", "text"}]}} for dual-encoder retrieval.
+) -> tuple[Task, TaskData]:
+    """The task and its data from the task's real source, as `trainers.synthetic.task_data`
+    gives them: English train and dev, each evaluated language's test, and the dev and test
+    pools (`[{"id", "text"}]`) for dual-encoder retrieval.
 
     `train_size` draws exactly that many distinct English training examples with
     `numpy.random.default_rng(seed)` (size-matched intermediates); fewer available is an error.
@@ -414,7 +414,7 @@ def load_task_data(
             raise ValueError(f"task {task.name!r}: {what} must be at least 1 (got {size})")
     source = Source(task, overrides)
     pools: dict[str, dict[str, str]] = {"dev": {}, "test": {}}
-    data: dict[str, dict] = {"train": {"en": []}, "dev": {"en": []}, "test": {}}
+    data: dict[str, dict[str, list[Example]]] = {"train": {"en": []}, "dev": {"en": []}, "test": {}}
 
     train_splits = _open(task, source.specs("train", "en"), {})
     if train_splits and train_size is not None:
@@ -440,12 +440,13 @@ def load_task_data(
             for example in examples:
                 for key in [k for k in example if k.startswith("_")]:
                     del example[key]  # converter bookkeeping (parallel ids)
+    candidates = {}
     if task.format == "dual_encoder":
-        data["pools"] = {
+        candidates = {
             split: [{"id": i, "text": text} for i, text in pool.items()]
             for split, pool in pools.items()
         }
-    return task, data
+    return task, TaskData(**data, pools=candidates)
 
 
 def _require(task: Task, source: Source, role: str, lang: str, examples: list[Example]) -> None:

@@ -17,7 +17,7 @@ from typing import Protocol
 
 import numpy as np
 
-from trainers.tasks import Example, SplitSizes, Task
+from trainers.tasks import Example, SplitSizes, Task, TaskData
 from trainers.world import CATEGORIES, TAGS, Clause, World, _stable_int
 
 MARK = "?"  # the one non-lexical token: a question's marker or the slot it asks for
@@ -481,31 +481,28 @@ def synthetic_split(world: World, task: Task, split: str, lang: str, n: int) -> 
     return examples
 
 
-def task_data(
-    world: World, task: Task, sizes: SplitSizes, languages: tuple[str, ...]
-) -> dict[str, dict]:
-    """{split: {lang: examples}}: English train and dev; each evaluated language's test; and
-    {"pools": {split: pool}} for retrieval generators that have a candidate pool, where each
-    query's gold ids are narrowed to those in its split's pool."""
-    data: dict[str, dict] = {
-        "train": {"en": synthetic_split(world, task, "train", "en", sizes.train)},
-        "dev": {"en": synthetic_split(world, task, "dev", "en", sizes.dev)},
-        "test": {},
-    }
+def task_data(world: World, task: Task, sizes: SplitSizes, languages: tuple[str, ...]) -> TaskData:
+    """English train and dev; each evaluated language's test; and the dev and test pools of
+    retrieval generators that have a candidate pool, where each query's gold ids are narrowed
+    to those in its split's pool."""
+    train = {"en": synthetic_split(world, task, "train", "en", sizes.train)}
+    dev = {"en": synthetic_split(world, task, "dev", "en", sizes.dev)}
+    test = {}
     if task.role == "target":
-        data["test"] = {
+        test = {
             lang: synthetic_split(world, task, "test", lang, sizes.test)
             for lang in task.evaluates(languages)
         }
+    pools = {}
     if task.synthetic in POOLS:
         pool_of = POOLS[task.synthetic]
-        data["pools"] = {
+        pools = {
             split: pool_of(world, task, split, languages, n)
             for split, n in (("dev", sizes.dev), ("test", sizes.test))
         }
-        for split in ("dev", "test"):
-            ids = {c["id"] for c in data["pools"][split]}
-            for examples in data[split].values():
+        for split, by_lang in (("dev", dev), ("test", test)):
+            ids = {c["id"] for c in pools[split]}
+            for examples in by_lang.values():
                 for example in examples:
                     example["gold"] = [g for g in example["gold"] if g in ids]
-    return data
+    return TaskData(train=train, dev=dev, test=test, pools=pools)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from trainers.world import CATEGORIES, TAGS
@@ -418,3 +418,29 @@ class SplitSizes:
     train: int
     dev: int
     test: int
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """One trial's examples of a task, split -> language -> examples.
+
+    Zero-shot: `train` and `dev` hold English only (`{"en": [...]}`); `test` one list per
+    evaluated language (empty for intermediates and stages). `pools` holds the retrieval
+    candidates of the dev and test splits (`{split: [{"id", "text"}]}`) for formats that rank a
+    pool, and is empty otherwise. Frozen: cleaning (`trainers.quality`) and blanking (the
+    V-information null model) make a new one.
+    """
+
+    train: dict[str, list[Example]]
+    dev: dict[str, list[Example]]
+    test: dict[str, list[Example]] = field(default_factory=dict)
+    pools: dict[str, list[Example]] = field(default_factory=dict)
+
+    def split(self, name: str) -> dict[str, list[Example]]:
+        """The examples of split `name` ("train", "dev" or "test") by language."""
+        if name not in SPLITS:
+            raise ValueError(f"unknown split {name!r}; allowed: {', '.join(SPLITS)}")
+        return getattr(self, name)
+
+
+SPLITS = ("train", "dev", "test")  # the splits of examples; retrieval pools are candidates

@@ -40,7 +40,7 @@ def test_task_trains_and_scores_with_its_official_metrics(name, world, tiny_enco
     fmt = get_format(task.format)
     trains = fmt.trainable
     if trains:  # one epoch of batches of 8 features (QA: one feature per context window)
-        features = fmt.train_features(task, load_tokenizer(tiny_encoder), data["train"]["en"], 48)
+        features = fmt.train_features(task, load_tokenizer(tiny_encoder), data.train["en"], 48)
         assert outcome.steps == math.ceil(len(features) / 8) >= 2
     else:
         assert outcome.steps == 0
@@ -57,7 +57,7 @@ def test_task_trains_and_scores_with_its_official_metrics(name, world, tiny_enco
 
 def test_tatoeba_has_no_english_test_set(world):
     data = task_data(world, get_task("tatoeba"), SplitSizes(16, 8, 8), LANGUAGES)
-    assert set(data["test"]) == {"ov80", "fake"}
+    assert set(data.test) == {"ov80", "fake"}
 
 
 def test_an_earlier_stage_hands_its_whole_model_on_within_a_format(world, tiny_encoder):
@@ -130,7 +130,7 @@ def test_shared_training_data_flags_the_squad_confound():
 
 def test_synthetic_tasks_share_training_data_exactly_when_they_declare_it(world):
     def split(name, which):
-        return task_data(world, get_task(name), SplitSizes(8, 8, 8), ("en",))[which]["en"]
+        return task_data(world, get_task(name), SplitSizes(8, 8, 8), ("en",)).split(which)["en"]
 
     assert split("xquad", "train") == split("mlqa", "train") == split("squad", "train")  # SQuAD
     assert split("xquad", "train") != split("tydiqa", "train")  # TyDiQA trains on its own

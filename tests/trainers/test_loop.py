@@ -59,8 +59,8 @@ def test_first_subword_labels(encoder, pos_data):
 
     tok = load_tokenizer(encoder)
     task = get_task("pos")
-    rows = get_format(task.format).train_features(task, tok, pos_data["test"]["en"][:5], 48)
-    for row, example in zip(rows, pos_data["test"]["en"][:5], strict=True):
+    rows = get_format(task.format).train_features(task, tok, pos_data.test["en"][:5], 48)
+    for row, example in zip(rows, pos_data.test["en"][:5], strict=True):
         labelled = [x for x in row["labels"] if x != -100]
         assert labelled == example["tags"]  # one label per word, on its first subword
 
@@ -149,7 +149,8 @@ def test_golden_numbers_of_the_tiny_encoder_seed_0(encoder):
       trainers.settings import TrainConfig as T; from trainers.synthetic import task_data; from
       trainers.tasks import SplitSizes, get_task; from trainers.world import World; w, m, p = s();
       k = get_task('pos'); o = t(k, task_data(World(w), k, SplitSizes(64, 32, 32), ('en',
-      'ov80')), c(w, m, p), T(epochs=3, batch_size=16, lr=1e-3), 0, 48, progress_bar=False,
+      'ov80')), c(w, m, p), T(epochs=3, batch_size=16, lr=1e-3), seed=0, max_length=48,
+      progress_bar=False,
       on_epoch=lambda e: print(e.epoch, e.loss, e.dev)); print(o.steps, o.best_epoch, o.dev)"
     which printed: epoch losses 1.7519433, 1.6613431, 1.6116909 (2 threads: ...6116908); 12
     steps, best epoch 2 (0-based), English dev chunk F1 0.3717277 (71/191 chunks), token

@@ -4,7 +4,7 @@ import pytest
 
 from tests.conftest import COUNTS
 from trainers.quality import DataError, clean
-from trainers.tasks import get_task
+from trainers.tasks import TaskData, get_task
 
 NLI = get_task("nli")
 POS = get_task("pos")
@@ -23,12 +23,13 @@ def test_each_kind_of_bad_example_is_counted_by_reason():
         {"text": "p", "text_pair": "h", "label": "1"},
     ]
     COUNTS["malformed examples tried"] += len(bad)
-    data = {
-        "train": {"en": [good_pair(i) for i in range(95)] + bad},
-        "test": {"de": [good_pair(0)]},
-    }
+    data = TaskData(
+        train={"en": [good_pair(i) for i in range(95)] + bad},
+        dev={},
+        test={"de": [good_pair(0)]},
+    )
     kept, report = clean(NLI, data, max_fraction=0.1)
-    assert len(kept["train"]["en"]) == 95 and kept["test"]["de"] == data["test"]["de"]
+    assert len(kept.train["en"]) == 95 and kept.test["de"] == data.test["de"]
     assert report == {
         "train/en": {
             "empty text": 1,
@@ -48,8 +49,8 @@ def test_tagging_problems():
         {"words": ["a", "b"], "tags": [0, 5]},
     ]
     COUNTS["malformed examples tried"] += 4
-    kept, report = clean(POS, {"dev": {"en": sentences}}, max_fraction=0.9)
-    assert kept["dev"]["en"] == [sentences[-1]]
+    kept, report = clean(POS, TaskData(train={}, dev={"en": sentences}), max_fraction=0.9)
+    assert kept.dev["en"] == [sentences[-1]]
     assert report["dev/en"] == {
         "empty sentence": 1,
         "empty word": 1,
@@ -59,7 +60,9 @@ def test_tagging_problems():
 
 
 def test_above_the_threshold_is_fatal_with_one_line():
-    data = {"train": {"en": [good_pair(i) for i in range(9)] + [{"text": "", "label": 0}]}}
+    data = TaskData(
+        train={"en": [good_pair(i) for i in range(9)] + [{"text": "", "label": 0}]}, dev={}
+    )
     with pytest.raises(DataError) as info:
         clean(NLI, data, max_fraction=0.05)
     assert str(info.value) == (
@@ -67,4 +70,4 @@ def test_above_the_threshold_is_fatal_with_one_line():
         "allowed at most 5.0% (data.max_malformed)"
     )
     kept, _ = clean(NLI, data, max_fraction=0.1)  # 10% is allowed: dropped and counted
-    assert len(kept["train"]["en"]) == 9
+    assert len(kept.train["en"]) == 9

@@ -74,18 +74,18 @@ def test_the_hub_strip_moves_answers_off_their_offset_in_the_excerpt():
 @pytest.mark.parametrize("form", ["hub", "original"])
 def test_every_xquad_answer_sits_at_its_offset_after_loading(load, form):
     _, data = load(form, "xquad", XQUAD_LANGS)
-    assert sorted(data["test"]) == sorted(XQUAD_LANGS)
-    for lang, examples in data["test"].items():
+    assert sorted(data.test) == sorted(XQUAD_LANGS)
+    for lang, examples in data.test.items():
         assert len(examples) == 53, lang
         assert all(all(at_offset(e)) for e in examples), lang
-    assert len(data["train"]["en"]) == 53  # English XQuAD stands in for SQuAD
+    assert len(data.train["en"]) == 53  # English XQuAD stands in for SQuAD
 
 
 def test_both_forms_give_the_same_answers_up_to_the_strip(load):
     _, hub = load("hub", "xquad", XQUAD_LANGS)
     _, original = load("original", "xquad", XQUAD_LANGS)
     for lang in XQUAD_LANGS:
-        for h, o in zip(hub["test"][lang], original["test"][lang], strict=True):
+        for h, o in zip(hub.test[lang], original.test[lang], strict=True):
             assert h["id"] == o["id"]
             assert h["answers"]["text"] == [t.strip() for t in o["answers"]["text"]]
             # the original context may carry leading whitespace the hub's lost
@@ -110,7 +110,7 @@ def test_refind_takes_the_nearest_occurrence_and_leaves_a_missing_answer():
 
 def test_lareqa_pool_from_the_files_equals_their_sentence_breaks(load):
     _, data = load("original", "lareqa", LAREQA_LANGS)
-    pool = {p["id"]: p["text"] for p in data["pools"]["test"]}
+    pool = {p["id"]: p["text"] for p in data.pools["test"]}
     for lang in LAREQA_LANGS:
         file = json.loads((REAL / "xquad_r" / f"{lang}.json").read_text(encoding="utf-8"))
         paragraphs = [p for a in file["data"] for p in a["paragraphs"]]
@@ -124,8 +124,8 @@ def test_lareqa_pool_from_the_files_equals_their_sentence_breaks(load):
 
 def test_lareqa_gold_is_the_sentence_holding_the_answer_in_every_language(load):
     _, data = load("original", "lareqa", LAREQA_LANGS)
-    pool = {p["id"]: p["text"] for p in data["pools"]["test"]}
-    first = data["test"]["en"][0]  # "How many points did the Panthers defense surrender?"
+    pool = {p["id"]: p["text"] for p in data.pools["test"]}
+    first = data.test["en"][0]  # "How many points did the Panthers defense surrender?"
     assert len(first["gold"]) == 3  # parallel gold: its sentence in en, hi and th
     assert "308" in pool[next(g for g in first["gold"] if g.startswith("en:"))]
     assert "308" in pool[next(g for g in first["gold"] if g.startswith("hi:"))]
@@ -135,7 +135,7 @@ def test_lareqa_hub_rows_fall_back_to_a_splitter_that_knows_the_danda(load):
     # the hub's xquad_r has no breaks: Hindi splits at the danda as the data set does (26 of
     # 26); Thai is cut by length: 26 sentences where the data set has 27, few of them its own
     _, data = load("hub", "lareqa", LAREQA_LANGS)
-    counts = Counter(p["id"].split(":")[0] for p in data["pools"]["test"])
+    counts = Counter(p["id"].split(":")[0] for p in data.pools["test"])
     assert counts == {"en": 26, "hi": 26, "th": 26}
     text = "यह पहला वाक्य है। यह दूसरा है। Third one. 第四。第五！"
     assert [text[s:e] for s, e in sentence_spans(text)] == [
@@ -149,11 +149,11 @@ def test_lareqa_hub_rows_fall_back_to_a_splitter_that_knows_the_danda(load):
 @pytest.mark.parametrize("form", ["hub", "original"])
 def test_xcopa_questions_agree_across_languages_after_loading(load, form):
     _, data = load(form, "xcopa", XCOPA_LANGS)
-    reference = [e["question"] for e in data["test"]["et"]]
+    reference = [e["question"] for e in data.test["et"]]
     assert len(reference) == 13
     for lang in XCOPA_LANGS:
-        assert [e["question"] for e in data["test"][lang]] == reference, lang
-        assert {e["question"] for e in data["test"][lang]} <= set(COPA_QUESTIONS.values())
+        assert [e["question"] for e in data.test[lang]] == reference, lang
+        assert {e["question"] for e in data.test[lang]} <= set(COPA_QUESTIONS.values())
 
 
 def test_the_files_question_field_is_wrong_where_the_loader_corrects_it():
@@ -177,8 +177,8 @@ def test_the_files_question_field_is_wrong_where_the_loader_corrects_it():
 @pytest.mark.parametrize("form", ["hub", "original"])
 def test_tatoeba_sentences_carry_no_newline(load, form):
     _, data = load(form, "tatoeba", tuple(TATOEBA))
-    assert sorted(data["test"]) == sorted(TATOEBA)
-    for lang, pairs in data["test"].items():
+    assert sorted(data.test) == sorted(TATOEBA)
+    for lang, pairs in data.test.items():
         assert len(pairs) == 12, lang
         for pair in pairs:
             assert pair["source"] == pair["source"].strip() and pair["source"]
@@ -188,7 +188,7 @@ def test_tatoeba_sentences_carry_no_newline(load, form):
 def test_tatoeba_hub_and_original_agree(load):
     _, hub = load("hub", "tatoeba", tuple(TATOEBA))
     _, original = load("original", "tatoeba", tuple(TATOEBA))
-    assert hub["test"] == original["test"]
+    assert hub.test == original.test
 
 
 # ---- UD-POS: official treebanks and multiword tokens ----------------------------------------
@@ -206,7 +206,7 @@ def test_the_hub_chinese_test_set_mixes_in_classical_chinese():
 @pytest.mark.parametrize("form", ["hub", "original"])
 def test_udpos_test_sets(load, form):
     _, data = load(form, "udpos", ("en", "zh", "es"))
-    sizes = {lang: len(examples) for lang, examples in data["test"].items()}
+    sizes = {lang: len(examples) for lang, examples in data.test.items()}
     # official: zh from zh_* files only; the hub adds lzh_kyoto's 15 sentences
     assert sizes == {"en": 20, "zh": 12 if form == "original" else 27, "es": 12}
 

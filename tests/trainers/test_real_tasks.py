@@ -33,7 +33,7 @@ def test_real_task_loads_trains_one_step_and_scores(name, overrides, tiny_encode
     family = METRICS[task.metric_family]
     if get_format(task.format).trainable:
         assert outcome.steps >= 1 and set(outcome.dev) == set(family)
-        assert outcome.n_dev == len(data["dev"]["en"])
+        assert outcome.n_dev == len(data.dev["en"])
     if task.role == "target":
         expected = [lang for lang in REQUESTED[name] if lang in task.languages]
         assert sorted(outcome.test) == sorted(expected) and expected
@@ -66,14 +66,14 @@ def test_every_intermediate_of_a_sweep_sees_the_same_n_distinct_examples(overrid
     seen = {}
     for name in intermediates:
         _, data = load_data(exp, exp.task(name), 0, ())
-        train = data["train"]["en"]
+        train = data.train["en"]
         seen[name] = len({repr(sorted(e.items())) for e in train})
         assert len(train) == 2
     assert set(seen.values()) == {2}, seen
     assert len(seen) == 13
-    first = load_data(exp, exp.task("anli_plus"), 0, ())[1]["train"]["en"]
-    again = load_data(exp, exp.task("anli_plus"), 0, ())[1]["train"]["en"]
-    other = load_data(exp, exp.task("anli_plus"), 1, ())[1]["train"]["en"]
+    first = load_data(exp, exp.task("anli_plus"), 0, ())[1].train["en"]
+    again = load_data(exp, exp.task("anli_plus"), 0, ())[1].train["en"]
+    other = load_data(exp, exp.task("anli_plus"), 1, ())[1].train["en"]
     assert first == again and first != other  # fixed by seed, and the seed matters
 
 
@@ -91,15 +91,15 @@ def test_a_mixture_samples_its_members_into_one_training_set(overrides):
         }
     )
     task, data = load_data(exp, exp.task("nli_mix"), 0, ())
-    mnli = load_data(exp, exp.task("mnli"), 0, ())[1]["train"]["en"]
-    train = data["train"]["en"]
+    mnli = load_data(exp, exp.task("mnli"), 0, ())[1].train["en"]
+    train = data.train["en"]
     assert task.name == "nli_mix" and len(train) == 4
     assert len({repr(sorted(e.items())) for e in train}) == 4
     # each member gives its size-matched N (4); equal sizes at temperature 1 draw 2 from each
     # (ANLI+ contains MNLI rows too, so at least 2 are MNLI's)
     assert sum(1 for e in train if e in mnli) >= 2
-    assert len(data["dev"]["en"]) == sum(
-        len(load_data(exp, exp.task(n), 0, ())[1]["dev"]["en"]) for n in ("mnli", "anli_plus")
+    assert len(data.dev["en"]) == sum(
+        len(load_data(exp, exp.task(n), 0, ())[1].dev["en"]) for n in ("mnli", "anli_plus")
     )
 
 

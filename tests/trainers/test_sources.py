@@ -192,26 +192,26 @@ def shape_problem(task, example: dict) -> str | None:
 @pytest.mark.parametrize("name", SOURCED)
 def test_layout_and_shapes(name, loaded):
     task, data = loaded(name)
-    assert data["train"].keys() == {"en"} and data["dev"].keys() == {"en"}  # English only
+    assert data.train.keys() == {"en"} and data.dev.keys() == {"en"}  # English only
     if task.format != "sentence_retrieval":
-        assert data["train"]["en"] and data["dev"]["en"]
+        assert data.train["en"] and data.dev["en"]
     expected = [lang for lang in REQUESTED.get(name, ()) if lang in task.languages]
-    assert list(data["test"]) == (expected if task.role == "target" else [])
+    assert list(data.test) == (expected if task.role == "target" else [])
     fmt = get_format(task.format)
     for split in ("train", "dev", "test"):
-        for examples in data[split].values():
+        for examples in data.split(split).values():
             for example in examples:
                 assert shape_problem(task, example) is None
                 assert fmt.check(task, example) is None, (name, example)
     if task.format == "dual_encoder":
-        assert set(data["pools"]) == {"dev", "test"}
+        assert set(data.pools) == {"dev", "test"}
         for split in ("dev", "test"):
-            ids = {item["id"] for item in data["pools"][split]}
-            assert all(set(item) == {"id", "text"} for item in data["pools"][split])
-            for examples in data[split].values():
+            ids = {item["id"] for item in data.pools[split]}
+            assert all(set(item) == {"id", "text"} for item in data.pools[split])
+            for examples in data.split(split).values():
                 assert all(set(e["gold"]) <= ids for e in examples if "gold" in e)
     else:
-        assert "pools" not in data
+        assert not data.pools
 
 
 # ---- hand-known values ---------------------------------------------------------------------
@@ -219,9 +219,9 @@ def test_layout_and_shapes(name, loaded):
 
 def test_xnli(loaded):
     _, data = loaded("xnli")
-    assert len(data["train"]["en"]) == 5  # six MNLI rows, one with label -1
-    assert data["test"]["ar"][0]["label"] == NLI_LABELS.index("contradiction")  # ClassLabel 2
-    de = data["test"]["de"][0]  # google/xtreme XNLI schema: sentence1/2 and a string label
+    assert len(data.train["en"]) == 5  # six MNLI rows, one with label -1
+    assert data.test["ar"][0]["label"] == NLI_LABELS.index("contradiction")  # ClassLabel 2
+    de = data.test["de"][0]  # google/xtreme XNLI schema: sentence1/2 and a string label
     assert de == {
         "text": "Der Hund schläft im Garten.",
         "text_pair": "Der Hund ist braun.",
@@ -231,22 +231,22 @@ def test_xnli(loaded):
 
 def test_xcopa(loaded):
     _, data = loaded("xcopa")
-    assert data["train"]["en"][0] == {
+    assert data.train["en"][0] == {
         "context": "The man broke his toe.",
         "question": "What was the cause?",
         "choices": ["He dropped a hammer on his foot.", "He got a hole in his sock."],
         "label": 0,
     }
-    girl = data["test"]["et"][1]
+    girl = data.test["et"][1]
     assert (girl["question"], girl["label"]) == ("What happened as a result?", 1)
 
 
 def test_udpos_ints_strings_and_multiword_tokens(loaded):
     _, data = loaded("udpos")
     the_cat = ("DET", "NOUN", "VERB", "PUNCT")
-    assert data["train"]["en"][0]["tags"] == [UPOS.index(t) for t in the_cat]
-    assert data["test"]["de"][0]["tags"] == [5, 7, 15, 12]  # strings mapped by name
-    assert data["test"]["de"][1] == {  # "zum" (tag "_") is the multiword line of "zu dem"
+    assert data.train["en"][0]["tags"] == [UPOS.index(t) for t in the_cat]
+    assert data.test["de"][0]["tags"] == [5, 7, 15, 12]  # strings mapped by name
+    assert data.test["de"][1] == {  # "zum" (tag "_") is the multiword line of "zu dem"
         "words": ["Wir", "gehen", "zu", "dem", "Haus"],
         "tags": [UPOS.index(t) for t in ("PRON", "VERB", "ADP", "DET", "NOUN")],
     }
@@ -254,37 +254,37 @@ def test_udpos_ints_strings_and_multiword_tokens(loaded):
 
 def test_panx(loaded):
     _, data = loaded("panx")
-    assert data["train"]["en"][0]["tags"] == [1, 2, 0, 5, 0]  # Angela Merkel visited Paris .
-    assert data["test"]["sw"][0]["tags"] == [1, 2, 0, 5, 0]  # string tags, same ids
+    assert data.train["en"][0]["tags"] == [1, 2, 0, 5, 0]  # Angela Merkel visited Paris .
+    assert data.test["sw"][0]["tags"] == [1, 2, 0, 5, 0]  # string tags, same ids
     org = ["B-ORG", "I-ORG", "I-ORG", "I-ORG"]
-    assert data["test"]["sw"][1]["tags"] == [NER_TAGS.index(t) for t in org]
+    assert data.test["sw"][1]["tags"] == [NER_TAGS.index(t) for t in org]
 
 
 def test_qa_answers(loaded):
     _, mlqa = loaded("mlqa")
-    assert mlqa["test"]["hi"][0]["answers"] == {"text": ["आगरा"], "answer_start": [7]}
-    assert mlqa["test"]["de"][0]["answers"]["answer_start"] == [39]  # "in die Nordsee"
+    assert mlqa.test["hi"][0]["answers"] == {"text": ["आगरा"], "answer_start": [7]}
+    assert mlqa.test["de"][0]["answers"]["answer_start"] == [39]  # "in die Nordsee"
     _, xquad = loaded("xquad")
-    multi = xquad["dev"]["en"][0]  # SQuAD dev: three annotators
+    multi = xquad.dev["en"][0]  # SQuAD dev: three annotators
     assert multi["answers"] == {
         "text": ["Denver Broncos", "the Denver Broncos", "Denver Broncos"],
         "answer_start": [29, 25, 29],
     }
-    assert xquad["test"]["ro"][0]["id"] == xquad["test"]["es"][0]["id"]  # parallel ids
+    assert xquad.test["ro"][0]["id"] == xquad.test["es"][0]["id"]  # parallel ids
     _, v2 = loaded("squad_v2")
-    assert v2["train"]["en"][1]["answers"] == {"text": [], "answer_start": []}  # unanswerable
-    assert v2["dev"]["en"][1]["answers"] == {"text": [], "answer_start": []}
+    assert v2.train["en"][1]["answers"] == {"text": [], "answer_start": []}  # unanswerable
+    assert v2.dev["en"][1]["answers"] == {"text": [], "answer_start": []}
 
 
 def test_tydiqa_languages_come_from_the_id_prefix(loaded):
     _, data = loaded("tydiqa")
-    assert [e["id"] for e in data["train"]["en"]] == [
+    assert [e["id"] for e in data.train["en"]] == [
         "english-1000-1",
         "english-1001-1",
         "english-1002-1",
     ]
-    assert [e["id"] for e in data["dev"]["en"]] == ["english-3000-1"]
-    assert {lang: [e["id"] for e in ex] for lang, ex in data["test"].items()} == {
+    assert [e["id"] for e in data.dev["en"]] == ["english-3000-1"]
+    assert {lang: [e["id"] for e in ex] for lang, ex in data.test.items()} == {
         "en": ["english-3000-1"],
         "ar": ["arabic-3001-1"],
         "bn": ["bengali-3002-1"],
@@ -293,54 +293,54 @@ def test_tydiqa_languages_come_from_the_id_prefix(loaded):
 
 def test_mewslix(loaded):
     _, data = loaded("mewslix")
-    assert data["train"]["en"][0] == {
+    assert data.train["en"][0] == {
         "query": "The capital of France is [Paris].",
         "positive": "Paris is the capital and largest city of France.",
     }
-    assert data["test"]["de"] == [
+    assert data.test["de"] == [
         {"query": "Die Kanzlerin reiste nach [Paris].", "gold": ["Q90"]},
         {"query": "Die [Kanzlerin] reiste nach Paris.", "gold": ["Q4970706"]},
     ]
-    assert data["test"]["ja"] == [{"query": "[東京]で会議が開かれた。", "gold": ["Q1490"]}]
-    assert [p["id"] for p in data["pools"]["dev"]] == ["Q8355", "Q1490"]
-    assert len(data["pools"]["test"]) == 5  # the candidate set, not the queries' golds
+    assert data.test["ja"] == [{"query": "[東京]で会議が開かれた。", "gold": ["Q1490"]}]
+    assert [p["id"] for p in data.pools["dev"]] == ["Q8355", "Q1490"]
+    assert len(data.pools["test"]) == 5  # the candidate set, not the queries' golds
 
 
 def test_lareqa_gold_spans_every_loaded_language(loaded):
     _, data = loaded("lareqa")
-    assert data["train"]["en"][0] == {
+    assert data.train["en"][0] == {
         "query": "When was the Eiffel Tower finished?",
         "positive": "It was finished in 1889.",
     }
-    texts = {p["id"]: p["text"] for p in data["pools"]["test"]}
+    texts = {p["id"]: p["text"] for p in data.pools["test"]}
     assert len(texts) == 4  # two sentences per language; the two questions share a context
-    moon = data["test"]["de"][0]
+    moon = data.test["de"][0]
     assert sorted(texts[i] for i in moon["gold"]) == [
         "Der Mond kreist um die Erde.",
         "Η Σελήνη περιφέρεται γύρω από τη Γη.",
     ]
-    assert data["test"]["el"][0]["gold"] == moon["gold"]
+    assert data.test["el"][0]["gold"] == moon["gold"]
 
 
 def test_tatoeba(loaded):
     _, data = loaded("tatoeba")
-    assert data["train"] == {"en": []} and data["dev"] == {"en": []}
-    assert data["test"]["ar"][1] == {"source": "أين المحطة؟", "target": "Where is the station?"}
+    assert data.train == {"en": []} and data.dev == {"en": []}
+    assert data.test["ar"][1] == {"source": "أين المحطة؟", "target": "Where is the station?"}
 
 
 def test_multiple_choice_and_boolean_labels(loaded):
-    assert loaded("hellaswag")[1]["train"]["en"][0]["label"] == 3  # "3"
-    assert loaded("siqa")[1]["train"]["en"][0]["label"] == 2  # "3": the third answer
-    assert loaded("commonsenseqa")[1]["train"]["en"][1]["label"] == 1  # answerKey "B"
-    assert loaded("cosmosqa")[1]["dev"]["en"][0]["label"] == 2
-    assert [e["label"] for e in loaded("boolq")[1]["train"]["en"]] == [1, 0, 0]
-    assert [e["label"] for e in loaded("rte")[1]["train"]["en"]] == [0, 1, 0, 1]
+    assert loaded("hellaswag")[1].train["en"][0]["label"] == 3  # "3"
+    assert loaded("siqa")[1].train["en"][0]["label"] == 2  # "3": the third answer
+    assert loaded("commonsenseqa")[1].train["en"][1]["label"] == 1  # answerKey "B"
+    assert loaded("cosmosqa")[1].dev["en"][0]["label"] == 2
+    assert [e["label"] for e in loaded("boolq")[1].train["en"]] == [1, 0, 0]
+    assert [e["label"] for e in loaded("rte")[1].train["en"]] == [0, 1, 0, 1]
 
 
 def test_anli_plus_concatenates_parts_and_drops_unlabelled(loaded):
     _, data = loaded("anli_plus")
-    assert len(data["train"]["en"]) == 3 * 3 + 2 + 2  # ANLI R1-R3, MNLI, SNLI less one -1
-    assert len(data["dev"]["en"]) == 3 + 1 + 1  # SNLI dev less one -1
+    assert len(data.train["en"]) == 3 * 3 + 2 + 2  # ANLI R1-R3, MNLI, SNLI less one -1
+    assert len(data.dev["en"]) == 3 + 1 + 1  # SNLI dev less one -1
 
 
 def test_ccg_labels_are_the_sorted_training_supertags(loaded):
@@ -349,8 +349,8 @@ def test_ccg_labels_are_the_sorted_training_supertags(loaded):
     assert task.labels == tuple(sorted({t for r in _rows("ccg/train.jsonl") for t in r["tags"]}))
     assert len(task.labels) == 9
     # dev is jiant's string format; its second sentence has a supertag unseen in training
-    assert len(data["dev"]["en"]) == 1
-    dev_tags = [task.labels[t] for t in data["dev"]["en"][0]["tags"]]
+    assert len(data.dev["en"]) == 1
+    dev_tags = [task.labels[t] for t in data.dev["en"][0]["tags"]]
     assert dev_tags == ["N", "(S[dcl]\\NP)/NP", "N", "."]
 
 
@@ -381,9 +381,9 @@ def test_classlabel_ids_are_mapped_by_name(tmp_path, cache_dir):
             files[role] = str(path)
         overrides[source] = {"path": "parquet", "data_files": files, "cache_dir": str(cache_dir)}
     _, xnli = load_task_data(get_task("xnli"), ["ar"], None, 0, overrides)
-    assert xnli["test"]["ar"][0]["label"] == NLI_LABELS.index("contradiction")
+    assert xnli.test["ar"][0]["label"] == NLI_LABELS.index("contradiction")
     _, udpos = load_task_data(get_task("udpos"), ["af"], None, 0, overrides)
-    assert udpos["test"]["af"][0]["tags"] == [UPOS.index("NOUN"), UPOS.index("PUNCT")]
+    assert udpos.test["af"][0]["tags"] == [UPOS.index("NOUN"), UPOS.index("PUNCT")]
 
 
 # ---- size matching and caps ----------------------------------------------------------------
@@ -391,17 +391,17 @@ def test_classlabel_ids_are_mapped_by_name(tmp_path, cache_dir):
 
 def test_size_matching_draws_exactly_n_distinct_examples(overrides, loaded):
     anli = get_task("anli_plus")
-    full = {key(e) for e in loaded("anli_plus")[1]["train"]["en"]}
+    full = {key(e) for e in loaded("anli_plus")[1].train["en"]}
     draws = []
     for seed in range(4):
         _, data = load_task_data(anli, (), 6, seed, overrides)
-        sample = [key(e) for e in data["train"]["en"]]
+        sample = [key(e) for e in data.train["en"]]
         assert len(sample) == len(set(sample)) == 6 and set(sample) <= full
         draws.append(tuple(sample))
     _, again = load_task_data(anli, (), 6, 0, overrides)
-    assert tuple(key(e) for e in again["train"]["en"]) == draws[0]  # deterministic by seed
+    assert tuple(key(e) for e in again.train["en"]) == draws[0]  # deterministic by seed
     assert len(set(draws)) > 1  # and the seed matters
-    sizes = [len(load_task_data(get_task(n), (), 4, 1, overrides)[1]["train"]["en"])
+    sizes = [len(load_task_data(get_task(n), (), 4, 1, overrides)[1].train["en"])
              for n in ("mnli", "rte")]  # fmt: skip
     assert sizes == [4, 4]  # the same N for two tasks
 
@@ -415,9 +415,9 @@ def test_asking_for_more_training_examples_than_exist_is_one_line(overrides):
 def test_dev_and_test_caps_keep_the_first_n(overrides, loaded):
     _, full = loaded("xnli")
     _, capped = load_task_data(get_task("xnli"), ["ar", "de"], None, 0, overrides, 2, 1)
-    assert capped["dev"]["en"] == full["dev"]["en"][:2]
-    assert {lang: len(ex) for lang, ex in capped["test"].items()} == {"ar": 1, "de": 1}
-    assert capped["train"]["en"] == full["train"]["en"]
+    assert capped.dev["en"] == full.dev["en"][:2]
+    assert {lang: len(ex) for lang, ex in capped.test.items()} == {"ar": 1, "de": 1}
+    assert capped.train["en"] == full.train["en"]
 
 
 # ---- unreachable data ----------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Synthetic generators of every registered task: well-formed, parallel across languages,
 deterministic, not degenerate, and answerable from the concepts they were built from."""
 
+import dataclasses
 from collections import Counter
 
 import numpy as np
@@ -91,17 +92,18 @@ def test_examples_of_every_split_are_well_formed(world, name):
     data = task_data(world, task, SIZES, LANGUAGES)
     fmt = get_format(task.format)
     if task.role == "target":
-        assert set(data["test"]) == set(task.evaluates(LANGUAGES))
+        assert set(data.test) == set(task.evaluates(LANGUAGES))
     else:  # intermediates have no test in task_data: check the generator's test split anyway
-        data["test"] = {lang: synthetic_split(world, task, "test", lang, 24) for lang in LANGUAGES}
-    assert ("pools" in data) == (task.synthetic in POOLS)
+        test = {lang: synthetic_split(world, task, "test", lang, 24) for lang in LANGUAGES}
+        data = dataclasses.replace(data, test=test)
+    assert bool(data.pools) == (task.synthetic in POOLS)
     for split in ("train", "dev", "test"):
-        pool_ids = {c["id"] for c in data.get("pools", {}).get(split, [])}
-        if "pools" in data and split != "train":
-            pool = data["pools"][split]
+        pool_ids = {c["id"] for c in data.pools.get(split, [])}
+        if data.pools and split != "train":
+            pool = data.pools[split]
             assert len(pool_ids) == len(pool) > 0
             assert all(isinstance(c["text"], str) and c["text"].strip() for c in pool)
-        for lang, examples in data[split].items():
+        for lang, examples in data.split(split).items():
             assert len(examples) == (getattr(SIZES, split) if split != "test" else 24)
             for example in examples:
                 assert fmt.check(task, example) is None, (name, split, lang, example)
@@ -269,14 +271,14 @@ def test_entity_queries_mention_their_gold_entity(world, english):
     task = get_task("mewslix")
     data = task_data(world, task, SIZES, ("en", "ov80"))
     for split in ("dev", "test"):
-        pool = data["pools"][split]
+        pool = data.pools[split]
         assert [c["id"] for c in pool] == [f"Q{i}" for i in range(world.sizes["noun"])]
         for c in pool:  # an English description whose subject is the entity
             assert f"Q{nouns(english, c['text'])[0]}" == c["id"]
-    for e in data["test"]["en"] + data["dev"]["en"]:
+    for e in data.test["en"] + data.dev["en"]:
         assert e["gold"] == [f"Q{nouns(english, e['query'])[0]}"]
-    descriptions = {c["text"] for c in data["pools"]["test"]}
-    for e in data["train"]["en"]:
+    descriptions = {c["text"] for c in data.pools["test"]}
+    for e in data.train["en"]:
         assert e["positive"] in descriptions
         assert nouns(english, e["positive"])[0] == nouns(english, e["query"])[0]
 
@@ -286,10 +288,10 @@ def test_answer_sentence_pool_is_multilingual_and_gold_is_every_parallel_answer(
     languages = ("en", "ov80", "fake")
     data = task_data(world, task, SplitSizes(30, 20, 50), languages)
     for split, n in (("dev", 20), ("test", 50)):
-        pool = {c["id"]: c["text"] for c in data["pools"][split]}
+        pool = {c["id"]: c["text"] for c in data.pools[split]}
         k = answer_pool_size(world, n)
         assert k == n and len(pool) == k * len(languages)
-        for lang, queries in data[split].items():
+        for lang, queries in data.split(split).items():
             for i, q in enumerate(queries):
                 assert q["gold"] == [f"{code}/{i % k}" for code in languages], lang
                 if lang == "en":  # the English answer is the question with its object filled
@@ -301,11 +303,11 @@ def test_answer_sentence_pool_is_multilingual_and_gold_is_every_parallel_answer(
             (nouns(english, pool[f"en/{j}"])[0], verb(english, pool[f"en/{j}"])) for j in range(k)
         ]
         assert len(set(heads)) == k  # each question has one answer concept
-    for e in data["train"]["en"]:
+    for e in data.train["en"]:
         assert e["positive"].startswith(e["query"].split(MARK)[0])
     assert answer_pool_size(world, 10**6) == ANSWER_POOL_CAP
     english_only = task_data(world, task, SplitSizes(4, 4, 4), ())
-    assert all(e["gold"] == [e["gold"][0]] for e in english_only["dev"]["en"])
+    assert all(e["gold"] == [e["gold"][0]] for e in english_only.dev["en"])
 
 
 def test_parallel_pairs_are_one_clause_in_two_languages(world, english):

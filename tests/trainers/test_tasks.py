@@ -98,8 +98,9 @@ def test_an_eleventh_target_in_an_existing_format_is_one_entry(eleventh, tiny_en
     }
     world, model, _ = tiny_settings()
     data = task_data(World(world), eleventh, SplitSizes(32, 16, 16), ("en", "fake"))
+    config = TrainConfig(epochs=1, batch_size=16)
     outcome = train_and_evaluate(
-        eleventh, data, tiny_encoder, TrainConfig(epochs=1, batch_size=16), 0, model.max_length
+        eleventh, data, tiny_encoder, config, seed=0, max_length=model.max_length
     )
     assert outcome.steps == 2 and sorted(outcome.test) == ["en", "fake"]
     assert set(outcome.test["fake"]) == {"accuracy"}  # the format's metric family

@@ -60,8 +60,8 @@ def test_intermediates_differ_only_in_planted_label_noise(world):
 
 def test_task_data_has_english_train_dev_and_every_test_language(world):
     data = task_data(world, get_task("pos"), SplitSizes(10, 5, 7), ("en", "ov80", "fake"))
-    assert list(data["train"]) == ["en"] and list(data["dev"]) == ["en"]
-    assert {lang: len(v) for lang, v in data["test"].items()} == {"en": 7, "ov80": 7, "fake": 7}
+    assert list(data.train) == ["en"] and list(data.dev) == ["en"]
+    assert {lang: len(v) for lang, v in data.test.items()} == {"en": 7, "ov80": 7, "fake": 7}
 
 
 def test_unknown_task_suggests_the_closest():

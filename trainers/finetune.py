@@ -1,0 +1,66 @@
+"""One fine-tune as a trial runs it: the task, its settings and what its model starts from,
+resolved once (sweep.trial builds it from the config), then run on data into a state folder."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from trainers.settings import TrainConfig
+from trainers.tasks import Task, TaskData
+
+if TYPE_CHECKING:
+    from trainers.loop import Outcome
+
+
+@dataclass(frozen=True)
+class FineTune:
+    """`train_and_evaluate`'s settings for one task of a trial.
+
+    The model starts from `encoder`'s weights, or random ones (`random_init`: the scratch
+    control), or `init_model` (an earlier stage's model). `blank_inputs` trains the
+    V-information null model; `train=False` only evaluates (a target whose training is a stage
+    shared with other targets). `cpu` is false where the trial has a GPU."""
+
+    task: Task
+    encoder: Path
+    config: TrainConfig
+    max_length: int
+    cpu: bool = True
+    max_malformed: float = 0.01  # share of a split that may be malformed (trainers.quality)
+    random_init: bool = False
+    init_model: Any = None
+    blank_inputs: bool = False
+    train: bool = True
+
+    def run(
+        self,
+        data: TaskData,
+        *,
+        seed: int,
+        state_dir: Path | None = None,
+        on_save: Callable[[Path, bool], None] | None = None,
+    ) -> Outcome:
+        """Train on `data` with `seed`, resuming from `state_dir` when it holds a save;
+        `on_save` hears each whole save (the uploader's hook on object stores)."""
+        from trainers.loop import train_and_evaluate  # torch: imported when a trial trains
+
+        return train_and_evaluate(
+            self.task,
+            data,
+            self.encoder,
+            self.config,
+            seed=seed,
+            max_length=self.max_length,
+            state_dir=state_dir,
+            random_init=self.random_init,
+            cpu=self.cpu,
+            progress_bar=False,  # inside Tune: its status table and the epoch lines show progress
+            max_malformed=self.max_malformed,
+            init_model=self.init_model,
+            blank_inputs=self.blank_inputs,
+            train=self.train,
+            on_save=on_save,
+        )
