@@ -111,8 +111,9 @@ def _restarts_unhealthy(manifest: dict) -> bool:
 def _skipped_when_done(store: ResultsStore, spec: TrialSpec) -> str | None:
     """The reason a finished trial was skipped (sweep.trial writes it beside DONE), or None.
 
-    Only a target read from an intermediate can be: one existence check each, none otherwise."""
-    if spec.kind != "target" or spec.parent_kind != "intermediate":
+    Only a trial read from an intermediate or a stage can be (a stage of a skipped parent is
+    skipped, and so are its targets): one existence check each, none for the others."""
+    if spec.kind not in ("target", "stage") or spec.parent_kind not in ("intermediate", "stage"):
         return None
     path = f"{store.artifact(spec)}/{SKIPPED_FILE}"
     if not store.exists(path):
