@@ -1,7 +1,11 @@
 """What one trial does, without Ray: idempotent, content-addressed, resumable.
 
 `execute` is the whole trial; the Tune trainable (`sweep.trainable`) only wraps it. A trial whose
-artifact has a DONE marker returns its stored rows and trains nothing. Training state lives under
+artifact has a DONE marker returns its stored rows and trains nothing. Otherwise it pretrains
+(stage 0), or fine-tunes: load the data (trainers.data), train and evaluate (a
+trainers.finetune.FineTune, checked by trainers.health and restarted under `health.policy`), hand
+the model on, write the rows. The null model of V-information is a fine-tune on blank inputs;
+what the measures compute is in trainers.difficulty. Training state lives under
 <root>/scratch/<key>, keyed by content, so a retry on any node resumes from the last save.
 """
 
@@ -35,7 +39,7 @@ from sweep.store import ResultsStore
 from sweep.uploader import DISCARDED_STATES, TrainingState, discard_state
 from trainers.data import DataSource
 from trainers.difficulty import has_log_probs, judge_null_model, mean_log2_prob, task_embedding
-from trainers.finetune import FineTune
+from trainers.finetune import FineTune, load_stage_model, write_encoder, write_stage_model
 from trainers.tasks import Task, TaskData
 
 if TYPE_CHECKING:
@@ -152,7 +156,7 @@ def _fine_tune(
         task,
         encoder,
         random_init=scratch,
-        init_model=_stage_model(encoder) if parent_kind == "stage" else None,
+        init_model=load_stage_model(encoder) if parent_kind == "stage" else None,
         train=not spec.evaluate_only,
     )
     fits: list[dict[str, Any]] = []
@@ -167,12 +171,8 @@ def _fine_tune(
         spec.kind == "target" and spec.intermediate == BASELINE
     )
     if exp.difficulty.similarity and baseline:  # TextEmb: under the pretrained encoder
-        pretrained = encoder
-        if parent_kind != "pretrain":  # a baseline target after a stage (XQuAD, XCOPA)
-            pretrained = hold.enter_context(
-                store.local_copy(store.artifact_of("pretrain", encoder_key(exp)))
-            )
-        _write_task_embedding(store, exp, task, data, pretrained)
+        pretrained = encoder if parent_kind == "pretrain" else None  # else: after a stage
+        _write_task_embedding(store, exp, task, data, pretrained, hold)
     fit = _fit_columns(spec, fits)
     if spec.kind == "stage":  # the whole model, head included: its targets continue from it
         _save_stage(outcome, encoder, store, spec)
@@ -425,53 +425,43 @@ def _null_model(
     return rows.assign(primary=False), _fits(spec, fits)
 
 
-def _stage_model(stage_dir: Path) -> Any:
-    """A stage's whole model (its head class is in the saved config)."""
-    import transformers
-
-    config = transformers.AutoConfig.from_pretrained(stage_dir)
-    cls = getattr(transformers, (config.architectures or ["XLMRobertaModel"])[0])
-    return cls.from_pretrained(stage_dir)
-
-
-def _save_stage(outcome: Any, encoder: Path, store: ResultsStore, spec: TrialSpec) -> None:
+def _save_stage(outcome: Outcome, encoder: Path, store: ResultsStore, spec: TrialSpec) -> None:
     """The stage's whole model, its tokenizer and its English size; DONE follows with the rows."""
-    from trainers.encoder import load_tokenizer
-
     with temp_dir("stage-") as out:
-        outcome.model.save_pretrained(out, safe_serialization=True)
-        load_tokenizer(encoder).save_pretrained(out / "tokenizer")
-        (out / "metrics.json").write_text(
-            json.dumps({"dev": outcome.dev, "steps": outcome.steps, "n_train": outcome.n_train})
-        )
+        write_stage_model(outcome, encoder, out)
         store.upload_dir(out, store.artifact(spec))
 
 
 def _save_intermediate(
     outcome: Outcome, encoder: Path, store: ResultsStore, spec: TrialSpec
 ) -> str:
-    """The fine-tuned encoder without its head, and its English dev score and steps; returns
-    the sha of the weights written. DONE follows, with the rows (write_rows)."""
-    from trainers.encoder import load_tokenizer, save_encoder
-    from trainers.heads import encoder_of
-
+    """The fine-tuned encoder without its head; returns the sha of the weights written. DONE
+    follows, with the rows (write_rows)."""
     with temp_dir("encoder-") as out:
-        save_encoder(encoder_of(outcome.model), load_tokenizer(encoder), out)  # no head
-        metrics = json.dumps({"dev": outcome.dev, "steps": outcome.steps})
-        (out / "metrics.json").write_text(metrics)
+        write_encoder(outcome, encoder, out)
         written_sha = file_sha(out / "model.safetensors")
         store.upload_dir(out, store.artifact(spec))
     return written_sha
 
 
 def _write_task_embedding(
-    store: ResultsStore, exp: Experiment, task: Task, data: TaskData, encoder: Path
+    store: ResultsStore,
+    exp: Experiment,
+    task: Task,
+    data: TaskData,
+    pretrained: Path | None,
+    hold: contextlib.ExitStack,
 ) -> None:
-    """The task's TextEmb under the pretrained encoder, once per task (rewrites are equal)."""
+    """The task's TextEmb under the pretrained encoder (None: fetched, held by `hold`), once
+    per task (rewrites are equal)."""
     path = f"task_embeddings/{task.name}.json"
     if store.exists(store.path(path)):  # store_path: a task name cannot leave the run folder
         return
-    embedding = task_embedding(task, data, encoder, exp.model.max_length)
+    if pretrained is None:  # a baseline target after a stage (XQuAD, XCOPA)
+        pretrained = hold.enter_context(
+            store.local_copy(store.artifact_of("pretrain", encoder_key(exp)))
+        )
+    embedding = task_embedding(task, data, pretrained, exp.model.max_length)
     if embedding is not None:
         store.write_json(path, embedding)
 

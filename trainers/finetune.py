@@ -1,8 +1,10 @@
 """One fine-tune as a trial runs it: the task, its settings and what its model starts from,
-resolved once (sweep.trial builds it from the config), then run on data into a state folder."""
+resolved once (sweep.trial builds it from the config), then run on data into a state folder;
+and the folders a trained model is handed on in (an intermediate's encoder, a stage's model)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,3 +66,34 @@ class FineTune:
             train=self.train,
             on_save=on_save,
         )
+
+
+def load_stage_model(folder: Path) -> Any:
+    """A stage's whole model, head included (its class is in the saved config)."""
+    import transformers
+
+    config = transformers.AutoConfig.from_pretrained(folder)
+    cls = getattr(transformers, (config.architectures or ["XLMRobertaModel"])[0])
+    return cls.from_pretrained(folder)
+
+
+def write_stage_model(outcome: Outcome, tokenizer_dir: Path, out: Path) -> None:
+    """A stage into `out`: its whole model, the tokenizer of `tokenizer_dir` and its English
+    dev score, steps and training size (its evaluate-only targets report that size)."""
+    from trainers.encoder import load_tokenizer
+
+    outcome.model.save_pretrained(out, safe_serialization=True)
+    load_tokenizer(tokenizer_dir).save_pretrained(out / "tokenizer")
+    (out / "metrics.json").write_text(
+        json.dumps({"dev": outcome.dev, "steps": outcome.steps, "n_train": outcome.n_train})
+    )
+
+
+def write_encoder(outcome: Outcome, tokenizer_dir: Path, out: Path) -> None:
+    """An intermediate into `out`: the fine-tuned encoder without its head (its targets build
+    their own), the tokenizer of `tokenizer_dir`, its English dev score and steps."""
+    from trainers.encoder import load_tokenizer, save_encoder
+    from trainers.heads import encoder_of
+
+    save_encoder(encoder_of(outcome.model), load_tokenizer(tokenizer_dir), out)
+    (out / "metrics.json").write_text(json.dumps({"dev": outcome.dev, "steps": outcome.steps}))
