@@ -261,7 +261,8 @@ def _training_state(
     """The resumable state folder of one fine-tune; every attempt pushes its final state (a
     later restart may be killed). Uploads are tallied in `info`, summed over the parts."""
     tally: dict[str, int] = info.setdefault("state_uploads", {})
-    return TrainingState(state_spec, store, exp.resources.state_upload_every_s, True, tally)
+    every = exp.resources.state_upload_every_s
+    return TrainingState(state_spec, store, every=every, final_push=True, tally=tally)
 
 
 def _train(
