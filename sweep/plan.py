@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict
 
 from sweep.config import Experiment
 from sweep.schema import BASELINE, SCRATCH
+from trainers.mixing import mixture_identity
 from trainers.runfiles import TRIAL_KINDS
 from trainers.settings import TrainConfig, pretrain_key
 
@@ -146,13 +147,9 @@ def _override(exp: Experiment, source: str) -> dict[str, Any]:
 def data_identity(exp: Experiment, name: str) -> dict[str, Any]:
     """What decides the English train and dev examples a training of task `name` sees."""
     sizes = {"train_size": exp.data.train, "dev_size": exp.data.dev}
-    if name in exp.mixtures:
-        mixture = exp.mixtures[name]
-        return {
-            "mixture": [data_identity(exp, member) for member in mixture.tasks],
-            "temperature": mixture.temperature,
-            **sizes,
-        }
+    if name in exp.mixtures:  # trainers.mixing: its members' identities and temperature
+        member = functools.partial(data_identity, exp)
+        return {**mixture_identity(exp.mixtures[name], member), **sizes}
     task = exp.task(name)
     if exp.data.source == "hub":
         overrides = json.dumps({task.source: _override(exp, task.source)}, sort_keys=True)

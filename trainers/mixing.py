@@ -11,7 +11,8 @@ uniform over tasks, so small tasks are not drowned.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -32,6 +33,12 @@ class Mixture(BaseModel):
 def members_of(name: str, mixtures: Mapping[str, Mixture]) -> tuple[str, ...]:
     """The registered tasks a training of `name` reads: a mixture's members, or `name` itself."""
     return mixtures[name].tasks if name in mixtures else (name,)
+
+
+def mixture_identity(mixture: Mixture, member: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
+    """What decides a mixture's training data (sweep.plan keys it): each member's data
+    identity, given by `member`, and the temperature; the sizes are the plan's to add."""
+    return {"mixture": [member(name) for name in mixture.tasks], "temperature": mixture.temperature}
 
 
 def check_mixture(name: str, members: Sequence[Task]) -> None:
