@@ -312,30 +312,6 @@ def _fits(spec: TrialSpec, fits: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame.from_records(records, columns=list(FIT_COLUMNS))
 
 
-def _skipped_fit(why: str) -> dict[str, Any]:
-    nan = float("nan")
-    return {
-        "part": "main",
-        "task": None,
-        "attempt": -1,
-        "restart_seed": -1,
-        "metric": None,
-        "dev_curve": [],
-        "best_epoch": -1,
-        "dev_score": nan,
-        "n_dev": 0,
-        "chance": nan,
-        "majority": nan,
-        "threshold": nan,
-        "steps": 0,
-        "loss_start": nan,
-        "loss_end": nan,
-        "healthy": False,
-        "reason": f"skipped: {why}",
-        "kept": True,
-    }
-
-
 def _rows_of_nothing() -> pd.DataFrame:
     return pd.DataFrame(columns=list(ROW_COLUMNS)).astype(ROW_DTYPES)
 
@@ -371,7 +347,10 @@ def _skipped(spec: TrialSpec, store: ResultsStore, why: str) -> tuple[pd.DataFra
     store.write_bytes(
         f"{store.artifact(spec)}/{SKIPPED_FILE}", json.dumps({"reason": why}).encode()
     )
-    return _rows_of_nothing(), _fits(spec, [_skipped_fit(why)])
+    from trainers.health import skipped_record
+
+    fit = {**skipped_record(why), "part": "main", "attempt": -1, "restart_seed": -1, "kept": True}
+    return _rows_of_nothing(), _fits(spec, [fit])
 
 
 def _skipped_reason(store: ResultsStore, artifact: str) -> str | None:

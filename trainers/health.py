@@ -144,3 +144,25 @@ def check_outcome(outcome: Any, task: Any, alpha: float) -> tuple[Verdict, dict[
         "reason": verdict.reason,
     }
     return verdict, record
+
+
+def skipped_record(why: str) -> dict[str, Any]:
+    """The record of a fine-tune that never ran (its parent is unhealthy or was skipped), in
+    `check_outcome`'s fields: unhealthy, nothing measured, `reason` saying why."""
+    nan = math.nan
+    return {
+        "task": None,
+        "metric": None,
+        "dev_curve": [],
+        "best_epoch": -1,
+        "dev_score": nan,
+        "n_dev": 0,
+        "chance": nan,
+        "majority": nan,
+        "threshold": nan,
+        "steps": 0,
+        "loss_start": nan,
+        "loss_end": nan,
+        "healthy": False,
+        "reason": f"skipped: {why}",
+    }
