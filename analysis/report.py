@@ -44,7 +44,8 @@ from analysis.models import (
     two_stage,
     two_stage_by_target,
 )
-from analysis.results import BASELINE, CONTROL, Run, load_run, open_run, trial_counts
+from analysis.results import BASELINE, CONTROL, Run, load_run, trial_counts
+from sweep.schema import open_store
 from trainers.paths import store_path
 from trainers.tasks import TARGETS as REGISTERED_TARGETS  # torch-free registry module
 
@@ -197,7 +198,7 @@ def write_report(
     """
     loaded = load_run(run)
     target = out or run
-    fs, base = open_run(target)
+    fs, base = open_store(target)
     new = store_path(base, f".report-new-{uuid.uuid4().hex[:12]}")
     try:  # before minutes of fitting: a folder we may not write fails now
         fs.create_dir(new, recursive=True)

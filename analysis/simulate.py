@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from analysis.results import BASELINE, CONTROL, OPTIONAL_COLUMNS, ROW_DTYPES, open_run
+from analysis.results import BASELINE, CONTROL, OPTIONAL_COLUMNS, ROW_DTYPES
 from sweep import schema
 
 INTERMEDIATE_LABELS = 4  # intermediate tasks are 4-way classification: chance 0.25
@@ -248,7 +248,7 @@ def write_run(
     without results); `config` is merged into its config (e.g. a difficulty.external map).
     Returns the result file paths.
     """
-    fs, base = open_run(run)
+    fs, base = schema.open_store(run)
     fs.create_dir(f"{base}/{schema.RESULTS_DIR}", recursive=True)
     trials: list[dict[str, Any]] = [
         {
