@@ -1,20 +1,18 @@
 """What a user sees of a running sweep: Tune's status table and one log line per trial event,
 both naming trials by label (stage / intermediate / target / seed), never by Ray id.
 
-Tune's table comes from its `CLIReporter` (`status_table`), printed every minute and at the end:
+Tune's table comes from its `CLIReporter` (`status_table`), printed every minute and at the end
+(tests/fixtures/slice.yaml, the end; README, "Following a sweep"):
 
-    Number of trials: 5/5 (2 RUNNING, 3 TERMINATED)
-    +-------------------------------------+------------+-----+---------+--------+-----------+
-    | Trial name                          | status     | ... |   epoch |   en dev | zero-shot |
-    | intermediate/topic_easy/seed=0      | TERMINATED | ... |         |   0.78   |           |
-    | target/topic_easy/nli/seed=0        | RUNNING    | ... |       1 |   0.41   |           |
+    Number of trials: 6/6 (6 TERMINATED)
+    | Trial name                     | status     | loc   | key              |   en dev | ...
+    | intermediate/topic_easy/seed=0 | TERMINATED | ...   | b2e2b7d5a1d73f49 |  0.15625 | ...
 
 Its default console engine (Ray 2.x) ignores a custom reporter and, at its default verbosity,
 prints every trial's whole config when the trial starts (most of a demo log before), so the
-legacy engine is selected for the run (`tune_console`), as Ray's own examples do to show a
-`CLIReporter` (rllib/examples/utils.py: "the new one silently ignores our custom
-`tune.CLIReporter`"). At verbosity 1 it prints the table only, never a config. This callback
-logs, through `logging`:
+legacy engine is selected for the run (`tune_console`), as Ray's own RLlib examples do for
+the same reason (rllib/examples/utils.py). At verbosity 1 it prints the table only, never a
+config. This callback logs, through `logging`:
 
     start target/topic_easy/nli/seed=0 [3 of 9]
     target/topic_easy/nli/seed=0 epoch 2/5: loss 0.412, en dev accuracy 0.731 (12 s)
