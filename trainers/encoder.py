@@ -41,7 +41,10 @@ def train_tokenizer(world: World, model: ModelConfig, seed: int) -> Any:
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
     tok.decoder = decoders.Metaspace()
     trainer = trainers.UnigramTrainer(
-        vocab_size=model.vocab_size, special_tokens=list(SPECIAL_TOKENS), unk_token="<unk>"
+        vocab_size=model.vocab_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        unk_token="<unk>",
+        show_progress=False,  # its bars print as blank lines in a sweep's log
     )
     text = [s for lang in world.languages for s in world.corpus(lang, 3000, seed=seed + 1)]
     tok.train_from_iterator(text, trainer)
@@ -99,7 +102,9 @@ def pretrain(
     0 steps gives the randomly initialized encoder, for smoke tests.
     """
     from transformers import DataCollatorForLanguageModeling, XLMRobertaForMaskedLM
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # "Writing model shards" bars, as in trainers.loop
     torch.set_num_threads(threads)
     torch.manual_seed(config.seed)
     started = time.perf_counter()
