@@ -405,7 +405,24 @@ def estimate(
     wall = {n: startup + simulate(trials, seconds, n, done, warmup=warmup) for n in sizes}
     bound = {n: max(path, total.seconds / n) for n in sizes}
     widest = max(sizes)
-    if not synthetic:
+    if synthetic:
+        cpu_costs = table["cpu"]["task_cost"]
+        unmeasured = sorted(
+            {
+                t.task
+                for spec in trials
+                for t in trainings_of(exp, spec)
+                if exp.task(t.task).synthetic not in {*cpu_costs, "nli"}
+            }
+        )
+        if unmeasured:
+            notes.append(
+                f"CPU cost per example measured for the generators {', '.join(cpu_costs)} and "
+                f"nli only; {', '.join(unmeasured)} estimated at nli's (span QA x"
+                f"{table['cpu']['format_cost'].get('qa', 1.0):g}): refit with "
+                "benchmarks/plan_vs_run.py on a run of them"
+            )
+    else:
         notes.append(
             f"GPU figures are published ({source.split(',')[0]}), not measured by this tool; "
             "other lengths and XLM-R base scaled by training FLOPs per sequence; sequences "
