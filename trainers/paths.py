@@ -1,15 +1,17 @@
 """Names and paths: the one rule for a name from a config that reaches a path, the one function
 that builds a path inside a store root, and the storage URIs itx accepts (opened by
-`sweep.schema.open_store`).
+`sweep.schema.open_store`) and the machine cache.
 
 Pure Python, so configs, the sweep and the analysis all use it.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 # A run, intermediate, mixture, target or source name becomes one folder or file name: letters,
@@ -124,3 +126,8 @@ def check_storage(uri: object) -> str:
 
 def _allowed() -> str:
     return f"allowed: {ALLOWED_STORAGE}"
+
+
+def cache_root() -> Path:
+    """Machine-wide cache for pretrained synthetic encoders (`ITX_CACHE`, else ~/.cache/itx)."""
+    return Path(os.environ.get("ITX_CACHE", Path.home() / ".cache" / "itx")).expanduser()
