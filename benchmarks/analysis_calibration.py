@@ -6,7 +6,7 @@ the simulated studies) and the coverage of a planted slope by each 95% CI, for
   - the rank correlations (Spearman permutation test over intermediates; no interval shown),
   - the headline within one target (the per-target table; its first target),
   - the mixed models: the Answer's random-slope model and the main (covariate-adjusted) one,
-    on the designs marked with mixed reps (slower: exact-likelihood optimizers only).
+    on the designs marked with mixed reps (slower: the exact engine, the default backend).
 The similarity two-stage test is the headline's machinery on another covariate (not simulated).
 
 Designs (gain SDs in points: target 1, language 1, intermediate 1, intermediate:seed 0.5,
@@ -125,7 +125,7 @@ def mixed(name: str, reps: int) -> None:
             arm = "null" if k % 2 == 0 else "slope"
             slope = 0.0 if arm == "null" else SLOPE
             gains = simulate_gains(rng, slope, n_int, n_seed, languages, **options)
-            fit = fit_lmm(gains, spec, optimizers=())  # exact-likelihood optimizers only
+            fit = fit_lmm(gains, spec)  # the exact engine (the default backend)
             count = arms[arm]
             if not fit.ok:
                 count["failed"] += 1

@@ -49,8 +49,12 @@ def test_a_fit_out_of_time_says_so(monkeypatch):
     fit = mixed.fit_lmm(simulate_gains(np.random.default_rng(3), 0.0, 6, 2, DEMO_LANGUAGES))
     assert not fit.ok
     assert fit.reason.startswith("every optimizer failed: ")
-    assert "statsmodels lbfgs not tried: 0 s budget spent" in fit.reason
     assert "exact L-BFGS-B: stopped, 0 s budget spent" in fit.reason
+    sm = mixed.fit_lmm(
+        simulate_gains(np.random.default_rng(3), 0.0, 6, 2, DEMO_LANGUAGES), backend="statsmodels"
+    )
+    assert not sm.ok
+    assert "statsmodels lbfgs not tried: 0 s budget spent" in sm.reason
 
 
 def test_difficulty_between_and_within_are_two_terms():
@@ -59,7 +63,7 @@ def test_difficulty_between_and_within_are_two_terms():
         np.random.default_rng(4), 0.0, 6, 4, DEMO_LANGUAGES, difficulty_noise=0.05,
         seed_quality=0.9, sd_intermediate_seed=2.0,
     )  # fmt: skip
-    fit = mixed.fit_lmm(gains, optimizers=())
+    fit = mixed.fit_lmm(gains)
     assert {"difficulty", "difficulty_within"} <= set(fit.fixed.index)
     # within intermediates gain falls with difficulty (the planted confound, about
     # -0.9 * 2 / 0.05 = -36 points per unit) ...
@@ -68,7 +72,7 @@ def test_difficulty_between_and_within_are_two_terms():
     # ... while the between slope, the question, is not pulled along: about I - 2 df, no effect
     assert fit.term("difficulty", "df") < 10
     assert fit.term("difficulty", "p") > 0.05
-    measured = mixed.fit_lmm(gains, mixed.Spec("measured", decompose=False), optimizers=())
+    measured = mixed.fit_lmm(gains, mixed.ModelSpec("measured", decompose=False))
     assert measured.term("difficulty", "estimate") < fit.term("difficulty", "estimate")
 
 

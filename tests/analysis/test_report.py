@@ -7,10 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from analysis.analyse import analyse
 from analysis.gains import gain_table
 from analysis.models import NEEDS_THREE, correlations, two_stage, two_stage_by_target
-from analysis.report import analyse, build_blocks, render_markdown, write_report
+from analysis.render import render_markdown
+from analysis.report import write_report
 from analysis.results import load_run
+from analysis.sections import build_blocks
 from analysis.simulate import simulate_rows, write_run
 
 EXPECTED = {
