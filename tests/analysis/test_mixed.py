@@ -20,13 +20,13 @@ from analysis.mixed import (
     model_frame,
 )
 from analysis.models import two_stage
-from analysis.simulate import DEMO_LANGUAGES, simulate_gains
+from analysis.simulate import DEMO_ZERO_SHOT, simulate_gains
 
 
 @pytest.fixture(scope="module")
 def demo_gains():
     """6 intermediates x 3 seeds on the demo's targets and languages, 10% of trials missing."""
-    return simulate_gains(np.random.default_rng(1), 5.0, 6, 3, DEMO_LANGUAGES, missing=0.1)
+    return simulate_gains(np.random.default_rng(1), 5.0, 6, 3, DEMO_ZERO_SHOT, missing=0.1)
 
 
 # the model the lme4 run below fitted: each row's seed's measured difficulty, one term
