@@ -28,9 +28,8 @@ def mixed_section(a: Analysis) -> list[Block]:
     """Fixed effects with Satterthwaite tests, variance breakdown, comparison, warnings."""
     m = a.mixed
     engine, detail = ENGINES[m.backend]
-    kept = f"; the optimum kept is {m.method}'s" if m.method else ""
     intro = (
-        f"**Fitted with {engine}** ({detail}){kept}. "
+        f"**Fitted with {engine}** ({detail}). "
         "`gain ~ difficulty + difficulty_within` (+ log train size and format where they vary: "
         "so this model adjusts for covariates the headline does not, and estimates a "
         "different, adjusted slope) with crossed random intercepts for target task, language "

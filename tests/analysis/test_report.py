@@ -361,16 +361,27 @@ def test_report_wording_holds_only_when_its_premise_does(simulated_run, reported
     # the simulated run has no intermediate variance: the random-slope model is kept out
     assert "not quoted: the fit puts the intermediate variance at ~0 (singular)" in answer
     assert "each target weighted equally (languages averaged within target" in answer
-    assert "fitted with statsmodels" not in md
-    assert "the optimum kept is exact " in md or "the optimum kept is statsmodels " in md
-    fit_warnings = md.split("Fit warnings")[1].split("## Provenance")[0]
-    assert "- main: statsmodels" not in fit_warnings  # moot when the exact optimum is kept
+    # one default path: the exact engine, named; statsmodels neither runs nor is mentioned
+    mixed = md.split("## Mixed model")[1].split("## Provenance")[0]
+    assert mixed.startswith("\n\n**Fitted with the exact-likelihood engine** (analysis/mixed.py")
+    assert "Optimizer kept: exact " in mixed
+    assert "statsmodels" not in mixed
+    fit_warnings = mixed.split("Fit warnings")[1]
     log = pd.read_csv(simulated_run / "tables" / "fit_log.csv")
+    assert not log["message"].str.contains("statsmodels").any()
     assert set(log.columns) == {"model", "message", "shown"}
     shown = log[log["shown"]]["message"].tolist()
     pairs = log[log["shown"]][["model", "message"]].itertuples(index=False)
     assert all(f"- {model}: {message}" in fit_warnings for model, message in pairs)
     assert len(shown) < len(log)
+
+
+def test_the_mixed_model_section_names_the_backend_that_fitted_it(simulated_run):
+    cross_check = analyse(load_run(str(simulated_run)), backend="statsmodels")
+    assert cross_check.mixed.backend == "statsmodels"
+    mixed = render_markdown(build_blocks(cross_check)).split("## Mixed model")[1]
+    assert mixed.startswith("\n\n**Fitted with statsmodels MixedLM** (its optimizers, judged")
+    assert "Optimizer kept: statsmodels " in mixed
 
 
 def test_html_is_the_markdown_rendered_with_figures_inlined():
