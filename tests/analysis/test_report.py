@@ -382,26 +382,3 @@ def test_the_mixed_model_section_names_the_backend_that_fitted_it(simulated_run)
     mixed = render_markdown(build_blocks(cross_check)).split("## Mixed model")[1]
     assert mixed.startswith("\n\n**Fitted with statsmodels MixedLM** (its optimizers, judged")
     assert "Optimizer kept: statsmodels " in mixed
-
-
-def test_html_is_the_markdown_rendered_with_figures_inlined():
-    import base64
-
-    from analysis.render import Block, render_html
-
-    png = b"\x89PNG\r\n\x1a\nnot really"
-    blocks = [
-        Block("h1", "T"),
-        Block("p", "A `code` and **bold** line"),
-        Block("table", table=pd.DataFrame({"name": ["a|b", "<i>"], "value": ["1.0", "2.0"]})),
-        Block("figure", "Alt text", name="f.png", png=png),
-    ]
-    md = render_markdown(blocks)
-    assert "| a\\|b | 1.0 |" in md and "![Alt text](figures/f.png)" in md
-    html = render_html("T & co", md, {"f.png": png})
-    assert "<title>T &amp; co</title>" in html
-    assert "<code>code</code>" in html and "<strong>bold</strong>" in html
-    assert html.count("<td>") == 4  # the escaped pipe stays inside its cell
-    assert "<td>a|b</td>" in html and "<td>&lt;i&gt;</td>" in html
-    assert f'src="data:image/png;base64,{base64.b64encode(png).decode()}" alt="Alt text"' in html
-    assert "figures/" not in html
