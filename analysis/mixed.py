@@ -561,7 +561,7 @@ def _one_blas_thread() -> Iterator[None]:
         yield
 
 
-def _fit_python(design: Design, backend: str, result: LmmFit, deadline: float) -> LmmFit:
+def _fit_python(design: Design, backend: Backend, result: LmmFit, deadline: float) -> LmmFit:
     """REML, Satterthwaite df and the ML refit with the exact engine's or statsmodels'
     optimizers; the exact engine supplies the likelihood, Hessian and BLUPs either way."""
     engine = Engine(design)
