@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import shutil
 import time
 from pathlib import Path
@@ -18,17 +17,13 @@ from typing import Any
 
 import torch
 
+from trainers.paths import cache_root
 from trainers.settings import ModelConfig, PretrainConfig, pretrain_key
 from trainers.world import World, WorldConfig
 
 log = logging.getLogger(__name__)
 
 SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")  # XLM-R's ids 0..4
-
-
-def cache_root() -> Path:
-    """Machine-wide cache for pretrained synthetic encoders (`ITX_CACHE`, else ~/.cache/itx)."""
-    return Path(os.environ.get("ITX_CACHE", Path.home() / ".cache" / "itx")).expanduser()
 
 
 def train_tokenizer(world: World, model: ModelConfig, seed: int) -> Any:

@@ -7,9 +7,11 @@ all use it: `sweep` and `analysis` both import `trainers`, never each other.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
@@ -152,3 +154,8 @@ def open_storage(uri: str) -> tuple[pafs.FileSystem, str]:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise ValueError(f"storage {excerpt(uri)}: {first[:200]}") from None
     return fs, base.rstrip("/")
+
+
+def cache_root() -> Path:
+    """Machine-wide cache for pretrained synthetic encoders (`ITX_CACHE`, else ~/.cache/itx)."""
+    return Path(os.environ.get("ITX_CACHE", Path.home() / ".cache" / "itx")).expanduser()
