@@ -225,7 +225,7 @@ def alternatives(design: Design) -> list[Design]:
 
 def components_from_run(run: str) -> Components:
     """Variance components estimated from a pilot run's gains by the full mixed model (REML,
-    exact-likelihood optimizers); raises ValueError when the run cannot give them."""
+    exact engine); raises ValueError when the run cannot give them."""
     from analysis.gains import gain_table
     from analysis.mixed import MAIN, fit_lmm
     from analysis.results import load_run
@@ -234,7 +234,7 @@ def components_from_run(run: str) -> Components:
     gains = gain_table(loaded.rows).dropna(subset=["gain", "difficulty"])
     if gains.empty:
         raise ValueError(f"{run}: no paired gains with a difficulty; run a pilot sweep first")
-    fit = fit_lmm(gains, MAIN, optimizers=())
+    fit = fit_lmm(gains, MAIN)
     if not fit.ok:
         raise ValueError(f"{run}: the mixed model did not fit ({fit.reason})")
     sd = fit.variance["sd"]

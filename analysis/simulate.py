@@ -312,12 +312,13 @@ def xtreme_r_language_lists() -> dict[str, tuple[str, ...]]:
     return {t.name: tuple(t.languages) for t in TARGETS if t.source}
 
 
-# Zero-shot languages (English excluded) per target of the XTREME-R study design.
-XTREME_R_LANGUAGES = {
+# How many zero-shot languages (English excluded) each target has: the XTREME-R study's,
+# counted from the registry (its language codes are trainers.tasks.XTREME_R_LANGUAGES) ...
+XTREME_R_ZERO_SHOT = {
     name: sum(lang != "en" for lang in langs) for name, langs in xtreme_r_language_lists().items()
 }
-# The demo sweep's targets and zero-shot languages (configs/demo.yaml).
-DEMO_LANGUAGES = {"nli": 4, "pos": 4}
+# ... and the demo sweep's (configs/demo.yaml).
+DEMO_ZERO_SHOT = {"nli": 4, "pos": 4}
 
 
 def simulate_gains(

@@ -317,7 +317,7 @@ def report(
     run_dir: str,
     backend: Annotated[
         str | None,
-        typer.Option(help="Mixed-model backend: statsmodels or lme4 (R); default from the config."),
+        typer.Option(help="Mixed-model backend: exact, statsmodels, lme4; default: the config."),
     ] = None,
     out: Annotated[
         str | None,

@@ -167,14 +167,15 @@ class Controls(BaseModel):
     scratch: bool = True  # a random (never pretrained) encoder fine-tuned the same way
 
 
-Backend = Literal["statsmodels", "lme4"]  # lme4 runs R through Rscript
+# the mixed model's (analysis.mixed.Backend): the exact engine, or a cross-check; lme4 runs R
+Backend = Literal["exact", "statsmodels", "lme4"]
 BACKENDS: tuple[str, ...] = get_args(Backend)  # `itx report --backend` checks against these
 
 
 class AnalysisConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    backend: Backend = "statsmodels"
+    backend: Backend = "exact"
 
 
 class MlflowTracking(BaseModel):

@@ -15,15 +15,15 @@ from analysis.power import (
     power_curve,
     rejection_rate,
 )
-from analysis.simulate import DEMO_LANGUAGES, simulate_gains
+from analysis.simulate import DEMO_ZERO_SHOT, simulate_gains
 
-SMALL = Design(6, 2, DEMO_LANGUAGES)
+SMALL = Design(6, 2, DEMO_ZERO_SHOT)
 
 
 def test_a_planted_slope_only_shifts_the_estimate():
     # the same draws at slope 0 and 4: estimate + 4, the same SE (residuals do not change)
-    a = two_stage(simulate_gains(np.random.default_rng(3), 0.0, 6, 2, DEMO_LANGUAGES), n_draws=0)
-    b = two_stage(simulate_gains(np.random.default_rng(3), 4.0, 6, 2, DEMO_LANGUAGES), n_draws=0)
+    a = two_stage(simulate_gains(np.random.default_rng(3), 0.0, 6, 2, DEMO_ZERO_SHOT), n_draws=0)
+    b = two_stage(simulate_gains(np.random.default_rng(3), 4.0, 6, 2, DEMO_ZERO_SHOT), n_draws=0)
     assert b.estimate == pytest.approx(a.estimate + 4.0)
     assert b.se == pytest.approx(a.se)
     est, se, _ = null_studies(SMALL, Components(), reps=1, seed=3)  # on cell means: the same
@@ -54,7 +54,7 @@ def test_power_grows_with_the_slope_and_is_alpha_at_zero(null_draws):
 
 
 def test_three_intermediates_cannot_reach_a_permutation_p_below_005():
-    result = detectable_slope(Design(3, 2, DEMO_LANGUAGES), reps=20)
+    result = detectable_slope(Design(3, 2, DEMO_ZERO_SHOT), reps=20)
     # 1/3!: the observed ordering can be the only one as extreme; a reversal does not negate a
     # slope unless the data are symmetric. The report's computed floor agrees on such data:
     assert result.permutation_floor == pytest.approx(1 / 6)
@@ -63,7 +63,7 @@ def test_three_intermediates_cannot_reach_a_permutation_p_below_005():
     symmetric = np.array([1.0, 2.0, 3.0])  # centred y = -1, 0, 1: the reverse ties the identity
     assert permutation_floor(x, symmetric) == pytest.approx(2 / 6)
     assert "cannot reach p < 0.05" in result.note and result.permutation_power == 0.0
-    assert detectable_slope(Design(2, 2, DEMO_LANGUAGES), reps=10).note.startswith("cannot")
+    assert detectable_slope(Design(2, 2, DEMO_ZERO_SHOT), reps=10).note.startswith("cannot")
 
 
 def test_a_pilot_run_gives_the_variance_components(tmp_path):
