@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import io
 import math
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from analysis.analyse import Analysis
 from analysis.gains import cell_means
-
-if TYPE_CHECKING:  # the report's Analysis; imported for types only (no cycle at run time)
-    from analysis.report import Analysis
 
 DPI = 110
 REPORT_WIDTH_PX = 960  # the HTML report's column (60rem)

@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from analysis.render import Block, literal
 from analysis.results import Run, health_policy
 
 
@@ -101,8 +102,8 @@ def _label(r: Any) -> str:
     return f"{r.kind} {r.intermediate}" + (f"/{r.target_task}" if pd.notna(r.target_task) else "")
 
 
-def section(run: Run, block: Any) -> list[Any]:
-    """The section's blocks, built with the report's `Block` class (passed in: no import cycle)."""
+def section(run: Run) -> list[Block]:
+    """The section's blocks."""
     table = trial_health(run)
     config = run.manifest.get("config") or {}
     policy = health_policy(run.manifest)
@@ -121,33 +122,33 @@ def section(run: Run, block: Any) -> list[Any]:
         if policy == "restart"
         else "Policy `flag`: degenerate trials are kept in the tests and flagged here."
     )
-    blocks = [block("p", rule)]
+    blocks = [Block("p", rule)]
     if table.empty:
-        return [*blocks, block("p", headline_note(run))]
-    blocks.append(block("table", table=counts(table)))
+        return [*blocks, Block("p", headline_note(run))]
+    blocks.append(Block("table", table=counts(table)))
     notable = table[table["state"] != "healthy"]
     if len(notable):
         items = [
             f"{_label(r)} seed {r.seed}: "
             + ("healthy" if r.state == "restarted" else r.state)
             + (f" after {r.restarts} restart{'s' if r.restarts != 1 else ''}" if r.restarts else "")
-            + (f" ({r.reason})" if pd.notna(r.reason) else "")
+            + (f" ({literal(r.reason)})" if pd.notna(r.reason) else "")
             for r in notable.itertuples()
         ]
-        blocks.append(block("list", items=items))
+        blocks.append(Block("list", items=items))
     else:
-        blocks.append(block("p", "Every fine-tune learned on its first attempt."))
+        blocks.append(Block("p", "Every fine-tune learned on its first attempt."))
     seeds = per_seed(run)
     if len(seeds):
         shown = seeds.copy()
         for column in ("en dev", "en test", "zero-shot mean"):
             shown[column] = shown[column].map(lambda v: f"{v:.3f}" if pd.notna(v) else "")
         blocks.append(
-            block(
+            Block(
                 "p",
                 "Every target trial, per seed: English dev (selected epoch) and English test in "
                 "the target's primary metric, and the mean over its zero-shot languages.",
             )
         )
-        blocks.append(block("table", table=shown))
+        blocks.append(Block("table", table=shown))
     return blocks

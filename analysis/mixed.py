@@ -7,12 +7,14 @@ REML for estimates, ML for comparisons. `difficulty` is the intermediate's mean 
 seed's deviation from it (seed-to-seed noise and luck: a lucky seed may score better and gain
 more, which must not leak into the between slope), so the two are reported as two terms.
 
-statsmodels and an exact REML/ML computed from cross-products (`Engine`, independent of
-statsmodels) both fit, the exact optimizers from several starts (as lme4 users refit); the best
-log-likelihood is kept, and starts or optimizers that stop lower are reported. The engine also
-supplies the Hessian of the variance parameters, Satterthwaite df and BLUPs. Every fit is
-bounded by FIT_SECONDS; a design too small for a model is refused with the reason.
-`backend="lme4"` fits the same models with lme4/lmerTest through Rscript instead.
+One default path, `backend="exact"`: an exact REML/ML computed from cross-products (`Engine`,
+O(q^3) per evaluation for any number of rows), maximized by L-BFGS-B from several starts (as
+lme4 users refit) and polished by Powell and Nelder-Mead; the best log-likelihood is kept, and
+a lower optimum is reported. The engine also supplies the Hessian of the variance parameters,
+Satterthwaite df and BLUPs. Two other backends give the same tables, as cross-checks:
+`"statsmodels"` (MixedLM's optimizers, judged on the exact likelihood) and `"lme4"` (lme4 and
+lmerTest through Rscript). Every fit is bounded by FIT_SECONDS; a design too small for a model
+is refused with the reason.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -35,7 +38,10 @@ from scipy import linalg, sparse, stats
 
 log = logging.getLogger(__name__)
 
-OPTIMIZERS = ("lbfgs", "bfgs", "powell", "nm")
+# "exact" is the default; sweep/config.py's `analysis.backend` offers the same three
+Backend = Literal["exact", "statsmodels", "lme4"]
+BACKENDS: tuple[str, ...] = get_args(Backend)
+OPTIMIZERS = ("lbfgs", "bfgs", "powell", "nm")  # statsmodels backend
 # statsmodels optimizes llf / n, so its gradient shrinks with n: tolerances must be tight.
 TOLERANCES = {
     "lbfgs": {"pgtol": 1e-10, "factr": 10.0, "maxiter": 2000},
@@ -43,7 +49,7 @@ TOLERANCES = {
     "powell": {"xtol": 1e-8, "ftol": 1e-12, "maxiter": 20000},
     "nm": {"xtol": 1e-8, "ftol": 1e-12, "maxiter": 20000},
 }
-STATSMODELS_MAX_ROWS = 5000
+STATSMODELS_MAX_ROWS = 5000  # beyond, one statsmodels fit takes minutes (10+ at 47k rows)
 SPARSE_FROM_ROWS = 1500  # dense statsmodels is faster on small tables, 8x slower on large ones
 BOUNDARY = 1e-6  # a variance below this share of the total is at the boundary (singular fit)
 LLF_AGREEMENT = 1e-3  # statsmodels' llf and the exact one must agree to this many units
@@ -60,7 +66,7 @@ class FitTimeout(Exception):
 
 
 @dataclass
-class Spec:
+class ModelSpec:
     """Which model: fixed-effect terms beyond the intercept, and random components."""
 
     name: str
@@ -72,12 +78,12 @@ class Spec:
     decompose: bool = True
 
 
-MAIN = Spec("main")
-NULL = Spec("no difficulty", fixed=())
+MAIN = ModelSpec("main")
+NULL = ModelSpec("no difficulty", fixed=())
 # The Answer's second number: targets as a sample (slope varies by target), and the headline's
 # covariates (none), so that it estimates the headline's slope with targets random.
-SLOPES = Spec("random slope", slope=True, covariates=False)
-OVERLAP = Spec("difficulty x overlap", fixed=("difficulty", "overlap", "difficulty:overlap"))
+SLOPES = ModelSpec("random slope", slope=True, covariates=False)
+OVERLAP = ModelSpec("difficulty x overlap", fixed=("difficulty", "overlap", "difficulty:overlap"))
 
 
 @dataclass
@@ -88,7 +94,7 @@ class LmmFit:
     spec: str
     ok: bool
     reason: str | None = None
-    backend: str = "statsmodels"
+    backend: Backend = "exact"
     fixed: pd.DataFrame = field(default_factory=pd.DataFrame)
     variance: pd.DataFrame = field(default_factory=pd.DataFrame)
     blups: pd.DataFrame = field(default_factory=pd.DataFrame)  # component, level, value, se
@@ -179,7 +185,7 @@ def model_frame(gains: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def build_design(frame: pd.DataFrame, spec: Spec) -> Design:
+def build_design(frame: pd.DataFrame, spec: ModelSpec) -> Design:
     """Matrices of `spec` on `frame`; covariates that do not vary and factors with one level
     are left out, each with a note. Raises ValueError when nothing can be fitted."""
     notes: list[str] = []
@@ -422,162 +428,103 @@ def _exact_fit(
     return np.append(theta**2 * s2, s2), bool(found.success)
 
 
-# ---- statsmodels -----------------------------------------------------------------------------
+@dataclass
+class _Optimum:
+    """One optimizer run: its (RE)ML log-likelihood on the exact engine, the variances it
+    reached, whether it reported convergence, and its own messages (shown if it is kept)."""
+
+    llf: float
+    label: str
+    var: np.ndarray
+    converged: bool
+    messages: list[str] = field(default_factory=list)
 
 
-def _statsmodels_fit(
-    design: Design, reml: bool, method: str, start: object | None = None
-) -> tuple[object | None, list[str], str | None]:
-    """One statsmodels fit: (result or None, warning messages, error)."""
-    from statsmodels.regression.mixed_linear_model import MixedLM, VCSpec
+@dataclass
+class _Search:
+    """Every optimum a backend's optimizers found, what went wrong, and the best llf of each
+    optimizer (NaN when it found nothing)."""
 
-    n = len(design.y)
-    use_sparse = n >= SPARSE_FROM_ROWS
-    names = list(design.blocks)
-    mats = [[b.tocsr() if use_sparse else b.toarray()] for b in design.blocks.values()]
-    colnames = [[f"{name}[{lv}]" for lv in design.levels[name]] for name in names]
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            model = MixedLM(
-                design.y,
-                design.X,
-                groups=np.zeros(n),
-                exog_re=np.zeros((n, 0)),
-                exog_vc=VCSpec(names, colnames, mats),
-            )
-            fitted = model.fit(reml=reml, method=[method], start_params=start, **TOLERANCES[method])
-        # statsmodels fails in many ways (LinAlgError, ValueError, IndexError...); a report must
-        # still be written, so a failure becomes a recorded reason.
-        except Exception as err:
-            return None, [], f"{type(err).__name__}: {err}"[:300]
-    messages = [f"{w.category.__name__}: {str(w.message).strip()}" for w in caught]
-    # Our tolerances reach scipy (statsmodels passes them on) but its argument check flags them.
-    messages = [
-        m for m in messages if "Retrying MixedLM" not in m and "not used by MixedLM.fit" not in m
-    ]
-    return fitted, list(dict.fromkeys(messages)), None
+    runs: list[_Optimum] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    attempts: dict[str, float] = field(default_factory=dict)
+
+    def best(self) -> _Optimum | None:
+        return max(self.runs, key=lambda r: r.llf, default=None)
 
 
-def _variances(fitted: object) -> np.ndarray:
-    return np.append(np.asarray(fitted.vcomp, float), float(fitted.scale))  # type: ignore[attr-defined]
-
-
-def _best(
+def _exact_search(
     design: Design,
     engine: Engine,
     reml: bool,
-    optimizers: tuple[str, ...],
     start: np.ndarray | None = None,
     deadline: float = math.inf,
-) -> tuple[str | None, np.ndarray | None, list[str], dict[str, float]]:
-    """Fit with every optimizer and keep the variances with the best exact llf.
-
-    statsmodels' optimizers run on tables up to STATSMODELS_MAX_ROWS (beyond, one fit takes
-    minutes); the exact-likelihood optimizers always run, each from `start` (if given) and from
-    every STARTS value. Statsmodels' own warnings are kept only when its optimum is the one
-    kept (otherwise they describe a fit nobody reads). Returns (optimizer, variances, messages,
-    optimizer -> exact llf or NaN).
-    """
+) -> _Search:
+    """The exact engine's optimizers: L-BFGS-B (fast) from `start` (if given) and every STARTS
+    value, then Powell and Nelder-Mead polishing the best point so far."""
     k = len(design.blocks)
-    attempts: dict[str, float] = {}
-    candidates: list[tuple[float, str, np.ndarray, list[str]]] = []
-    problems: list[str] = []
-    use_statsmodels = len(design.y) <= STATSMODELS_MAX_ROWS
-    for method in optimizers if use_statsmodels else ():
-        if time.monotonic() > deadline:
-            problems.append(f"statsmodels {method} not tried: {FIT_SECONDS:.0f} s budget spent")
-            continue
-        fitted, caught, error = _statsmodels_fit(design, reml, method, None)
-        if fitted is None:
-            attempts[f"statsmodels {method}"] = math.nan
-            problems.append(f"statsmodels {method} failed: {error}")
-            continue
-        var = _variances(fitted)
-        try:
-            exact = engine.evaluate(var)[2 if reml else 3]
-        except (linalg.LinAlgError, ValueError) as err:
-            attempts[f"statsmodels {method}"] = math.nan
-            problems.append(f"statsmodels {method}: variances unusable ({err})")
-            continue
-        if abs(exact - float(fitted.llf)) > LLF_AGREEMENT:  # type: ignore[attr-defined]
-            caught.append(
-                f"statsmodels llf {float(fitted.llf):.4f} differs from the exact "  # type: ignore[attr-defined]
-                f"{exact:.4f}"
-            )
-        if not fitted.converged:  # type: ignore[attr-defined]
-            caught.append(f"statsmodels {method} did not report convergence")
-        attempts[f"statsmodels {method}"] = exact
-        candidates.append((exact, f"statsmodels {method}", var, caught))
-    if not use_statsmodels:
-        problems.append(
-            f"{len(design.y)} rows: statsmodels optimizers skipped (minutes per fit beyond "
-            f"{STATSMODELS_MAX_ROWS}); exact-likelihood optimizers only"
-        )
-    # L-BFGS-B (fast) from every start; Powell and Nelder-Mead polish the best point so far.
     starts = [*([] if start is None else [start]), *(np.full(k, v) for v in STARTS)]
     which = 2 if reml else 3
-    runs: list[tuple[float, str, np.ndarray, bool]] = []  # every exact run: llf, label, var
+    search = _Search()
     for method in EXACT_OPTIMIZERS:
         label = f"exact {method}"
-        if method != EXACT_OPTIMIZERS[0]:
-            pool = [c for c in candidates if math.isfinite(c[0])]
-            if pool:
-                var = max(pool, key=lambda c: c[0])[2]
-                starts = [np.sqrt(np.maximum(var[:-1], 0) / var[-1])]
-        found: list[tuple[float, np.ndarray, bool]] = []
+        best = search.best()
+        if method != EXACT_OPTIMIZERS[0] and best is not None:
+            starts = [np.sqrt(np.maximum(best.var[:-1], 0) / best.var[-1])]
+        found: list[_Optimum] = []
         for x0 in starts:
             try:
                 var, converged = _exact_fit(engine, k, reml, method, x0, deadline)
-                found.append((engine.evaluate(var)[which], var, converged))
+                found.append(_Optimum(engine.evaluate(var)[which], label, var, converged))
             except FitTimeout as err:
-                problems.append(f"{label}: stopped, {err}")
+                search.problems.append(f"{label}: stopped, {err}")
                 break
             except (linalg.LinAlgError, ValueError) as err:
-                problems.append(f"{label} from start {np.round(x0, 3).tolist()} failed: {err}")
-        found = [f for f in found if math.isfinite(f[0])]
-        runs += [(f[0], label, f[1], f[2]) for f in found]
-        if not found:
-            attempts[label] = math.nan
-            continue
-        exact, var, _ = max(found, key=lambda f: f[0])
-        attempts[label] = exact
-        candidates.append((exact, label, var, []))
-    finite = [c for c in candidates if math.isfinite(c[0])]
-    if not finite:
-        return None, None, problems, attempts
-    best = max(finite, key=lambda c: c[0])
-    messages = list(dict.fromkeys([*best[3], *problems]))
-    # A lower optimum matters to a reader only if the fixed effects differ there: then the
-    # data hold two answers. Otherwise it is a note (a start or optimizer that stopped early).
-    beta_best, cov_best, _, _ = engine.evaluate(best[2])
+                search.problems.append(
+                    f"{label} from start {np.round(x0, 3).tolist()} failed: {err}"
+                )
+        found = [f for f in found if math.isfinite(f.llf)]
+        search.runs += found
+        search.attempts[label] = max((f.llf for f in found), default=math.nan)
+    return search
+
+
+def _keep_best(engine: Engine, search: _Search) -> tuple[_Optimum | None, list[str]]:
+    """The run with the best log-likelihood and the messages that go with it.
+
+    A lower optimum matters to a reader only if the fixed effects differ there: then the data
+    hold two answers ("different maxima"). Otherwise it is a note (a start or optimizer that
+    stopped early).
+    """
+    best = search.best()
+    if best is None:
+        return None, search.problems
+    messages = list(dict.fromkeys([*best.messages, *search.problems]))
+    beta_best, cov_best, _, _ = engine.evaluate(best.var)
     se_best = np.sqrt(np.diag(cov_best))
-    lower = [r for r in runs if r[3] and best[0] - r[0] > 0.01] + [
-        (c[0], c[1], c[2], True)
-        for c in finite
-        if best[0] - c[0] > 0.01 and c[1] not in {r[1] for r in runs}
-    ]
-    for llf, label, var, _ in sorted(lower, key=lambda r: r[0])[:1]:
-        shift = float(np.max(np.abs(engine.evaluate(var)[0] - beta_best) / se_best))
+    lower = [r for r in search.runs if r.converged and best.llf - r.llf > 0.01]
+    for run in sorted(lower, key=lambda r: r.llf)[:1]:
+        shift = float(np.max(np.abs(engine.evaluate(run.var)[0] - beta_best) / se_best))
         kind = "different maxima" if shift > 0.1 else "note: lower stop"
         messages.append(
-            f"{kind}: {label} stopped {best[0] - llf:.3f} log-likelihood units below {best[1]}, "
-            f"fixed effects there up to {shift:.2f} SE away (kept the best)"
+            f"{kind}: {run.label} stopped {best.llf - run.llf:.3f} log-likelihood units below "
+            f"{best.label}, fixed effects there up to {shift:.2f} SE away (kept the best)"
         )
-    return best[1], best[2], messages, attempts
+    return best, messages
 
 
-def fit_lmm(
-    gains: pd.DataFrame,
-    spec: Spec = MAIN,
-    optimizers: tuple[str, ...] = OPTIMIZERS,
-    backend: str = "statsmodels",
-) -> LmmFit:
-    """REML estimates with Satterthwaite tests, plus the ML log-likelihood; never raises.
+def fit_lmm(gains: pd.DataFrame, spec: ModelSpec = MAIN, backend: Backend = "exact") -> LmmFit:
+    """REML estimates with Satterthwaite tests, plus the ML log-likelihood; never raises on
+    data (an unknown `backend` is a ValueError).
 
-    A fit whose REML Hessian is not negative definite counts as failed. Warnings (convergence,
-    singular fit, optimizer disagreement) are in `warnings`, never swallowed.
+    `backend`: "exact" (the default and the one the report trusts: the exact likelihood's own
+    optimizers), "statsmodels" (MixedLM's optimizers, judged on the exact likelihood: a
+    cross-check) or "lme4" (lme4 + lmerTest through Rscript). A fit whose REML Hessian is not
+    negative definite counts as failed. Warnings (singular fit, lower optima, dropped
+    components) are in `warnings`, never swallowed.
     """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
     frame = model_frame(gains)
     result = LmmFit(spec=spec.name, ok=False, n_obs=len(frame), backend=backend)
     if frame.empty:
@@ -590,11 +537,15 @@ def fit_lmm(
         return result
     result.levels = {k: len(v) for k, v in design.levels.items()}
     if backend == "lme4":
-        return _fit_lme4(frame, design, spec, result)
-    if backend != "statsmodels":
-        raise ValueError(f"unknown backend {backend!r}; use 'statsmodels' or 'lme4'")
+        return _fit_lme4(frame, design, result)
+    if backend == "statsmodels" and len(design.y) > STATSMODELS_MAX_ROWS:
+        result.reason = (
+            f"statsmodels backend: {len(design.y)} rows, over {STATSMODELS_MAX_ROWS} (one fit "
+            "takes minutes there); the exact backend fits any size"
+        )
+        return result
     with _one_blas_thread():
-        return _fit_statsmodels(design, optimizers, result, time.monotonic() + FIT_SECONDS)
+        return _fit_python(design, backend, result, time.monotonic() + FIT_SECONDS)
 
 
 @contextlib.contextmanager
@@ -610,37 +561,47 @@ def _one_blas_thread() -> Iterator[None]:
         yield
 
 
-def _fit_statsmodels(
-    design: Design, optimizers: tuple[str, ...], result: LmmFit, deadline: float = math.inf
-) -> LmmFit:
+def _fit_python(design: Design, backend: Backend, result: LmmFit, deadline: float) -> LmmFit:
+    """REML, Satterthwaite df and the ML refit with the exact engine's or statsmodels'
+    optimizers; the exact engine supplies the likelihood, Hessian and BLUPs either way."""
     engine = Engine(design)
-    method, var, caught, attempts = _best(design, engine, True, optimizers, deadline=deadline)
-    result.attempts = attempts
-    if var is None:
+    if backend == "exact":
+        search = _exact_search(design, engine, True, deadline=deadline)
+    else:
+        search = _statsmodels_search(design, engine, True, deadline)
+    kept, caught = _keep_best(engine, search)
+    result.attempts = search.attempts
+    if kept is None:
         result.reason = "every optimizer failed: " + "; ".join(caught)
         return result
+    var = kept.var
     try:
         df, df_notes = satterthwaite(engine, var)
     except ValueError as err:
-        result.reason = f"{method}: {err}"
+        result.reason = f"{kept.label}: {err}"
         result.warnings = caught
         return result
-    start = np.sqrt(var[:-1] / var[-1])
-    _, ml_var, ml_caught, _ = _best(design, engine, False, (), start, deadline)
-    if ml_var is not None:
-        result.ml_llf = engine.evaluate(ml_var)[3]
+    if backend == "exact":  # the ML refit starts from the REML optimum
+        start = np.sqrt(var[:-1] / var[-1])
+        ml_search = _exact_search(design, engine, False, start, deadline)
+    else:
+        ml_search = _statsmodels_search(design, engine, False, deadline)
+    ml_kept, ml_caught = _keep_best(engine, ml_search)
+    if ml_kept is not None:
+        result.ml_llf = engine.evaluate(ml_kept.var)[3]
     else:
         ml_caught = ["ML fit failed; AIC/BIC unavailable", *ml_caught]
     result.warnings = list(
         dict.fromkeys([*design.notes, *caught, *(f"ML: {m}" for m in ml_caught), *df_notes])
     )
-    result.method = method
-    result.backend = "exact engine" if method.startswith("exact") else "statsmodels"
-    _fill(result, engine, design, var, df)
+    result.method = kept.label
+    _fill_tables(result, engine, design, var, df)
     return result
 
 
-def _fill(result: LmmFit, engine: Engine, design: Design, var: np.ndarray, df: np.ndarray) -> None:
+def _fill_tables(
+    result: LmmFit, engine: Engine, design: Design, var: np.ndarray, df: np.ndarray
+) -> None:
     """Fixed-effects, variance and BLUP tables from the variances and Satterthwaite df."""
     beta, cov, reml, _ = engine.evaluate(var)
     se = np.sqrt(np.diag(cov))
@@ -689,6 +650,78 @@ def _fill(result: LmmFit, engine: Engine, design: Design, var: np.ndarray, df: n
     result.reml_llf = reml
     result.n_params = engine.p + len(var)
     result.ok = True
+
+
+# ---- statsmodels -----------------------------------------------------------------------------
+
+
+def _statsmodels_fit(
+    design: Design, reml: bool, method: str, start: object | None = None
+) -> tuple[object | None, list[str], str | None]:
+    """One statsmodels fit: (result or None, warning messages, error)."""
+    from statsmodels.regression.mixed_linear_model import MixedLM, VCSpec
+
+    n = len(design.y)
+    use_sparse = n >= SPARSE_FROM_ROWS
+    names = list(design.blocks)
+    mats = [[b.tocsr() if use_sparse else b.toarray()] for b in design.blocks.values()]
+    colnames = [[f"{name}[{lv}]" for lv in design.levels[name]] for name in names]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model = MixedLM(
+                design.y,
+                design.X,
+                groups=np.zeros(n),
+                exog_re=np.zeros((n, 0)),
+                exog_vc=VCSpec(names, colnames, mats),
+            )
+            fitted = model.fit(reml=reml, method=[method], start_params=start, **TOLERANCES[method])
+        # statsmodels fails in many ways (LinAlgError, ValueError, IndexError...); a report must
+        # still be written, so a failure becomes a recorded reason.
+        except Exception as err:
+            return None, [], f"{type(err).__name__}: {err}"[:300]
+    messages = [f"{w.category.__name__}: {str(w.message).strip()}" for w in caught]
+    # Our tolerances reach scipy (statsmodels passes them on) but its argument check flags them.
+    messages = [
+        m for m in messages if "Retrying MixedLM" not in m and "not used by MixedLM.fit" not in m
+    ]
+    return fitted, list(dict.fromkeys(messages)), None
+
+
+def _variances(fitted: object) -> np.ndarray:
+    return np.append(np.asarray(fitted.vcomp, float), float(fitted.scale))  # type: ignore[attr-defined]
+
+
+def _statsmodels_search(design: Design, engine: Engine, reml: bool, deadline: float) -> _Search:
+    """statsmodels MixedLM with each of OPTIMIZERS (tight tolerances), every optimum judged on
+    the exact likelihood; statsmodels' own warnings go with its optimum (shown if it is kept)."""
+    search = _Search()
+    for method in OPTIMIZERS:
+        label = f"statsmodels {method}"
+        if time.monotonic() > deadline:
+            search.problems.append(f"{label} not tried: {FIT_SECONDS:.0f} s budget spent")
+            continue
+        fitted, caught, error = _statsmodels_fit(design, reml, method)
+        search.attempts[label] = math.nan
+        if fitted is None:
+            search.problems.append(f"{label} failed: {error}")
+            continue
+        var = _variances(fitted)
+        try:
+            exact = engine.evaluate(var)[2 if reml else 3]
+        except (linalg.LinAlgError, ValueError) as err:
+            search.problems.append(f"{label}: variances unusable ({err})")
+            continue
+        llf = float(fitted.llf)  # type: ignore[attr-defined]
+        if abs(exact - llf) > LLF_AGREEMENT:
+            caught.append(f"statsmodels llf {llf:.4f} differs from the exact {exact:.4f}")
+        converged = bool(fitted.converged)  # type: ignore[attr-defined]
+        if not converged:
+            caught.append(f"{label} did not report convergence")
+        search.attempts[label] = exact
+        search.runs.append(_Optimum(exact, label, var, converged, caught))
+    return search
 
 
 # ---- lme4 through Rscript --------------------------------------------------------------------
@@ -741,7 +774,7 @@ writeLines(c(format(logLik(m), digits = 15), format(logLik(ml), digits = 15),
 """
 
 
-def _fit_lme4(frame: pd.DataFrame, design: Design, spec: Spec, result: LmmFit) -> LmmFit:
+def _fit_lme4(frame: pd.DataFrame, design: Design, result: LmmFit) -> LmmFit:
     """The same model with lme4 (REML) and lmerTest's Satterthwaite df; same tables."""
     why = lme4_available()
     if why is not None:
@@ -800,7 +833,7 @@ def _fit_lme4(frame: pd.DataFrame, design: Design, spec: Spec, result: LmmFit) -
     }
     var = np.array([got[n] for n in [*design.blocks, "residual"]])
     engine = Engine(design)
-    _fill(result, engine, design, var, fixed_table["df"].to_numpy(float))
+    _fill_tables(result, engine, design, var, fixed_table["df"].to_numpy(float))
     # lme4's own estimates and SEs replace the exact engine's (they agree at lme4's optimum).
     result.fixed["estimate"] = fixed_table["estimate"].to_numpy(float)
     result.fixed["se"] = fixed_table["se"].to_numpy(float)

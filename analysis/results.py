@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from sweep import schema
 from sweep.schema import BASELINE, SCRATCH  # noqa: F401 (BASELINE re-exported)
-from trainers.paths import excerpt, open_storage
+from trainers.paths import excerpt
 from trainers.runfiles import manifest_problem
 
 CONTROL = SCRATCH  # the name the analysis reads it by
@@ -56,16 +56,6 @@ class RunError(ValueError):
     """A run that cannot be reported as it is; the message is one line naming what is wrong."""
 
 
-def open_run(run: str) -> tuple[pafs.FileSystem, str]:
-    """Filesystem and base path of a run folder; a plain path is local and made absolute.
-
-    RunError for a URI itx does not accept (ftp://, mock://, s3:// without a bucket...)."""
-    try:
-        return open_storage(run)
-    except ValueError as err:
-        raise RunError(str(err)) from None
-
-
 def empty_rows() -> pd.DataFrame:
     """A zero-row table with the store's columns and dtypes."""
     return pd.DataFrame({c: pd.Series(dtype=t) for c, t in ROW_DTYPES.items()})
@@ -98,7 +88,7 @@ def load_run(run: str) -> Run:
     described in `problems`; only a folder with neither a manifest nor results raises
     FileNotFoundError.
     """
-    fs, base = open_run(run)
+    fs, base = schema.open_store(run)  # StorageError for a URI itx does not accept (ftp://...)
     problems: list[str] = []
     manifest = _read_manifest(fs, base, run)
     status = _read_json(fs, f"{base}/{schema.STATUS}", problems)

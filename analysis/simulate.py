@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from analysis.results import BASELINE, CONTROL, OPTIONAL_COLUMNS, ROW_DTYPES, open_run
+from analysis.results import BASELINE, CONTROL, OPTIONAL_COLUMNS, ROW_DTYPES
 from sweep import schema
 
 INTERMEDIATE_LABELS = 4  # intermediate tasks are 4-way classification: chance 0.25
@@ -248,7 +248,7 @@ def write_run(
     without results); `config` is merged into its config (e.g. a difficulty.external map).
     Returns the result file paths.
     """
-    fs, base = open_run(run)
+    fs, base = schema.open_store(run)
     fs.create_dir(f"{base}/{schema.RESULTS_DIR}", recursive=True)
     trials: list[dict[str, Any]] = [
         {
@@ -312,12 +312,13 @@ def xtreme_r_language_lists() -> dict[str, tuple[str, ...]]:
     return {t.name: tuple(t.languages) for t in TARGETS if t.source}
 
 
-# Zero-shot languages (English excluded) per target of the XTREME-R study design.
-XTREME_R_LANGUAGES = {
+# How many zero-shot languages (English excluded) each target has: the XTREME-R study's,
+# counted from the registry (its language codes are trainers.tasks.XTREME_R_LANGUAGES) ...
+XTREME_R_ZERO_SHOT = {
     name: sum(lang != "en" for lang in langs) for name, langs in xtreme_r_language_lists().items()
 }
-# The demo sweep's targets and zero-shot languages (configs/demo.yaml).
-DEMO_LANGUAGES = {"nli": 4, "pos": 4}
+# ... and the demo sweep's (configs/demo.yaml).
+DEMO_ZERO_SHOT = {"nli": 4, "pos": 4}
 
 
 def simulate_gains(

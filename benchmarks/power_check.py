@@ -6,7 +6,8 @@ simulated at each slope with full rows, at half, once and 1.5 times the 80% slop
 
 Designs: the planned configs/xtreme_r.yaml (13 intermediates x 3 seeds x its ten targets'
 zero-shot languages) and the demo's targets with 6 intermediates (the demo's 3 cannot reach a
-permutation p below 0.05). Variance components: analysis.power.Components() (assumed defaults).
+permutation p below 0.05). Variance components: analysis.power.Components() (the defaults;
+their noise parts checked against published seed variability, see its comment).
 """
 
 from __future__ import annotations

@@ -145,10 +145,10 @@ def local_gpus() -> int:
 
 def _answers(location: str) -> None:
     """The storage of `location` answers one call in bounded time (else NoAnswer, one line)."""
-    from analysis.results import open_run
+    from sweep.schema import open_store
     from trainers.paths import FIRST_ANSWER_SECONDS, within
 
-    fs, base = open_run(location)
+    fs, base = open_store(location)
     within(FIRST_ANSWER_SECONDS, location, lambda: fs.get_file_info(base))
 
 
@@ -317,7 +317,7 @@ def report(
     run_dir: str,
     backend: Annotated[
         str | None,
-        typer.Option(help="Mixed-model backend: statsmodels or lme4 (R); default from the config."),
+        typer.Option(help="Mixed-model backend: exact, statsmodels, lme4; default: the config."),
     ] = None,
     out: Annotated[
         str | None,
@@ -329,6 +329,7 @@ def report(
     Atomic: all files are written to a temporary folder first, then swapped in."""
     from analysis.report import ReportNotWritten, write_report
     from analysis.results import RunError
+    from sweep.schema import StorageError
     from trainers.paths import NoAnswer
 
     allowed = BACKENDS  # the config's own choices: one list for the YAML key and this flag
@@ -339,7 +340,7 @@ def report(
         if out:
             _answers(out)
         written = write_report(run_dir, backend, out=out)
-    except (FileNotFoundError, RunError, ReportNotWritten, NoAnswer) as err:
+    except (FileNotFoundError, RunError, StorageError, ReportNotWritten, NoAnswer) as err:
         _fail(str(err).splitlines()[0][:500] if str(err) else type(err).__name__)
     except OSError as err:  # a read-only run folder: creating the temporary folder fails
         _fail(

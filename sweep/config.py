@@ -25,16 +25,27 @@ from pydantic import (
 )
 
 from trainers.health import HealthConfig
-from trainers.mixing import Mixture, check_mixture, members_of, mixture_task
+from trainers.mixing import Mixture, members_of, mixture_task
 from trainers.paths import check_name, check_storage, excerpt
 from trainers.settings import ModelConfig, PretrainConfig, TrainConfig
 from trainers.source_config import SourceOverride, parse_overrides
-from trainers.tasks import XTREME_R_LANGUAGES, Task, get_task
+from trainers.tasks import TASKS, XTREME_R_LANGUAGES, Task, get_task
 from trainers.world import WorldConfig
 
 
 class ConfigError(ValueError):
     """A config that cannot run; the message is one line naming key, value and what is allowed."""
+
+
+class KeyProblem(ValueError):
+    """A check of a section's own validator: the key(s) it concerns, dotted and relative to the
+    section, and the one value to quote. `one_line` names those keys, where pydantic would name
+    the section and quote all of it (the whole config, for a check of the top level)."""
+
+    def __init__(self, keys: str | tuple[str, ...], message: str, *value: object) -> None:
+        super().__init__(message)
+        self.keys = (keys,) if isinstance(keys, str) else keys
+        self.value = value  # () when the message itself names what is wrong
 
 
 class DataSizes(BaseModel):
@@ -70,7 +81,7 @@ class DataSizes(BaseModel):
         if self.source == "synthetic":
             for key in ("train", "dev", "test"):
                 if getattr(self, key) is None:
-                    raise ValueError(f"{key}: required for synthetic data (null: real data only)")
+                    raise KeyProblem(key, "required for synthetic data (null: real data only)")
         return self
 
 
@@ -133,9 +144,10 @@ class Resources(BaseModel):
         if self.num_cpus is not None:
             for key in ("cpu", "pretrain_cpu"):
                 if getattr(self, key) > self.num_cpus:
-                    raise ValueError(
+                    raise KeyProblem(
+                        (key, "num_cpus"),
                         f"{key}={getattr(self, key)} exceeds num_cpus={self.num_cpus}: "
-                        "no trial could ever be placed"
+                        "no trial could ever be placed",
                     )
         return self
 
@@ -146,14 +158,15 @@ class Controls(BaseModel):
     scratch: bool = True  # a random (never pretrained) encoder fine-tuned the same way
 
 
-Backend = Literal["statsmodels", "lme4"]  # lme4 runs R through Rscript
+# the mixed model's (analysis.mixed.Backend): the exact engine, or a cross-check; lme4 runs R
+Backend = Literal["exact", "statsmodels", "lme4"]
 BACKENDS: tuple[str, ...] = get_args(Backend)  # `itx report --backend` checks against these
 
 
 class AnalysisConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    backend: Backend = "statsmodels"
+    backend: Backend = "exact"
 
 
 class MlflowTracking(BaseModel):
@@ -248,38 +261,56 @@ class Experiment(BaseModel):
 
     @model_validator(mode="after")
     def _tasks_exist(self) -> Experiment:
-        for name, mixture in self.mixtures.items():  # trainers.mixing: mixtures in one place
-            check_mixture(name, [_registered(t, "intermediate") for t in mixture.tasks])
+        for name, mixture in self.mixtures.items():  # the entry, trainers.mixing.Mixture
+            if name in TASKS:
+                raise KeyProblem(
+                    f"mixtures.{name}", f"{name!r} is a registered task; pick another name"
+                )
+            key = f"mixtures.{name}.tasks"
+            members = [_registered(t, "intermediate", key) for t in mixture.tasks]
+            shapes = {(m.format, m.labels) for m in members}
+            if len(shapes) > 1:
+                raise KeyProblem(
+                    key,
+                    "these tasks differ in format or labels; a mixture trains one head, so its"
+                    " tasks must share both",
+                    list(mixture.tasks),
+                )
         for name in self.intermediates:
             if name not in self.mixtures:
-                _registered(name, "intermediate")
+                _registered(name, "intermediate", "intermediates")
         for name, options in self.tasks.items():
-            _registered(name, None)
+            _registered(name, None, "tasks")
             for stage in options.before or ():
-                _registered(stage, None)
+                _registered(stage, None, f"tasks.{name}.before")
         for name in self.difficulty.external:
             if name not in self.intermediates:
-                raise ValueError(
-                    f"difficulty.external: {name!r} is not an intermediate of this sweep; "
-                    f"allowed: {', '.join(self.intermediates)}"
+                raise KeyProblem(
+                    f"difficulty.external.{name}",
+                    f"{name!r} is not an intermediate of this sweep; "
+                    f"allowed: {', '.join(self.intermediates)}",
                 )
-        for name in (*self.intermediates, *self.targets):
-            for member in members_of(name, self.mixtures):
-                task = self.task(member)
-                for stage in (*task.before, member):
-                    self._check_source(self.task(stage))
+        for where in ("intermediates", "targets"):
+            for name in getattr(self, where):
+                for member in members_of(name, self.mixtures):  # a mixture: its tasks
+                    task = self.task(member)
+                    for stage in (*task.before, member):
+                        before = f" (trained before {member!r})" if stage != member else ""
+                        self._check_source(self.task(stage), where, before)
         return self
 
-    def _check_source(self, task: Task) -> None:
+    def _check_source(self, task: Task, where: str, before: str) -> None:
         if self.data.source == "synthetic" and not task.synthetic:
-            raise ValueError(
-                f"task {task.name!r} has real data only (no synthetic version); "
-                "set data.source: hub, or pick a task with a synthetic version"
+            raise KeyProblem(
+                (where, "data.source"),
+                f"task {task.name!r}{before} has real data only (no synthetic version); "
+                "set data.source: hub, or pick a task with a synthetic version",
             )
         if self.data.source == "hub" and not task.source:
-            raise ValueError(
-                f"task {task.name!r} exists only in the synthetic world; "
-                "set data.source: synthetic, or pick a task with a real data set"
+            raise KeyProblem(
+                (where, "data.source"),
+                f"task {task.name!r}{before} exists only in the synthetic world; "
+                "set data.source: synthetic, or pick a task with a real data set",
             )
 
     @model_validator(mode="after")
@@ -288,22 +319,26 @@ class Experiment(BaseModel):
         limit = self.model.max_length if self.encoder is None else 512
         for name, options in self.tasks.items():
             if options.max_length and options.max_length > limit:
-                raise ValueError(
-                    f"tasks.{name}.max_length: {options.max_length} exceeds the encoder's "
-                    f"{limit} positions (model.max_length for the synthetic encoder)"
+                raise KeyProblem(
+                    f"tasks.{name}.max_length",
+                    f"exceeds the encoder's {limit} positions (model.max_length for the "
+                    "synthetic encoder)",
+                    options.max_length,
                 )
         return self
 
     @model_validator(mode="after")
     def _encoder_matches_source(self) -> Experiment:
         if self.data.source == "hub" and self.encoder is None:
-            raise ValueError(
-                "encoder: required with data.source: hub (e.g. FacebookAI/xlm-roberta-base)"
+            raise KeyProblem(
+                "encoder", "required with data.source: hub (e.g. FacebookAI/xlm-roberta-base)"
             )
         if self.data.source == "synthetic" and self.encoder is not None:
-            raise ValueError(
-                "encoder: a hub encoder cannot read the synthetic world (its own tokenizer is "
-                "built there); remove encoder, or set data.source: hub"
+            raise KeyProblem(
+                ("encoder", "data.source"),
+                "a hub encoder cannot read the synthetic world (its own tokenizer is built "
+                "there); remove encoder, or set data.source: hub",
+                self.encoder.name,
             )
         return self
 
@@ -318,16 +353,18 @@ class Experiment(BaseModel):
                         if close
                         else "allowed: XTREME-R ISO codes or 'all'"
                     )
-                    raise ValueError(f"languages: unknown language {lang!r}; {hint}")
+                    raise KeyProblem("languages", f"unknown language {lang!r}; {hint}")
             return self
         known = [lang.code for lang in self.world.languages]
         for lang in self.languages:
             if lang not in known:
                 close = difflib.get_close_matches(lang, known, n=1)
                 hint = f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(known)}"
-                raise ValueError(f"languages: unknown language {lang!r}; {hint}")
+                raise KeyProblem("languages", f"unknown language {lang!r}; {hint}")
         if "en" not in self.languages and self.languages != ("all",):
-            raise ValueError("languages: must include 'en' (the source language)")
+            raise KeyProblem(
+                "languages", "must include 'en' (the source language)", list(self.languages)
+            )
         return self
 
     @property
@@ -371,11 +408,14 @@ class Experiment(BaseModel):
         return self.difficulty.external.get(name, math.nan)
 
 
-def _registered(name: str, role: str | None) -> Task:
+def _registered(name: str, role: str | None, key: str | None = None) -> Task:
+    """The registered task, else ValueError (a field's validator) or KeyProblem naming `key`."""
     try:
         return get_task(name, role)
     except KeyError as err:
-        raise ValueError(err.args[0]) from None
+        if key is None:
+            raise ValueError(err.args[0]) from None
+        raise KeyProblem(key, err.args[0]) from None
 
 
 def one_line(err: ValidationError, source: Path | str) -> str:
@@ -386,17 +426,22 @@ def one_line(err: ValidationError, source: Path | str) -> str:
     # a renamed key is both unknown and missing: its did-you-mean is the one that helps
     first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     rest = [e for e in errors if e is not first]
-    key = ".".join(_short_key(part) for part in first["loc"]) or "(top level)"
+    loc = tuple(first["loc"])
+    key = ".".join(_short_key(part) for part in loc) or "(top level)"
     message = first["msg"].removeprefix("Value error, ")[:400]
     if first["type"] == "missing":
         message = "required"
     elif first["type"] == "extra_forbidden":
         message = f"unknown key{_did_you_mean(first['loc'])}"
     more = f" [+{len(rest)} more]" if rest else ""
-    # a section's own validator receives the whole section; its message names the offending
-    # value, which is all that is quoted (never the whole config)
+    # a section's own check receives the whole section: never quoted whole; a KeyProblem
+    # names its keys and the one value that is wrong
     quoted = first["type"] != "missing" and not isinstance(first["input"], dict)
     got = f" (got {excerpt(first['input'])})" if quoted else ""
+    problem = (first.get("ctx") or {}).get("error")
+    if isinstance(problem, KeyProblem):
+        key = ", ".join(".".join(_short_key(p) for p in (*loc, k)) for k in problem.keys)
+        got = f" (got {excerpt(problem.value[0])})" if problem.value else ""
     if first["loc"] == ("storage",):  # its message quotes it, and a URI may hold a secret
         got = ""
     return f"{source}: {key}: {message}{got}{more}"

@@ -24,6 +24,8 @@ import yaml
 
 from sweep.config import Experiment
 from sweep.plan import TRAINED_FORMATS, TrialSpec
+from trainers.paths import cache_root
+from trainers.settings import pretrain_key
 
 THROUGHPUT_FILE = Path(__file__).with_name("throughput.yaml")
 TRAIN_SIZES_FILE = Path(__file__).resolve().parent.parent / "trainers" / "train_sizes.yaml"
@@ -161,21 +163,45 @@ def gpu_seconds(exp: Experiment, spec: TrialSpec, gpu: str) -> float:
     return total
 
 
+def cpu_cost(exp: Experiment, task: str) -> float:
+    """Cost of one training example of `task` relative to nli's, on the CPU: measured per
+    synthetic generator (topic, nli, pos in the demo), else per format (span QA), else 1."""
+    cpu, t = throughput_table()["cpu"], exp.task(task)
+    if t.synthetic in cpu["task_cost"]:
+        return float(cpu["task_cost"][t.synthetic])
+    return float(cpu["format_cost"].get(t.format, 1.0))
+
+
+def cpu_work(exp: Experiment, spec: TrialSpec) -> dict[str, float]:
+    """Work units of one trial per task it trains (evaluation-only: per target): training
+    examples, plus its English dev evaluation after every epoch and the test evaluation at
+    `eval_speedup`, scaled by length / max length (the null model's blank inputs are short)."""
+    cpu = throughput_table()["cpu"]
+    tests = 0
+    if spec.kind == "target":
+        tests = len(exp.languages_of(exp.task(spec.target_task or ""))) * (exp.data.test or 0)
+    elif spec.kind == "intermediate":
+        tests = exp.data.test or 0  # English test rows of the intermediate
+    work: dict[str, float] = {}
+    for t in trainings_of(exp, spec):
+        units = t.train_sequences + (t.eval_sequences + tests) / cpu["eval_speedup"]
+        work[t.task] = work.get(t.task, 0.0) + units * t.length / exp.model.max_length
+        tests = 0
+    if tests and spec.kind == "target":  # an evaluation-only target
+        work[spec.target_task or ""] = tests / cpu["eval_speedup"]
+    return work
+
+
 def cpu_seconds(exp: Experiment, spec: TrialSpec) -> float:
-    """Seconds of one trial of the synthetic benchmark on one core, from BENCHMARKS.md rates."""
+    """Seconds of one trial of the synthetic benchmark on one core while every trial slot is
+    busy (sweep/throughput.yaml's `cpu`, fitted by benchmarks/plan_vs_run.py on a demo run):
+    the per-trial overhead plus its work units at each task's cost."""
     cpu = throughput_table()["cpu"]
     if spec.kind == "pretrain":
         return exp.pretrain.steps / cpu["pretrain_steps_per_s"]
-    total = cpu["trial_overhead_s"]
-    for t in trainings_of(exp, spec):
-        scale = t.length / exp.model.max_length  # the null model's blank inputs are short
-        scale *= cpu["format_cost"].get(exp.task(t.task).format, 1.0)
-        total += scale * t.train_sequences / cpu["train_examples_per_s"]
-        total += t.eval_sequences / cpu["eval_examples_per_s"]
-    if spec.kind == "target":
-        languages = len(exp.languages_of(exp.task(spec.target_task or "")))
-        total += languages * (exp.data.test or 0) / cpu["eval_examples_per_s"]
-    return total
+    work = cpu_work(exp, spec)
+    rate = cpu["train_examples_per_s"]
+    return cpu["trial_overhead_s"] + sum(cpu_cost(exp, t) * u / rate for t, u in work.items())
 
 
 def release_priority(exp: Experiment, trials: list[TrialSpec]) -> dict[str, float] | None:
@@ -197,21 +223,22 @@ def simulate(
     trials: list[TrialSpec],
     seconds: dict[str, float],
     workers: int,
-    slowdown: float = 1.0,
     done: Iterable[str] = (),
     priority: dict[str, float] | None = None,
+    warmup: float = 0.0,
 ) -> float:
     """Makespan of the plan with `workers` trials at a time, released by `DagSearcher` as the
     sweep does (longest chain first, chains measured in `priority`, default `seconds`).
-    `slowdown` stretches every trial that runs beside another (CPU contention); finished
-    trials (`done`) take no time."""
+    `warmup` is added to the first trial each worker runs after the pretraining (a fresh
+    worker process: imports, data and encoder loading); finished trials (`done`) take no time."""
     from ray.tune.search import Searcher
 
     from sweep.searcher import DagSearcher
 
     searcher = DagSearcher(trials, set(done), {}, cost=seconds if priority is None else priority)
     searcher.set_max_concurrency(workers)
-    clock, running, ids = 0.0, [], itertools.count()
+    kinds = {t.key: t.kind for t in trials}
+    clock, running, ids, warm = 0.0, [], itertools.count(), 0
     while True:
         while len(running) < workers:
             trial_id = f"t{next(ids)}"
@@ -219,10 +246,10 @@ def simulate(
             if suggestion is None or suggestion == Searcher.FINISHED:
                 break
             key = suggestion["spec"]["key"]
-            # a trial that starts beside another shares the machine with it (approximation:
-            # decided at its start)
-            factor = slowdown if running or len(searcher.running) > 1 else 1.0
-            heapq.heappush(running, (clock + seconds[key] * factor, trial_id))
+            extra = 0.0
+            if seconds[key] and kinds[key] != "pretrain" and warm < workers:
+                extra, warm = warmup, warm + 1
+            heapq.heappush(running, (clock + seconds[key] + extra, trial_id))
         if not running:
             return clock
         clock, trial_id = heapq.heappop(running)
@@ -320,9 +347,11 @@ def estimate(
     workers: Iterable[int] = (16, 64),
     price: float | None = None,
     done: Iterable[str] = (),
+    cached: bool | None = None,
 ) -> PlanEstimate:
     """Cost of `trials` on `gpu` (real data) or the CPU (synthetic data); `done` trials are
-    held by the store already and cost nothing."""
+    held by the store already and cost nothing; `cached`: the synthetic encoder is in the
+    machine cache (None: look there)."""
     done = set(done)
     synthetic = exp.data.source == "synthetic"
     table = throughput_table()
@@ -333,6 +362,7 @@ def estimate(
             raise KeyError(f"unknown GPU type {gpu!r}; known: {', '.join(gpu_types())}")
         device, name, source = gpu, table["gpus"][gpu]["name"], table["gpus"][gpu]["source"]
     stages = {kind: StageEstimate() for kind in STAGES}
+    notes: list[str] = []
     seconds: dict[str, float] = {}
     states = []
     for spec in trials:
@@ -354,6 +384,9 @@ def estimate(
         own = cpu_seconds(exp, spec) if synthetic else gpu_seconds(exp, spec, gpu)
         if not synthetic and spec.kind == "pretrain":
             own = 0.0  # the hub encoder is downloaded, not trained
+        elif spec.kind == "pretrain" and (encoder_cached(exp) if cached is None else cached):
+            own = table["cpu"]["pretrain_cached_s"]  # copied from the machine cache
+            notes.append(f"the pretrained encoder is in the machine cache ({cache_root()})")
         seconds[spec.key] = own
         row.seconds += own
         row.moved += moved_bytes(exp, spec)
@@ -362,15 +395,34 @@ def estimate(
     for row in stages.values():
         for attr in vars(total):
             setattr(total, attr, getattr(total, attr) + getattr(row, attr))
-    slowdown = table["cpu"]["two_trials_slowdown"] if synthetic else 1.0
+    # the sweep's start-up (Ray, the manifest) and each worker's first trial, measured on the
+    # CPU; not modelled on GPUs (minutes of a multi-hour plan)
+    cpu = table["cpu"]
+    startup, warmup = (cpu["startup_s"], cpu["slot_warmup_s"]) if synthetic else (0.0, 0.0)
     # the config's own concurrency (the cluster it was written for) and the asked GPU counts
     sizes = sorted({exp.resources.max_concurrent_trials} | (set() if synthetic else set(workers)))
     path = critical_path(trials, seconds)
-    wall = {n: simulate(trials, seconds, n, slowdown, done) for n in sizes}
+    wall = {n: startup + simulate(trials, seconds, n, done, warmup=warmup) for n in sizes}
     bound = {n: max(path, total.seconds / n) for n in sizes}
     widest = max(sizes)
-    notes = []
-    if not synthetic:
+    if synthetic:
+        cpu_costs = table["cpu"]["task_cost"]
+        unmeasured = sorted(
+            {
+                t.task
+                for spec in trials
+                for t in trainings_of(exp, spec)
+                if exp.task(t.task).synthetic not in {*cpu_costs, "nli"}
+            }
+        )
+        if unmeasured:
+            notes.append(
+                f"CPU cost per example measured for the generators {', '.join(cpu_costs)} and "
+                f"nli only; {', '.join(unmeasured)} estimated at nli's (span QA x"
+                f"{table['cpu']['format_cost'].get('qa', 1.0):g}): refit with "
+                "benchmarks/plan_vs_run.py on a run of them"
+            )
+    else:
         notes.append(
             f"GPU figures are published ({source.split(',')[0]}), not measured by this tool; "
             "other lengths and XLM-R base scaled by training FLOPs per sequence; sequences "
@@ -391,6 +443,12 @@ def estimate(
         price=price,
         notes=notes,
     )
+
+
+def encoder_cached(exp: Experiment) -> bool:
+    """The synthetic encoder of `exp` is already pretrained in this machine's cache."""
+    key = pretrain_key(exp.world, exp.model, exp.pretrain)
+    return (cache_root() / "pretrained" / key / "DONE").exists()
 
 
 def held_by_store(exp: Experiment, trials: list[TrialSpec]) -> set[str]:

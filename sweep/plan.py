@@ -186,6 +186,9 @@ def training_identity(
         "data": data_identity(exp, name),
         "train": train_identity(exp.train_for(name)),
         "max_length": exp.max_length_for(name),
+        # the health rule decides which restart a trial keeps; added after version 1, so only
+        # settings away from the defaults enter the key
+        **({"health": health} if (health := settings_identity(exp.health, frozenset())) else {}),
     }
 
 

@@ -45,11 +45,12 @@ def estimate_lines(
             f"{row.sequences:>14,}{device:>11,.1f}"
         )
     what = "trial slots" if cpu else "GPUs"
+    extra = "; Ray's start-up and each slot's first-trial warm-up included" if cpu else ""
     for n, wall in est.wall.items():
         lines.append(
             f"  wall time on {n} {what}: {_hours(wall)} simulated (critical path "
             f"{_hours(est.critical_path)}, work / {n} {_hours(est.total.seconds / n)}; "
-            f"bound {_hours(est.bound[n])}, ratio {wall / max(est.bound[n], 1e-9):.3f})"
+            f"bound {_hours(est.bound[n])}, ratio {wall / max(est.bound[n], 1e-9):.3f}{extra})"
         )
     stored = est.total.stored
     lines.append(

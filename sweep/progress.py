@@ -1,27 +1,38 @@
-"""What a user sees of a running sweep: one line per trial event, named by the trial's label.
+"""What a user sees of a running sweep: Tune's status table and one log line per trial event,
+both naming trials by label (stage / intermediate / target / seed), never by Ray id.
 
-Tune's own console output is silenced (`RunConfig(verbose=0)`): at its default verbosity it
-prints every trial's whole config as a table when the trial starts (most of a demo log), and its
-status table names trials by Ray id. This callback logs instead, through `logging`:
+Tune's table comes from its `CLIReporter` (`status_table`), printed every minute and at the end
+(tests/fixtures/slice.yaml, the end; README, "Following a sweep"):
+
+    Number of trials: 6/6 (6 TERMINATED)
+    | Trial name                     | status     | loc   | key              |   en dev | ...
+    | intermediate/topic_easy/seed=0 | TERMINATED | ...   | b2e2b7d5a1d73f49 |  0.15625 | ...
+
+Its default console engine (Ray 2.x) ignores a custom reporter and, at its default verbosity,
+prints every trial's whole config when the trial starts (most of a demo log before), so the
+legacy engine is selected for the run (`tune_console`), as Ray's own RLlib examples do for
+the same reason (rllib/examples/utils.py). At verbosity 1 it prints the table only, never a
+config. This callback logs, through `logging`:
 
     start target/topic_easy/nli/seed=0 [3 of 9]
     target/topic_easy/nli/seed=0 epoch 2/5: loss 0.412, en dev accuracy 0.731 (12 s)
     done target/topic_easy/nli/seed=0 in 31 s: zero-shot accuracy 0.602
     status after 2m10s: 3 done, 2 running, 4 waiting, 0 failed
 
-Tune still names trials by label (`trial_name`), so its error messages and MLflow runs carry the
-label too; the trial folders (TensorBoard's run names) start with it.
+Tune names trials by label (`trial_name`), so its table, error messages and MLflow runs carry
+the label; the trial folders (TensorBoard's run names) start with it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from ray.tune import Callback
+from ray.tune import Callback, CLIReporter
 
 from sweep.config import Experiment
 from sweep.plan import TrialSpec
@@ -40,6 +51,38 @@ def trial_dirname(trial: Any) -> str:
     `target-topic_easy-nli-seed=0-87ce805fe7d77ff9`; TensorBoard names its runs by it."""
     spec = TrialSpec.model_validate(trial.config["spec"])
     return f"{spec.label.replace('/', '-')}-{spec.key}"
+
+
+# Tune's table: the per-epoch English dev score while a trial trains, then its headline
+# (zero-shot score of a target, English dev of an intermediate); the key finds its artifact
+TABLE_METRICS = {"epoch": "epoch", "en_dev": "en dev", "zero_shot": "zero-shot", "metric": "metric"}
+TABLE_PARAMETERS = {"spec/key": "key"}  # empty would mean every config entry, flattened
+
+
+def status_table(every_s: float = 60.0) -> CLIReporter:
+    """Tune's status table: one row per trial started so far, named by label."""
+    return CLIReporter(
+        metric_columns=dict(TABLE_METRICS),
+        parameter_columns=dict(TABLE_PARAMETERS),
+        max_report_frequency=int(every_s),
+        print_intermediate_tables=True,  # verbosity 1 would print only the counts till the end
+        max_progress_rows=40,  # the demo's 33 trials in one table
+    )
+
+
+@contextlib.contextmanager
+def tune_console() -> Iterator[None]:
+    """Tune's legacy console engine while the sweep runs (the only one that prints a custom
+    `progress_reporter`); the variable is restored after."""
+    before = os.environ.get("RAY_AIR_NEW_OUTPUT")
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
+        else:
+            os.environ["RAY_AIR_NEW_OUTPUT"] = before
 
 
 def epoch_line(label: str, result: dict[str, Any]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib.metadata
 import logging
+import math
 import os
 import subprocess
 from dataclasses import dataclass, field
@@ -119,11 +120,13 @@ def check_data(exp: Experiment) -> None:
     check_available(tasks, sorted(languages), exp.data.sources)
 
 
-def run_sweep(exp: Experiment, address: str | None = None, verbose: int = 0) -> SweepOutcome:
+def run_sweep(exp: Experiment, address: str | None = None, verbose: int = 1) -> SweepOutcome:
     """Run every unfinished trial of `exp`; finished ones (DONE markers) are reused, not rerun.
 
     Raises `StorageError` (one line) before anything starts when the storage root is unusable.
     A private local Ray is started unless `address` is given (`auto` inside `ray job submit`).
+    `verbose` 1 prints Tune's status table (trials by label) every minute and at the end; 0
+    leaves the log lines of sweep.progress only (they then add a status line every minute).
     """
     refuse_credentials_in_uri(exp.storage)  # before anything could copy the URI anywhere
     if "://" not in exp.storage:  # trials run in Tune's working dirs: relative paths would move
@@ -136,7 +139,14 @@ def run_sweep(exp: Experiment, address: str | None = None, verbose: int = 0) -> 
     import ray
     from ray import tune
 
-    from sweep.progress import SweepProgress, tracking_callbacks, trial_dirname, trial_name
+    from sweep.progress import (
+        SweepProgress,
+        status_table,
+        tracking_callbacks,
+        trial_dirname,
+        trial_name,
+        tune_console,
+    )
     from sweep.searcher import DagSearcher
     from sweep.trainable import run_trial, trial_resources
     from sweep.trial import execute
@@ -160,7 +170,12 @@ def run_sweep(exp: Experiment, address: str | None = None, verbose: int = 0) -> 
 
     searcher = DagSearcher(trials, done, params, cost=release_priority(exp, trials))
     to_run = len(trials) - len(done)
-    progress = SweepProgress(to_run, len(done), skipped=lambda: len(searcher.skipped))
+    progress = SweepProgress(  # with Tune's table on, only the last status line (skipped counts)
+        to_run,
+        len(done),
+        skipped=lambda: len(searcher.skipped),
+        every_s=math.inf if verbose else 60,
+    )
     callbacks = [progress, *tracking_callbacks(exp)]  # a missing tracker fails before Ray starts
     if to_run:
         started_ray = False
@@ -192,28 +207,29 @@ def run_sweep(exp: Experiment, address: str | None = None, verbose: int = 0) -> 
                 store, address is not None, exp.resources.max_concurrent_trials
             )
             params.update(session.params())
-            tuner = tune.Tuner(
-                tune.with_resources(run_trial, trial_resources),
-                tune_config=tune.TuneConfig(
-                    search_alg=searcher,
-                    num_samples=to_run,  # the searcher's count, not "infinite" (-1)
-                    max_concurrent_trials=exp.resources.max_concurrent_trials,
-                    reuse_actors=True,
-                    trial_name_creator=trial_name,
-                    trial_dirname_creator=trial_dirname,
-                ),
-                run_config=tune.RunConfig(
-                    name="tune",
-                    # the store's own filesystem: one code path, and endpoints set for it apply
-                    storage_path=store.run,
-                    storage_filesystem=store.fs,
-                    failure_config=tune.FailureConfig(max_failures=exp.resources.max_failures),
-                    # Tune's console output at 1+ dumps each trial's config; ours is by label
-                    verbose=verbose,
-                    callbacks=callbacks,
-                ),
-            )
-            grid = tuner.fit()
+            with tune_console():  # the engine that prints status_table, by label
+                tuner = tune.Tuner(
+                    tune.with_resources(run_trial, trial_resources),
+                    tune_config=tune.TuneConfig(
+                        search_alg=searcher,
+                        num_samples=to_run,  # the searcher's count, not "infinite" (-1)
+                        max_concurrent_trials=exp.resources.max_concurrent_trials,
+                        reuse_actors=True,
+                        trial_name_creator=trial_name,
+                        trial_dirname_creator=trial_dirname,
+                    ),
+                    run_config=tune.RunConfig(
+                        name="tune",
+                        # the store's own filesystem: one code path, and endpoints set for it apply
+                        storage_path=store.run,
+                        storage_filesystem=store.fs,
+                        failure_config=tune.FailureConfig(max_failures=exp.resources.max_failures),
+                        verbose=min(verbose, 1),  # 2+ would print results with configs
+                        progress_reporter=status_table(),
+                        callbacks=callbacks,
+                    ),
+                )
+                grid = tuner.fit()
             records = store.read_records()
             for result in grid:
                 if result.error is not None:

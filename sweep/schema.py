@@ -1,6 +1,7 @@
-"""What the results store holds, in one place: the row schemas, the reserved encoder names and
-the store layout. Only pyarrow: every writer (sweep.store, sweep.trial) and every reader
-(analysis.results, analysis.simulate, plain pandas) imports it without torch or Ray.
+"""What the results store holds, in one place: the row schemas, the reserved encoder names, the
+store layout and how a store is opened. Only pyarrow: every writer (sweep.store, sweep.trial)
+and every reader (analysis.results, analysis.simulate, plain pandas) imports it without torch
+or Ray.
 
 Every Parquet file of a run is written with `ROWS` (results/) or `FITS` (fits/), so a folder of
 them is one dataset: `pandas.read_parquet("<run>/results")` reads every result row of a run.
@@ -21,9 +22,13 @@ Layout under the storage root (a folder or a `s3://`/`gs://` URI):
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.fs as pafs
+
+from trainers.paths import check_storage, excerpt
 
 BASELINE = "none"  # the pretrained encoder with no intermediate training
 SCRATCH = "scratch"  # a random, never pretrained encoder fine-tuned the same way: the control
@@ -118,6 +123,39 @@ def dtypes(schema: pa.Schema) -> dict[str, str]:
 
 
 ROW_DTYPES = dtypes(ROWS)
+
+
+# ---- opening a store: the storage root of `itx run`, or a run folder of `itx report` ---------
+# Google Cloud Storage retries a failing call for 15 minutes by default: offline, `itx` would
+# look hung. Bounded here unless the URI sets it (gs://bucket/root?retry_limit_seconds=60).
+GCS_RETRY_LIMIT_SECONDS = 15
+
+
+class StorageError(OSError):
+    """The storage cannot be used; the message is one line naming the root and the cause."""
+
+
+def open_store(uri: str) -> tuple[pafs.FileSystem, str]:
+    """Filesystem and base path of a folder (made absolute) or a URI itx accepts
+    (trainers.paths.check_storage: file://, s3://, gs://); StorageError (one line) otherwise.
+
+    Object-store credentials and endpoints come from the environment only (AWS_ACCESS_KEY_ID,
+    AWS_ENDPOINT_URL, instance profiles...), never from the config, so none is ever written out.
+    """
+    try:
+        check_storage(uri)
+    except ValueError as err:
+        raise StorageError(str(err)) from None
+    if "://" not in uri:
+        return pafs.LocalFileSystem(), Path(uri).expanduser().resolve().as_posix()
+    if uri.split("://", 1)[0].lower() in ("gs", "gcs") and "retry_limit_seconds" not in uri:
+        uri += ("&" if "?" in uri else "?") + f"retry_limit_seconds={GCS_RETRY_LIMIT_SECONDS}"
+    try:
+        fs, base = pafs.FileSystem.from_uri(uri)
+    except (pa.ArrowException, ValueError, OSError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise StorageError(f"storage {excerpt(uri)}: {first[:200]}") from None
+    return fs, base.rstrip("/")
 
 
 # ---- layout: artifacts and scratch under the storage root, the rest under <root>/<name> ------

@@ -27,33 +27,10 @@ import pyarrow.parquet as pq
 
 from sweep import schema
 from sweep.plan import TrialSpec
-from sweep.schema import ROW_COLUMNS  # noqa: F401 (re-exported: the row columns)
-from trainers.paths import (
-    FIRST_ANSWER_SECONDS,
-    check_name,
-    excerpt,
-    open_storage,
-    store_path,
-    within,
-)
+from sweep.schema import ROW_COLUMNS, StorageError, open_store  # noqa: F401 (re-exports)
+from trainers.paths import FIRST_ANSWER_SECONDS, check_name, excerpt, store_path, within
 
 log = logging.getLogger(__name__)
-
-
-class StorageError(OSError):
-    """The storage root cannot be used; the message is one line naming the root and the cause."""
-
-
-def open_root(uri: str) -> tuple[pafs.FileSystem, str]:
-    """Filesystem and base path for a folder or URI; local folders are made absolute.
-
-    Object-store credentials and endpoints come from the environment only (AWS_ACCESS_KEY_ID,
-    AWS_ENDPOINT_URL, instance profiles...), never from the config, so none is ever written out.
-    """
-    try:
-        return open_storage(uri)  # folders, file://, s3://, gs:// only; gs retries bounded
-    except ValueError as err:
-        raise StorageError(str(err)) from None
 
 
 def first_line(err: BaseException | str) -> str:
@@ -66,7 +43,7 @@ def first_line(err: BaseException | str) -> str:
 class ResultsStore:
     def __init__(self, root: str, name: str) -> None:
         self.uri = root
-        self.fs, self.root = open_root(root)
+        self.fs, self.root = open_store(root)
         try:
             self.name = check_name(name)
         except ValueError as err:

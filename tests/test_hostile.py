@@ -33,10 +33,11 @@ from sweep.cli import app
 from sweep.config import ConfigError, load_config, parse_config
 from sweep.lease import ConfigChanged, RunBusy, RunLease, changed_keys, check_config_unchanged
 from sweep.plan import TrialSpec
+from sweep.schema import open_store
 from sweep.store import ResultsStore
 from tests.conftest import COUNTS, ROOT
 from tests.hostile_cases import CASES, TINY, report_run, status_run
-from trainers.paths import check_name, check_storage, open_storage, store_path
+from trainers.paths import check_name, check_storage, store_path
 
 # gs:// offline waits out its bounded retries (15 s): shown by benchmarks/hostile_input.py --heavy
 IN_PROCESS = [c for c in CASES if not (c.as_nobody or c.mid_run) and "gs://" not in c.name]
@@ -232,7 +233,7 @@ def test_a_forged_best_pointer_discards_the_state_on_an_object_store(tmp_path, c
 
 # ---- storage URIs --------------------------------------------------------------------------------
 def test_gcs_retries_are_bounded_unless_the_uri_sets_them():
-    fs, base = open_storage("gs://bucket/root")
+    fs, base = open_store("gs://bucket/root")
     assert base == "bucket/root" and type(fs).__name__ == "GcsFileSystem"
     with pytest.raises(ValueError, match="credentials in the URI"):
         check_storage("s3://AKIA:secret@bucket/x")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import shutil
 import time
 from pathlib import Path
@@ -18,17 +17,13 @@ from typing import Any
 
 import torch
 
+from trainers.paths import cache_root
 from trainers.settings import ModelConfig, PretrainConfig, pretrain_key
 from trainers.world import World, WorldConfig
 
 log = logging.getLogger(__name__)
 
 SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")  # XLM-R's ids 0..4
-
-
-def cache_root() -> Path:
-    """Machine-wide cache for pretrained synthetic encoders (`ITX_CACHE`, else ~/.cache/itx)."""
-    return Path(os.environ.get("ITX_CACHE", Path.home() / ".cache" / "itx")).expanduser()
 
 
 def train_tokenizer(world: World, model: ModelConfig, seed: int) -> Any:
@@ -41,7 +36,10 @@ def train_tokenizer(world: World, model: ModelConfig, seed: int) -> Any:
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
     tok.decoder = decoders.Metaspace()
     trainer = trainers.UnigramTrainer(
-        vocab_size=model.vocab_size, special_tokens=list(SPECIAL_TOKENS), unk_token="<unk>"
+        vocab_size=model.vocab_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        unk_token="<unk>",
+        show_progress=False,  # its bars print as blank lines in a sweep's log
     )
     text = [s for lang in world.languages for s in world.corpus(lang, 3000, seed=seed + 1)]
     tok.train_from_iterator(text, trainer)
@@ -99,7 +97,9 @@ def pretrain(
     0 steps gives the randomly initialized encoder, for smoke tests.
     """
     from transformers import DataCollatorForLanguageModeling, XLMRobertaForMaskedLM
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # "Writing model shards" bars, as in trainers.loop
     torch.set_num_threads(threads)
     torch.manual_seed(config.seed)
     started = time.perf_counter()

@@ -356,9 +356,10 @@ def benchmark_averages(
     }
 
 
-# --- families by task format ---
+# --- metric families ---
 
-# metric families by task format; the first metric of a family is the task's official score
+# metric families (a task's `metric`, else its format's name); the first metric of a family is
+# the task's official score
 METRICS: dict[str, dict[str, Callable[..., float]]] = {
     "classification": {"accuracy": accuracy},
     "multiple_choice": {"accuracy": accuracy},
@@ -370,27 +371,28 @@ METRICS: dict[str, dict[str, Callable[..., float]]] = {
     "retrieval_top1": {"accuracy": tatoeba_accuracy},
 }
 
-# formats whose metrics take the language of the examples as a third argument
+# families whose metrics take the language of the examples as a third argument
 LANGUAGE_DEPENDENT = frozenset({"qa_mlqa"})
 
 
 def score(
-    fmt: str, gold: Sequence, pred: Sequence, language: str | None = None
+    family: str, gold: Sequence, pred: Sequence, language: str | None = None
 ) -> dict[str, float]:
-    """Every metric of the format's family; `language` is required by LANGUAGE_DEPENDENT ones.
+    """Every metric of a family of METRICS (a task's `metric_family`: its `metric`, else its
+    format); `language` is required by LANGUAGE_DEPENDENT ones.
 
     MLQA's normalization exists for its seven languages only; the synthetic world's languages
     (English relexified, no articles of their own) are normalized as English.
     """
-    if fmt in LANGUAGE_DEPENDENT and language is not None and language not in _MLQA_ARTICLES:
-        language = "en" if not _is_iso_code(language) else language
-    if fmt not in METRICS:
-        raise KeyError(f"no metric family {fmt!r}; known: {', '.join(sorted(METRICS))}")
-    if fmt not in LANGUAGE_DEPENDENT:
-        return {name: fn(gold, pred) for name, fn in METRICS[fmt].items()}
+    if family not in METRICS:
+        raise KeyError(f"no metric family {family!r}; known: {', '.join(sorted(METRICS))}")
+    if family not in LANGUAGE_DEPENDENT:
+        return {name: fn(gold, pred) for name, fn in METRICS[family].items()}
     if language is None:
-        raise ValueError(f"{fmt}: the language of the examples is needed")
-    return {name: fn(gold, pred, language) for name, fn in METRICS[fmt].items()}
+        raise ValueError(f"{family}: the language of the examples is needed")
+    if language not in _MLQA_ARTICLES and not _is_iso_code(language):
+        language = "en"
+    return {name: fn(gold, pred, language) for name, fn in METRICS[family].items()}
 
 
 def _is_iso_code(language: str) -> bool:
@@ -398,5 +400,6 @@ def _is_iso_code(language: str) -> bool:
     return language.isalpha() and len(language) in (2, 3)
 
 
-def primary_metric(fmt: str) -> str:
-    return next(iter(METRICS[fmt]))
+def primary_metric(family: str) -> str:
+    """The family's official score: its first metric."""
+    return next(iter(METRICS[family]))

@@ -1,11 +1,12 @@
 """Mixtures, in one place: a multi-task intermediate that trains one head on examples sampled
 from several registered tasks of that head (config `mixtures: {name: {tasks, temperature}}`).
 
-Here are the config entry (`Mixture`), its checks, the mixture as a task, the registered tasks
-a name stands for (`members_of`) and the sampling. Rates follow the multi-task literature (e.g.
-T5, XTREME's multi-task baselines): task i is drawn with probability proportional to
-n_i ** (1 / T). T = 1 is proportional (examples-proportional mixing); a large T approaches
-uniform over tasks, so small tasks are not drowned.
+Here are the config entry (`Mixture`; sweep.config checks its names and that its tasks share
+a head), the registered tasks a name stands for (`members_of`), the mixture as a task, its data
+identity and the sampling. Rates follow the multi-task literature (e.g. T5, XTREME's multi-task
+baselines): task i is drawn with probability proportional to n_i ** (1 / T). T = 1 is
+proportional (examples-proportional mixing); a large T approaches uniform over tasks, so small
+tasks are not drowned.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from trainers.tasks import TASKS, Task, TaskData
+from trainers.tasks import Task, TaskData
 
 
 class Mixture(BaseModel):
@@ -39,17 +40,6 @@ def mixture_identity(mixture: Mixture, member: Callable[[str], dict[str, Any]]) 
     """What decides a mixture's training data (sweep.plan keys it): each member's data
     identity, given by `member`, and the temperature; the sizes are the plan's to add."""
     return {"mixture": [member(name) for name in mixture.tasks], "temperature": mixture.temperature}
-
-
-def check_mixture(name: str, members: Sequence[Task]) -> None:
-    """A mixture's name must be free and its tasks must share one head (format and labels)."""
-    if name in TASKS:
-        raise ValueError(f"mixtures: {name!r} is a registered task; pick another name")
-    if len({(m.format, m.labels) for m in members}) > 1:
-        raise ValueError(
-            f"mixtures.{name}: tasks {', '.join(m.name for m in members)} differ in format or "
-            "labels; a mixture trains one head, so its tasks must share both"
-        )
 
 
 def mixture_task(name: str, members: Sequence[Task]) -> Task:

@@ -1,19 +1,18 @@
 """Names and paths: the one rule for a name from a config that reaches a path, the one function
-that builds a path inside a store root, and the storage URIs itx accepts.
+that builds a path inside a store root, and the storage URIs itx accepts (opened by
+`sweep.schema.open_store`) and the machine cache.
 
-Pure Python (pyarrow only when a filesystem is opened), so configs, the sweep and the analysis
-all use it: `sweep` and `analysis` both import `trainers`, never each other.
+Pure Python, so configs, the sweep and the analysis all use it.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
-
-if TYPE_CHECKING:
-    import pyarrow.fs as pafs
+from pathlib import Path
+from typing import TypeVar
 
 # A run, intermediate, mixture, target or source name becomes one folder or file name: letters,
 # digits, `_ . -`, starting with a letter or digit (so never `.`, `..` or a hidden file), at most
@@ -25,11 +24,8 @@ _SEGMENT = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
 
 STORAGE_SCHEMES = ("file", "s3", "gs", "gcs")
 ALLOWED_STORAGE = "a folder, file:///path, s3://bucket/path or gs://bucket/path"
-# Google Cloud Storage retries a failing call for 15 minutes by default: offline, `itx` would
-# look hung. Bounded here unless the URI sets it (gs://bucket/root?retry_limit_seconds=60).
-GCS_RETRY_LIMIT_SECONDS = 15
-# Some calls ignore that limit (GCS create_dir offline: minutes): the first access of a command
-# waits this long at most, then the command says the storage does not answer.
+# Some calls ignore sweep.schema's GCS retry limit (create_dir offline: minutes): the first
+# access of a command waits this long at most, then the command says the storage does not answer.
 FIRST_ANSWER_SECONDS = 30.0
 
 T = TypeVar("T")
@@ -132,23 +128,6 @@ def _allowed() -> str:
     return f"allowed: {ALLOWED_STORAGE}"
 
 
-def open_storage(uri: str) -> tuple[pafs.FileSystem, str]:
-    """Filesystem and base path of a checked storage URI or folder (made absolute).
-
-    ValueError for a URI `check_storage` refuses or pyarrow cannot parse (one line)."""
-    from pathlib import Path
-
-    import pyarrow as pa
-    import pyarrow.fs as pafs
-
-    check_storage(uri)
-    if "://" not in uri:
-        return pafs.LocalFileSystem(), Path(uri).expanduser().resolve().as_posix()
-    if uri.split("://", 1)[0].lower() in ("gs", "gcs") and "retry_limit_seconds" not in uri:
-        uri += ("&" if "?" in uri else "?") + f"retry_limit_seconds={GCS_RETRY_LIMIT_SECONDS}"
-    try:
-        fs, base = pafs.FileSystem.from_uri(uri)
-    except (pa.ArrowException, ValueError, OSError) as err:
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise ValueError(f"storage {excerpt(uri)}: {first[:200]}") from None
-    return fs, base.rstrip("/")
+def cache_root() -> Path:
+    """Machine-wide cache for pretrained synthetic encoders (`ITX_CACHE`, else ~/.cache/itx)."""
+    return Path(os.environ.get("ITX_CACHE", Path.home() / ".cache" / "itx")).expanduser()

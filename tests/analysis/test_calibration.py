@@ -3,7 +3,7 @@
 import numpy as np
 
 from analysis.models import two_stage
-from analysis.simulate import DEMO_LANGUAGES, simulate_gains
+from analysis.simulate import DEMO_ZERO_SHOT, simulate_gains
 
 REPS = 150  # binomial SE of a 5% rate at 150 draws: 1.8 points (benchmark: 1000 draws)
 
@@ -12,7 +12,7 @@ def _rates(slope: float, seed: int) -> tuple[float, float]:
     rng = np.random.default_rng(seed)
     covered = rejected = 0
     for _ in range(REPS):
-        gains = simulate_gains(rng, slope, 6, 3, DEMO_LANGUAGES, missing=0.15)
+        gains = simulate_gains(rng, slope, 6, 3, DEMO_ZERO_SHOT, missing=0.15)
         ts = two_stage(gains, n_draws=0)
         covered += ts.ci_low <= slope <= ts.ci_high
         rejected += ts.p_t < 0.05

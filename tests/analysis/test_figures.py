@@ -8,8 +8,11 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from analysis import figures
-from analysis.report import analyse, build_blocks, language_gains, render_markdown
+from analysis.analyse import analyse
+from analysis.render import render_markdown
 from analysis.results import load_run
+from analysis.sections import build_blocks
+from analysis.sections.gains import language_gains
 from analysis.simulate import simulate_rows, write_run, xtreme_r_language_lists
 
 

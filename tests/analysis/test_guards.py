@@ -11,7 +11,7 @@ import analysis.mixed as mixed
 from analysis.gains import difficulty_table, metric_floor, registry_confounds
 from analysis.report import write_report
 from analysis.results import ROW_DTYPES
-from analysis.simulate import DEMO_LANGUAGES, simulate_gains, simulate_rows, write_run
+from analysis.simulate import DEMO_ZERO_SHOT, simulate_gains, simulate_rows, write_run
 
 
 def test_tiny_store_says_which_models_cannot_be_fitted(tmp_path):
@@ -36,7 +36,7 @@ def test_tiny_store_says_which_models_cannot_be_fitted(tmp_path):
 
 
 def test_two_intermediates_refused_by_the_mixed_model():
-    gains = simulate_gains(np.random.default_rng(2), 0.0, 2, 3, DEMO_LANGUAGES)
+    gains = simulate_gains(np.random.default_rng(2), 0.0, 2, 3, DEMO_ZERO_SHOT)
     fit = mixed.fit_lmm(gains)
     assert not fit.ok
     assert fit.reason == (
@@ -46,20 +46,24 @@ def test_two_intermediates_refused_by_the_mixed_model():
 
 def test_a_fit_out_of_time_says_so(monkeypatch):
     monkeypatch.setattr(mixed, "FIT_SECONDS", 0.0)
-    fit = mixed.fit_lmm(simulate_gains(np.random.default_rng(3), 0.0, 6, 2, DEMO_LANGUAGES))
+    fit = mixed.fit_lmm(simulate_gains(np.random.default_rng(3), 0.0, 6, 2, DEMO_ZERO_SHOT))
     assert not fit.ok
     assert fit.reason.startswith("every optimizer failed: ")
-    assert "statsmodels lbfgs not tried: 0 s budget spent" in fit.reason
     assert "exact L-BFGS-B: stopped, 0 s budget spent" in fit.reason
+    sm = mixed.fit_lmm(
+        simulate_gains(np.random.default_rng(3), 0.0, 6, 2, DEMO_ZERO_SHOT), backend="statsmodels"
+    )
+    assert not sm.ok
+    assert "statsmodels lbfgs not tried: 0 s budget spent" in sm.reason
 
 
 def test_difficulty_between_and_within_are_two_terms():
     # a lucky seed scores better (lower difficulty) and gains more; no effect between tasks
     gains = simulate_gains(
-        np.random.default_rng(4), 0.0, 6, 4, DEMO_LANGUAGES, difficulty_noise=0.05,
+        np.random.default_rng(4), 0.0, 6, 4, DEMO_ZERO_SHOT, difficulty_noise=0.05,
         seed_quality=0.9, sd_intermediate_seed=2.0,
     )  # fmt: skip
-    fit = mixed.fit_lmm(gains, optimizers=())
+    fit = mixed.fit_lmm(gains)
     assert {"difficulty", "difficulty_within"} <= set(fit.fixed.index)
     # within intermediates gain falls with difficulty (the planted confound, about
     # -0.9 * 2 / 0.05 = -36 points per unit) ...
@@ -68,7 +72,7 @@ def test_difficulty_between_and_within_are_two_terms():
     # ... while the between slope, the question, is not pulled along: about I - 2 df, no effect
     assert fit.term("difficulty", "df") < 10
     assert fit.term("difficulty", "p") > 0.05
-    measured = mixed.fit_lmm(gains, mixed.Spec("measured", decompose=False), optimizers=())
+    measured = mixed.fit_lmm(gains, mixed.ModelSpec("measured", decompose=False))
     assert measured.term("difficulty", "estimate") < fit.term("difficulty", "estimate")
 
 

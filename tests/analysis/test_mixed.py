@@ -12,7 +12,7 @@ from analysis.mixed import (
     OVERLAP,
     SLOPES,
     Engine,
-    Spec,
+    ModelSpec,
     build_design,
     compare,
     fit_lmm,
@@ -20,17 +20,17 @@ from analysis.mixed import (
     model_frame,
 )
 from analysis.models import two_stage
-from analysis.simulate import DEMO_LANGUAGES, simulate_gains
+from analysis.simulate import DEMO_ZERO_SHOT, simulate_gains
 
 
 @pytest.fixture(scope="module")
 def demo_gains():
     """6 intermediates x 3 seeds on the demo's targets and languages, 10% of trials missing."""
-    return simulate_gains(np.random.default_rng(1), 5.0, 6, 3, DEMO_LANGUAGES, missing=0.1)
+    return simulate_gains(np.random.default_rng(1), 5.0, 6, 3, DEMO_ZERO_SHOT, missing=0.1)
 
 
 # the model the lme4 run below fitted: each row's seed's measured difficulty, one term
-MEASURED = Spec("main, measured difficulty", decompose=False)
+MEASURED = ModelSpec("main, measured difficulty", decompose=False)
 
 
 @pytest.fixture(scope="module")
@@ -62,10 +62,10 @@ def test_matches_lme4_golden_numbers(demo_fit):
         "residual",
     ]
     assert fit.variance["share"].sum() == pytest.approx(1.0)
-    # Every optimizer is recorded; the kept one has the best log-likelihood.
-    assert {"exact L-BFGS-B", "exact Powell", "exact Nelder-Mead", "statsmodels lbfgs"} <= set(
-        fit.attempts
-    )
+    # One default path: the exact engine's three optimizers, every one recorded; the kept one
+    # has the best log-likelihood.
+    assert fit.backend == "exact"
+    assert set(fit.attempts) == {"exact L-BFGS-B", "exact Powell", "exact Nelder-Mead"}
     assert fit.reml_llf == pytest.approx(max(v for v in fit.attempts.values() if v == v))
 
 
@@ -171,6 +171,29 @@ def test_failures_are_results():
     assert math.isnan(fit.term("difficulty", "estimate"))
     with pytest.raises(ValueError, match="unknown backend"):
         fit_lmm(flat.assign(difficulty=[0.1, 0.1, 0.5, 0.5, 0.9, 0.9]), backend="sas")
+
+
+def test_statsmodels_backend_cross_checks_the_exact_engine(demo_gains, demo_fit):
+    # statsmodels' own optimizers, judged on the exact likelihood: never above the exact
+    # optimum (that would mean the default engine stopped short), and the same answer
+    r = fit_lmm(demo_gains, MEASURED, backend="statsmodels")
+    assert r.ok, r.reason
+    assert r.backend == "statsmodels" and r.method.startswith("statsmodels ")
+    assert set(r.attempts) == {f"statsmodels {m}" for m in ("lbfgs", "bfgs", "powell", "nm")}
+    assert r.reml_llf <= demo_fit.reml_llf + 1e-6
+    assert r.reml_llf == pytest.approx(demo_fit.reml_llf, abs=1e-3)
+    assert r.term("difficulty", "estimate") == pytest.approx(LME4["estimate"], abs=1e-3)
+    assert r.term("difficulty", "df") == pytest.approx(LME4["df"], abs=0.02)
+
+
+def test_backend_choices_are_the_configs():
+    from typing import get_args
+
+    from analysis.mixed import BACKENDS
+    from sweep.config import AnalysisConfig, Backend
+
+    assert get_args(Backend) == BACKENDS == ("exact", "statsmodels", "lme4")
+    assert AnalysisConfig().backend == "exact"  # the default path is the exact engine
 
 
 def test_lme4_backend_gives_the_same_tables(demo_gains, demo_fit):

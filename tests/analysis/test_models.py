@@ -17,7 +17,7 @@ from analysis.models import (
     permutation_p,
     two_stage,
 )
-from analysis.simulate import DEMO_LANGUAGES, simulate_gains, simulate_rows
+from analysis.simulate import DEMO_ZERO_SHOT, simulate_gains, simulate_rows
 
 
 def gains_frame(cells):
@@ -146,7 +146,7 @@ def test_correlation_permutation_resamples_intermediates_and_is_calibrated():
     rng = np.random.default_rng(31)
     rejected = 0
     for _ in range(150):
-        gains = simulate_gains(rng, 0.0, 6, 3, DEMO_LANGUAGES, sd_intermediate=1.0)
+        gains = simulate_gains(rng, 0.0, 6, 3, DEMO_ZERO_SHOT, sd_intermediate=1.0)
         rejected += correlations(gains).spearman_p < 0.05
     assert 1 <= rejected <= 17
     big = gain_table(simulate_rows(np.random.default_rng(5), 4.0, 9, 2, sd_intermediate=1.0))

@@ -45,7 +45,10 @@ def test_demo_config_is_valid_and_frozen(root):
             {"targets": ["xnl"]},
             "t.yaml: targets: unknown target task 'xnl'; did you mean 'xnli'? (got ['xnl'])",
         ),
-        ({"languages": ["en", "ov8"]}, "languages: unknown language 'ov8'; did you mean 'ov80'?"),
+        (
+            {"languages": ["en", "ov8"]},
+            "t.yaml: languages: unknown language 'ov8'; did you mean 'ov80'?",
+        ),
         ({"name": "../escape"}, "t.yaml: name: '../escape' is not a valid name: letters,"),
         ({"name": "a..b"}, "t.yaml: name: 'a..b' is not a valid name"),
         (
@@ -220,10 +223,105 @@ def test_an_error_of_a_whole_section_quotes_the_value_not_the_config(root):
     raw["languages"] = ["en", "ov80", "ov50", "sov50", "fak"]
     with pytest.raises(ConfigError) as info:
         parse_config(raw, "demo.yaml")
-    # before, the whole config followed as "(got {...})": 1,044 characters in all
-    assert str(info.value) == (
-        "demo.yaml: (top level): languages: unknown language 'fak'; did you mean 'fake'?"
-    )
+    # before, the whole config followed as "(got {...})": 1,044 characters in all; then
+    # "demo.yaml: (top level): languages: ..." (the check's section, not its key)
+    assert str(info.value) == "demo.yaml: languages: unknown language 'fak'; did you mean 'fake'?"
+
+
+# Checks that look at several keys at once (model validators): the error names the key(s) it
+# concerns and quotes one value, never the section (the top level: the whole config).
+SEVERAL_KEYS = [
+    (
+        MINIMAL,
+        {"resources": {"cpu": 4, "num_cpus": 2}},
+        "resources.cpu, resources.num_cpus: cpu=4 exceeds num_cpus=2: no trial could ever be"
+        " placed",
+    ),
+    (
+        MINIMAL,
+        {"intermediates": ["mnli"]},
+        "intermediates, data.source: task 'mnli' has real data only (no synthetic version); set"
+        " data.source: hub, or pick a task with a synthetic version",
+    ),
+    (
+        MINIMAL,
+        {"encoder": {"name": "x" * 500}},
+        "encoder, data.source: a hub encoder cannot read the synthetic world (its own tokenizer"
+        " is built there); remove encoder, or set data.source: hub (got 'xxxxxxxxxxxxxxxxxxxxxxxx"
+        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...x' (502 chars))",
+    ),
+    (
+        MINIMAL,
+        {"languages": ["ov80", "fake"]},
+        "languages: must include 'en' (the source language) (got ['ov80', 'fake'])",
+    ),
+    (
+        MINIMAL,
+        {"data": {"dev": None}},
+        "data.dev: required for synthetic data (null: real data only)",
+    ),
+    (
+        MINIMAL,
+        {"intermediates": ["topic_eazy"]},
+        "intermediates: unknown intermediate task 'topic_eazy'; did you mean 'topic_easy'?",
+    ),
+    (
+        HUB,
+        {"targets": ["xnli", "nli"]},
+        "targets, data.source: task 'nli' exists only in the synthetic world; set data.source:"
+        " synthetic, or pick a task with a real data set",
+    ),
+    (
+        HUB,
+        {"tasks": {"xquad": {"max_length": 1024}}},
+        "tasks.xquad.max_length: exceeds the encoder's 512 positions (model.max_length for the"
+        " synthetic encoder) (got 1024)",
+    ),
+    (
+        HUB,
+        {"mixtures": {"mix": {"tasks": ["mnli", "squad"]}}, "intermediates": ["mix"]},
+        "mixtures.mix.tasks: these tasks differ in format or labels; a mixture trains one head,"
+        " so its tasks must share both (got ['mnli', 'squad'])",
+    ),
+    (
+        HUB,
+        {"mixtures": {"mnli": {"tasks": ["mnli", "snli"]}}},
+        "mixtures.mnli: 'mnli' is a registered task; pick another name",
+    ),
+    (
+        HUB,
+        {"difficulty": {"external": {"qqp": 0.3}}},
+        "difficulty.external.qqp: 'qqp' is not an intermediate of this sweep; allowed: mnli",
+    ),
+    (
+        HUB,
+        {"encoder": None},
+        "encoder: required with data.source: hub (e.g. FacebookAI/xlm-roberta-base)",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("base", "change", "expected"), SEVERAL_KEYS, ids=[e.split(":")[0] for *_, e in SEVERAL_KEYS]
+)
+def test_a_check_of_several_keys_names_them_and_quotes_one_value(tmp_path, base, change, expected):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({**base, **change}))
+    result = CliRunner().invoke(app, ["plan", str(path)])
+    assert result.exit_code == 2
+    assert result.output == f"error: {path}: {expected}\n"  # one line, nothing else
+    assert len(expected) <= 300  # bounded: a 500-character value is quoted as an excerpt
+
+
+def test_cli_renamed_seeds_key_shows_the_did_you_mean(tmp_path):
+    path = tmp_path / "c.yaml"
+    raw = {k: v for k, v in MINIMAL.items() if k != "seeds"} | {"seed": [0, 1]}
+    path.write_text(yaml.safe_dump(raw))
+    result = CliRunner().invoke(app, ["run", str(path), "--storage", str(tmp_path / "runs")])
+    assert result.exit_code == 2
+    expected = f"error: {path}: seed: unknown key; did you mean 'seeds'? (got [0, 1]) [+1 more]\n"
+    assert result.output == expected
+    assert not (tmp_path / "runs").exists()
 
 
 def test_version_prints_the_installed_distribution():

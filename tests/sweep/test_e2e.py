@@ -1,5 +1,7 @@
 """A small sweep through real Ray Tune (not mocked), from config to results store."""
 
+import contextlib
+import io
 import logging
 import os
 from pathlib import Path
@@ -38,17 +40,21 @@ def sweep(root, tmp_path_factory):
     handler = _Lines()
     progress.addHandler(handler)
     progress.setLevel(logging.INFO)
+    console = io.StringIO()  # what the driver printed: Tune's status table
     try:
-        first = run_sweep(exp, verbose=0)
+        with contextlib.redirect_stdout(console):
+            first = run_sweep(exp, verbose=1)
         write_report(str(base / "store" / exp.name))
     finally:
         progress.removeHandler(handler)
         os.chdir(cwd)
         del os.environ["AWS_SECRET_ACCESS_KEY"]
+    CONSOLE[:] = console.getvalue().splitlines()
     return exp.model_copy(update={"storage": str(base / "store")}), base / "store", first
 
 
 PROGRESS_LINES: list[str] = []  # what sweep.progress logged during the sweep above
+CONSOLE: list[str] = []  # what the driver printed during it
 
 
 class _Lines(logging.Handler):
@@ -71,6 +77,31 @@ def test_progress_names_trials_by_label_with_a_line_per_epoch(sweep):
     assert "loss " in line and "en dev accuracy 0." in line
     done = [line for line in PROGRESS_LINES if line.startswith("done target/")]
     assert len(done) == 8 and all("zero-shot " in line for line in done)
+
+
+def test_tunes_status_table_names_trials_by_label_and_dumps_no_config(sweep):
+    exp, store, _ = sweep
+    plan = build_plan(exp)
+    last = max(i for i, line in enumerate(CONSOLE) if line.startswith("Number of trials: "))
+    assert CONSOLE[last] == f"Number of trials: {len(plan)}/{len(plan)} ({len(plan)} TERMINATED)"
+    header = CONSOLE[last + 2]
+    assert [c.strip() for c in header.strip("|").split("|")] == [
+        "Trial name", "status", "loc", "key", "en dev", "zero-shot", "metric"
+    ]  # fmt: skip
+    rows = {}
+    for line in CONSOLE[last + 4 : last + 4 + len(plan)]:
+        name, status, _, key, *metrics = [c.strip() for c in line.strip("|").split("|")]
+        rows[name] = (status, key, metrics)
+    assert set(rows) == {t.label for t in plan}  # by label: no run_trial_784d12ee
+    assert all(rows[t.label][:2] == ("TERMINATED", t.key) for t in plan)
+    target = next(t for t in plan if t.kind == "target" and t.intermediate == "none")
+    rows_of = pd.read_parquet(store / exp.name / "results" / f"{target.key}.parquet")
+    primary = rows_of[rows_of["primary"] & (rows_of["split"] == "test")]
+    zero_shot = primary.loc[primary["language"] != "en", "value"].mean()
+    assert float(rows[target.label][2][1]) == pytest.approx(zero_shot, abs=1e-5)
+    printed = "\n".join(CONSOLE)
+    assert "run_trial_" not in printed
+    assert "started with configuration" not in printed and "experiment/" not in printed
 
 
 def test_mlflow_file_store_holds_a_run_per_trial_with_epoch_curves(sweep):

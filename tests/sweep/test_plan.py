@@ -147,6 +147,11 @@ def test_each_training_setting_changes_the_keys_it_should_and_no_others():
     assert changed({**BASE, "pretrain": {"steps": 10}}) == every
     # when state is saved decides no result
     assert changed({**BASE, "train": {"checkpoint_every": 7}}) == set()
+    # the health rule decides which restart is kept: every fine-tuning; its defaults written
+    # out change nothing
+    assert changed({**BASE, "health": {"policy": "flag"}}) == fine_tunes
+    assert changed({**BASE, "health": {"alpha": 0.05}}) == fine_tunes
+    assert changed({**BASE, "health": {"policy": "restart", "restarts": 2}}) == set()
     # V-information off: the null trials go, nothing else changes
     off = keys({**BASE, "difficulty": {"pvi": False}})
     base = keys(BASE)

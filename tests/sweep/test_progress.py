@@ -1,5 +1,6 @@
 """The lines a user reads while a sweep runs (tests/sweep/test_e2e.py checks them on a real run)."""
 
+import os
 from types import SimpleNamespace
 
 import pytest
@@ -14,6 +15,7 @@ from sweep.progress import (
     tracking_callbacks,
     trial_dirname,
     trial_name,
+    tune_console,
 )
 from sweep.trainable import epoch_metrics, final_metrics
 from trainers.loop import EpochEnd
@@ -93,6 +95,20 @@ def test_status_line_counts_skipped_trials_as_never_waiting():
         "status after 2m10s: 1 done (+2 reused), 1 running, 1 waiting, 1 failed, 2 skipped; "
         "running: target/none/nli/seed=0"
     )
+
+
+@pytest.mark.parametrize("before", [None, "1"])
+def test_the_legacy_console_is_chosen_only_while_tune_runs(monkeypatch, before):
+    from ray.tune.experimental.output import get_air_verbosity
+
+    if before is None:
+        monkeypatch.delenv("RAY_AIR_NEW_OUTPUT", raising=False)
+    else:
+        monkeypatch.setenv("RAY_AIR_NEW_OUTPUT", before)
+    assert get_air_verbosity(1) is not None  # Tune's default engine: ignores status_table
+    with tune_console():
+        assert get_air_verbosity(1) is None  # the legacy one, which prints it
+    assert os.environ.get("RAY_AIR_NEW_OUTPUT") == before
 
 
 def test_tracking_is_off_by_default_and_mlflow_when_switched_on(tmp_path):

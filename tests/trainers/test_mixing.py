@@ -5,7 +5,6 @@ import pytest
 
 from trainers.mixing import (
     Mixture,
-    check_mixture,
     members_of,
     mix,
     mixed_data,
@@ -70,7 +69,3 @@ def test_a_mixture_is_one_head_with_every_members_training_sets():
         "anli_plus",
     )
     assert members_of("mnli", {}) == ("mnli",)
-    with pytest.raises(ValueError, match="'mnli' is a registered task"):
-        check_mixture("mnli", [mnli, anli])
-    with pytest.raises(ValueError, match="differ in format or labels"):
-        check_mixture("mix", [mnli, get_task("squad")])

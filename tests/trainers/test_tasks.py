@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from analysis.simulate import XTREME_R_LANGUAGES as SIMULATED
+from analysis.simulate import XTREME_R_ZERO_SHOT as SIMULATED
 from sweep.config import parse_config
 from sweep.plan import build_plan
 from sweep.runner import _task_entries
