@@ -24,6 +24,7 @@ import yaml
 
 from sweep.config import Experiment
 from sweep.plan import TRAINED_FORMATS, TrialSpec
+from trainers.mixing import members_of
 from trainers.paths import cache_root
 from trainers.settings import pretrain_key
 
@@ -61,20 +62,21 @@ def accumulation(train: Any) -> int:
 
 
 def train_examples(exp: Experiment, name: str) -> tuple[int, int]:
-    """English (train, dev) examples one training of task `name` reads."""
-    if name in exp.mixtures:
-        parts = [train_examples(exp, member) for member in exp.mixtures[name].tasks]
-        total = (sum(p[0] for p in parts), sum(p[1] for p in parts))
-    elif exp.data.source == "hub":
-        entry = train_sizes().get(exp.task(name).source)
-        if entry is None:
-            raise KeyError(f"no training-set size of {name!r} in {TRAIN_SIZES_FILE.name}")
-        total = (int(entry["train"]), int(entry["dev"]))
-    else:
-        total = (exp.data.train or 0, exp.data.dev or 0)
-    train = min(total[0], exp.data.train) if exp.data.train else total[0]
-    dev = min(total[1], exp.data.dev) if exp.data.dev else total[1]
-    return train, dev
+    """English (train, dev) examples one training of task `name` reads: as trainers.data loads
+    them, each member of a mixture capped at data.train / data.dev, the mixture sampling
+    data.train of their training sets and keeping every member's dev set."""
+    train = dev = 0
+    for member in members_of(name, exp.mixtures):
+        if exp.data.source == "hub":
+            entry = train_sizes().get(exp.task(member).source)
+            if entry is None:
+                raise KeyError(f"no training-set size of {member!r} in {TRAIN_SIZES_FILE.name}")
+            size = (int(entry["train"]), int(entry["dev"]))
+        else:
+            size = (exp.data.train or 0, exp.data.dev or 0)
+        train += min(size[0], exp.data.train) if exp.data.train else size[0]
+        dev += min(size[1], exp.data.dev) if exp.data.dev else size[1]
+    return (min(train, exp.data.train) if exp.data.train else train), dev
 
 
 def optimizer_steps(exp: Experiment, name: str) -> int:

@@ -42,6 +42,34 @@ def test_steps_come_from_recorded_sizes_and_each_tasks_settings(xtreme):
         assert entry["source"] and entry["train"] >= 0
 
 
+def test_a_mixture_reads_its_members_as_the_data_loader_does(xtreme):
+    from sweep.config import parse_config
+    from sweep.estimate import train_examples
+
+    exp, _ = xtreme
+    raw = exp.model_dump(mode="json", exclude_defaults=True)
+    mixed = parse_config(
+        {
+            **raw,
+            "mixtures": {"nli_mix": {"tasks": ["mnli", "anli_plus"]}},
+            "intermediates": ["nli_mix"],
+        }
+    )
+    # trainers/train_sizes.yaml: MNLI 392,702 / 9,815, ANLI+ 1,104,934 / 3,200; no data.train
+    # cap: every training example and both dev sets
+    assert train_examples(mixed, "nli_mix") == (392_702 + 1_104_934, 9_815 + 3_200)
+    capped = parse_config(
+        {
+            **raw,
+            "data": {**raw.get("data", {}), "train": 1000, "dev": 500},
+            "mixtures": {"nli_mix": {"tasks": ["mnli", "anli_plus"]}},
+            "intermediates": ["nli_mix"],
+        }
+    )
+    # data.train samples 1,000 of the mixture; each member keeps 500 dev examples
+    assert train_examples(capped, "nli_mix") == (1000, 1000)
+
+
 def test_xlmr_shapes_and_the_published_anchor():
     # XLM-R base: 278M parameters (hub model card), 85.1M outside the embeddings; large 560M
     dense, total = parameters("base")
