@@ -30,17 +30,15 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
 from scipy import linalg, sparse, stats
 
+from sweep.config import BACKENDS, Backend  # the one list of backends; "exact" the default
+
 log = logging.getLogger(__name__)
 
-# "exact" is the default; sweep/config.py's `analysis.backend` offers the same three
-Backend = Literal["exact", "statsmodels", "lme4"]
-BACKENDS: tuple[str, ...] = get_args(Backend)
 OPTIMIZERS = ("lbfgs", "bfgs", "powell", "nm")  # statsmodels backend
 # statsmodels optimizes llf / n, so its gradient shrinks with n: tolerances must be tight.
 TOLERANCES = {

@@ -158,7 +158,8 @@ class Controls(BaseModel):
     scratch: bool = True  # a random (never pretrained) encoder fine-tuned the same way
 
 
-# the mixed model's (analysis.mixed.Backend): the exact engine, or a cross-check; lme4 runs R
+# the mixed model's fitting path, the one list (analysis.mixed uses it): the exact engine, or a
+# cross-check; lme4 runs R
 Backend = Literal["exact", "statsmodels", "lme4"]
 BACKENDS: tuple[str, ...] = get_args(Backend)  # `itx report --backend` checks against these
 
