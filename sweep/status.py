@@ -6,13 +6,11 @@ Reads the manifest, status.json, the trial records and the DONE markers; never R
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 import statistics
 from dataclasses import dataclass, field
 
 from sweep.plan import TrialSpec
-from sweep.schema import SKIPPED_FILE
 from sweep.store import ResultsStore, first_line
 
 STATES = ("done", "running", "pending", "failed", "skipped")
@@ -115,14 +113,7 @@ def _skipped_when_done(store: ResultsStore, spec: TrialSpec) -> str | None:
     skipped, and so are its targets): one existence check each, none for the others."""
     if spec.kind not in ("target", "stage") or spec.parent_kind not in ("intermediate", "stage"):
         return None
-    path = f"{store.artifact(spec)}/{SKIPPED_FILE}"
-    if not store.exists(path):
-        return None
-    try:
-        reason = json.loads(store.read_bytes(path)).get("reason")
-    except (OSError, ValueError, AttributeError):
-        reason = None
-    return str(reason)[:300] if reason else "skipped (reason unreadable)"
+    return store.skipped_reason(store.artifact(spec))
 
 
 class RunDamaged(ValueError):

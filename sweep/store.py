@@ -121,6 +121,24 @@ class ResultsStore:
             return False
         return True
 
+    def mark_skipped(self, spec: TrialSpec, why: str) -> None:
+        """Why `spec` was skipped, beside its DONE (sweep.schema.SKIPPED_FILE): for `itx status`
+        and for the trials that continue from it (a skipped stage skips its targets)."""
+        path = f"{self.artifact(spec)}/{schema.SKIPPED_FILE}"
+        self.write_bytes(path, json.dumps({"reason": why}).encode())
+
+    def skipped_reason(self, artifact: str) -> str | None:
+        """The reason the trial of `artifact` was skipped (at most 300 characters), None when it
+        was not; a reason file that cannot be read still says it was skipped."""
+        path = f"{artifact}/{schema.SKIPPED_FILE}"
+        if not self.exists(path):
+            return None
+        try:
+            reason = json.loads(self.read_bytes(path)).get("reason")
+        except (OSError, ValueError, AttributeError):
+            reason = None
+        return str(reason)[:300] if reason else "skipped (reason unreadable)"
+
     def write_bytes(self, path: str, data: bytes) -> None:
         """Atomic where the filesystem allows: temp file in the same folder, then rename."""
         parent = path.rsplit("/", 1)[0]

@@ -19,21 +19,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 
 import trainers.data
 from sweep.config import Experiment
 from sweep.node import sweep_node, temp_dir
 from sweep.plan import TrialSpec, encoder_key
+from sweep.rows import fit_columns, fit_records, no_rows, result_rows
 from sweep.schema import (
     BASELINE,
-    FIT_COLUMNS,
-    OPTIONAL_COLUMNS,
-    ROW_COLUMNS,
-    ROW_DTYPES,
     SCRATCH,
-    SKIPPED_FILE,
 )
 from sweep.store import ResultsStore
 from sweep.uploader import DISCARDED_STATES, TrainingState, discard_state
@@ -173,20 +168,35 @@ def _fine_tune(
     if exp.difficulty.similarity and baseline:  # TextEmb: under the pretrained encoder
         pretrained = encoder if parent_kind == "pretrain" else None  # else: after a stage
         _write_task_embedding(store, exp, task, data, pretrained, hold)
-    fit = _fit_columns(spec, fits)
+    fit = fit_columns(spec, fits)
     if spec.kind == "stage":  # the whole model, head included: its targets continue from it
         _save_stage(outcome, encoder, store, spec)
-        rows = _rows(spec, exp, task, {"en": outcome.dev}, {}, outcome, "stage", "dev", fit)
-        return rows.assign(target_task=spec.task), _fits(spec, fits)
+        scores = {"en": outcome.dev}
+        rows = result_rows(
+            spec, exp, task, outcome, scores=scores, split="dev", sha="stage", fit=fit
+        )
+        return rows.assign(target_task=spec.task), fit_records(spec, fits)
     if spec.kind == "intermediate":
         dev = {"en": {**outcome.dev, **_difficulty(exp, task, outcome)}}
         written_sha = _save_intermediate(outcome, encoder, store, spec)
-        rows = _rows(spec, exp, task, dev, {}, outcome, written_sha, "dev", fit)
-        return rows, _fits(spec, fits)
+        rows = result_rows(
+            spec, exp, task, outcome, scores=dev, split="dev", sha=written_sha, fit=fit
+        )
+        return rows, fit_records(spec, fits)
     # proves which encoder this trial read; the control reads none
     read_sha = "random" if scratch else file_sha(encoder / "model.safetensors")
-    rows = _rows(spec, exp, task, outcome.test, outcome.majority, outcome, read_sha, "test", fit)
-    return rows, _fits(spec, fits)
+    rows = result_rows(
+        spec,
+        exp,
+        task,
+        outcome,
+        scores=outcome.test,
+        split="test",
+        sha=read_sha,
+        majority=outcome.majority,
+        fit=fit,
+    )
+    return rows, fit_records(spec, fits)
 
 
 def _fine_tune_of(exp: Experiment, task: Task, encoder: Path, **start: Any) -> FineTune:
@@ -284,38 +294,6 @@ def _train(
         return run.run(data, seed=seed, state_dir=state_dir, on_save=on_save)
 
 
-def _fit_columns(spec: TrialSpec, fits: list[dict[str, Any]]) -> dict[str, Any]:
-    """The row columns of the trial's fine-tune: its kept main attempt, and health overall."""
-    kept = [f for f in fits if f.get("kept")]
-    main = next(f for f in kept if f["part"] == "main")
-    return {
-        "dev_score": main["dev_score"],
-        "best_epoch": main["best_epoch"],
-        "steps": main["steps"],
-        "loss_start": main["loss_start"],
-        "loss_end": main["loss_end"],
-        "healthy": all(f["healthy"] for f in kept if f["part"] != "null"),
-        "restarts": max(f["attempt"] for f in fits if f["part"] == "main"),
-        "restart_seed": main["restart_seed"],
-    }
-
-
-def _fits(spec: TrialSpec, fits: list[dict[str, Any]]) -> pd.DataFrame:
-    identity = {
-        "trial_key": spec.key,
-        "kind": spec.kind,
-        "intermediate": spec.intermediate,
-        "seed": spec.seed,
-        "target_task": spec.target_task,
-    }
-    records = [{**identity, "kept": False, **f} for f in fits]
-    return pd.DataFrame.from_records(records, columns=list(FIT_COLUMNS))
-
-
-def _rows_of_nothing() -> pd.DataFrame:
-    return pd.DataFrame(columns=list(ROW_COLUMNS)).astype(ROW_DTYPES)
-
-
 def _skip_reason(
     spec: TrialSpec, exp: Experiment, store: ResultsStore, parent_kind: str
 ) -> str | None:
@@ -324,7 +302,7 @@ def _skip_reason(
     if parent_kind == "intermediate":
         return _unhealthy_parent(spec, exp, store)
     if parent_kind == "stage":
-        reason = _skipped_reason(store, store.artifact_of("stage", spec.parent or ""))
+        reason = store.skipped_reason(store.artifact_of("stage", spec.parent or ""))
         return None if reason is None else f"its stage was skipped ({reason})"
     return None
 
@@ -344,20 +322,11 @@ def _skipped(spec: TrialSpec, store: ResultsStore, why: str) -> tuple[pd.DataFra
     """No rows, a fit that says why, and the reason beside DONE for `itx status` and for the
     trials that continue from this one (a skipped stage skips its targets)."""
     log.warning("trial %s skipped: %s", spec.label, why)
-    store.write_bytes(
-        f"{store.artifact(spec)}/{SKIPPED_FILE}", json.dumps({"reason": why}).encode()
-    )
+    store.mark_skipped(spec, why)
     from trainers.health import skipped_record
 
     fit = {**skipped_record(why), "part": "main", "attempt": -1, "restart_seed": -1, "kept": True}
-    return _rows_of_nothing(), _fits(spec, [fit])
-
-
-def _skipped_reason(store: ResultsStore, artifact: str) -> str | None:
-    path = f"{artifact}/{SKIPPED_FILE}"
-    if not store.exists(path):
-        return None
-    return str(json.loads(store.read_bytes(path)).get("reason") or "skipped")
+    return no_rows(), fit_records(spec, [fit])
 
 
 def part_of(spec: TrialSpec, part: str) -> TrialSpec:
@@ -401,8 +370,9 @@ def _null_model(
     fits = [{**record, "part": "main", "attempt": 0, "restart_seed": spec.seed, "kept": True}]
     dev = {"en": {"null_log2_prob": mean_log2_prob(task, null, exp.train.eval_batch_size)}}
     sha = file_sha(encoder / "model.safetensors")  # the pretrained encoder it started from
-    rows = _rows(spec, exp, task, dev, {}, null, sha, "dev", _fit_columns(spec, fits))
-    return rows.assign(primary=False), _fits(spec, fits)
+    fit = fit_columns(spec, fits)
+    rows = result_rows(spec, exp, task, null, scores=dev, split="dev", sha=sha, fit=fit)
+    return rows.assign(primary=False), fit_records(spec, fits)
 
 
 def _save_stage(outcome: Outcome, encoder: Path, store: ResultsStore, spec: TrialSpec) -> None:
@@ -444,53 +414,3 @@ def _write_task_embedding(
     embedding = task_embedding(task, data, pretrained, exp.model.max_length)
     if embedding is not None:
         store.write_json(path, embedding)
-
-
-def _rows(
-    spec: TrialSpec,
-    exp: Experiment,
-    task: object,
-    scores: dict[str, dict[str, float]],
-    majority: dict[str, dict[str, float]],
-    outcome: object,
-    sha: str,
-    split: str,
-    fit: dict[str, Any] | None = None,
-) -> pd.DataFrame:
-    """The trial's result rows; `fit` fills the fine-tune columns (dev score, steps, health)."""
-    from trainers.metrics import primary_metric
-    from trainers.tasks import shares_training_data
-
-    primary = primary_metric(task.metric_family)
-    shared = (
-        spec.kind == "target"
-        and spec.intermediate not in (BASELINE, SCRATCH)
-        and shares_training_data(exp.task(spec.intermediate), task)
-    )
-    fit = {**OPTIONAL_COLUMNS, **(fit or {})}
-    records = []
-    for lang, by_metric in scores.items():
-        for metric, value in by_metric.items():
-            records.append(
-                {
-                    "kind": spec.kind,
-                    "intermediate": spec.intermediate,
-                    "seed": spec.seed,
-                    "target_task": spec.target_task,
-                    "language": lang,
-                    "split": split,
-                    "metric": metric,
-                    "value": float(value),
-                    "n_examples": outcome.n_dev if split == "dev" else outcome.n_test[lang],
-                    "primary": metric == primary,
-                    "chance": task.chance if metric == "accuracy" else np.nan,
-                    "majority": majority.get(lang, {}).get(metric, np.nan),
-                    "train_size": outcome.n_train,  # after size matching, malformed dropped
-                    "trial_key": spec.key,
-                    "encoder_sha": sha,
-                    "seconds": outcome.seconds,
-                    "shared_training_data": shared,
-                    **fit,
-                }
-            )
-    return pd.DataFrame.from_records(records, columns=list(ROW_COLUMNS)).astype(ROW_DTYPES)
