@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 
 from analysis.analyse import Analysis
 from analysis.gains import cell_means
+from analysis.render import Block
 
 DPI = 110
 REPORT_WIDTH_PX = 960  # the HTML report's column (60rem)
@@ -34,6 +35,11 @@ def png(fig: Figure) -> bytes:
     # No "Software" tag: it would embed a web address in every PNG.
     fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
     return buffer.getvalue()
+
+
+def block(alt: str, name: str, fig: Figure) -> Block:
+    """The report block of a figure: its alt text, file name under figures/ and PNG bytes."""
+    return Block("figure", alt, name=name, png=png(fig))
 
 
 def _figure(width: float, height: float) -> Figure:

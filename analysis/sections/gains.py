@@ -27,22 +27,14 @@ def gain_section(a: Analysis) -> list[Block]:
                 else ""
             ),
         ),
-        Block(
-            "figure",
-            "Gain by target",
-            name="gain_by_target.png",
-            png=figures.png(figures.target_heatmap(a)),
-        ),
+        figures.block("Gain by target", "gain_by_target.png", figures.target_heatmap(a)),
         Block(
             "p",
             "Per-target detail: one panel per target, its languages as columns (English "
             "included, where the target has it).",
         ),
-        Block(
-            "figure",
-            "Gain by target and language",
-            name="gain_heatmap.png",
-            png=figures.png(figures.language_heatmap(a)),
+        figures.block(
+            "Gain by target and language", "gain_heatmap.png", figures.language_heatmap(a)
         ),
     ]
 
@@ -56,12 +48,7 @@ def scatter_section(a: Analysis) -> list[Block]:
             "over targets and zero-shot languages (the rows the tests use). Crosses are the "
             "per-intermediate means the two-stage test uses; the line is its fit.",
         ),
-        Block(
-            "figure",
-            "Difficulty vs gain",
-            name="difficulty_vs_gain.png",
-            png=figures.png(figures.scatter(a)),
-        ),
+        figures.block("Difficulty vs gain", "difficulty_vs_gain.png", figures.scatter(a)),
     ]
 
 
@@ -89,11 +76,6 @@ def overlap_section(a: Analysis) -> list[Block]:
             "Mean gain per zero-shot language against its lexical overlap with English (share "
             "of shared words; 0 for another script, which shares no subword).",
         ),
-        Block(
-            "figure",
-            "Gain vs overlap",
-            name="gain_vs_overlap.png",
-            png=figures.png(figures.overlap(table)),
-        ),
+        figures.block("Gain vs overlap", "gain_vs_overlap.png", figures.overlap(table)),
         Block("table", table=formatted(table, {"overlap": 2, "gain": 2})),
     ]

@@ -74,12 +74,7 @@ def mixed_section(a: Analysis) -> list[Block]:
                 {"variance": 3, "sd": 3, "share": 1},
             ).rename(columns={"share": "share (%)"}),
         ),
-        Block(
-            "figure",
-            "Random effects",
-            name="random_effects.png",
-            png=figures.png(figures.forest(m.blups)),
-        ),
+        figures.block("Random effects", "random_effects.png", figures.forest(m.blups)),
     ]
     variants = []
     for name, fit in a.fits.items():

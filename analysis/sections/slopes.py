@@ -6,9 +6,26 @@ from __future__ import annotations
 import pandas as pd
 
 from analysis.analyse import Analysis
-from analysis.models import WEIGHTS, measure_correlations
+from analysis.models import WEIGHTS, TwoStage, measure_correlations
 from analysis.render import Block
 from analysis.sections.text import formatted, num, p_value
+
+
+def slope_rows(ts: TwoStage, unit: str, permuted: str) -> list[tuple[str, str]]:
+    """The two-stage slope's table rows: estimate per unit of `unit`, SE, CI, t, and the
+    t-test and permutation p (`permuted`: what the permutation shuffles)."""
+    exact = "exact, " if ts.exact else ""
+    return [
+        (f"slope (points per unit {unit})", num(ts.estimate, 3)),
+        ("standard error", num(ts.se, 3)),
+        ("95% CI", f"{num(ts.ci_low, 3)} to {num(ts.ci_high, 3)}"),
+        ("t (df)", f"{num(ts.t, 3)} ({ts.df})"),
+        ("p (t-test)", p_value(ts.p_t)),
+        (
+            f"p (permutation of {permuted})",
+            f"{p_value(ts.p_perm)} ({exact}{ts.n_perm:,} orderings)",
+        ),
+    ]
 
 
 def two_stage_section(a: Analysis) -> list[Block]:
@@ -32,15 +49,7 @@ def two_stage_section(a: Analysis) -> list[Block]:
         Block("table", table=formatted(means, {"mean difficulty": 3, "mean gain (points)": 2})),
     ]
     rows = [
-        ("slope (points per unit difficulty)", num(ts.estimate, 3)),
-        ("standard error", num(ts.se, 3)),
-        ("95% CI", f"{num(ts.ci_low, 3)} to {num(ts.ci_high, 3)}"),
-        ("t (df)", f"{num(ts.t, 3)} ({ts.df})"),
-        ("p (t-test)", p_value(ts.p_t)),
-        (
-            "p (permutation of difficulty)",
-            f"{p_value(ts.p_perm)} ({'exact, ' if ts.exact else ''}{ts.n_perm:,} orderings)",
-        ),
+        *slope_rows(ts, "difficulty", "difficulty"),
         ("smallest p any ordering could give", p_value(ts.p_floor)),
         ("intercept (gain at difficulty 0)", num(ts.intercept, 3)),
         (
@@ -130,15 +139,7 @@ def similarity_section(a: Analysis) -> list[Block]:
     if ts is None:
         return blocks
     rows = [
-        ("slope (points per unit cosine)", num(ts.estimate, 3)),
-        ("standard error", num(ts.se, 3)),
-        ("95% CI", f"{num(ts.ci_low, 3)} to {num(ts.ci_high, 3)}"),
-        ("t (df)", f"{num(ts.t, 3)} ({ts.df})"),
-        ("p (t-test)", p_value(ts.p_t)),
-        (
-            "p (permutation of similarity)",
-            f"{p_value(ts.p_perm)} ({'exact, ' if ts.exact else ''}{ts.n_perm:,} orderings)",
-        ),
+        *slope_rows(ts, "cosine", "similarity"),
         ("intermediates", str(ts.n_intermediates)),
     ]
     blocks += [
