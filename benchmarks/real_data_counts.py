@@ -22,8 +22,9 @@ from collections import Counter
 from pathlib import Path
 
 from trainers import ud
+from trainers.converters import _sentence_of, refind, sentence_spans
 from trainers.heads.tagging import split_long_sentences
-from trainers.sources import LANGUAGE_NAMES, _sentence_of, refind, sentence_spans
+from trainers.sources import LANGUAGE_NAMES
 
 XCOPA_LANGS = ("et", "ht", "id", "it", "qu", "sw", "ta", "th", "tr", "vi", "zh")
 XQUAD_LANGS = ("en", "es", "de", "el", "ru", "tr", "ar", "vi", "th", "zh", "hi", "ro")

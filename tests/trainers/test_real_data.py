@@ -23,8 +23,9 @@ from tests.trainers.real_helpers import (
     original_overrides,
 )
 from trainers import ud
+from trainers.converters import COPA_QUESTIONS, refind, sentence_spans
 from trainers.heads.tagging import split_long_sentences, word_lengths
-from trainers.sources import COPA_QUESTIONS, load_task_data, refind, sentence_spans
+from trainers.sources import load_task_data
 from trainers.tasks import get_task
 
 

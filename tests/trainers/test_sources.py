@@ -13,15 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from trainers.converters import CONVERTERS, sentence_spans
 from trainers.heads import get_format
 from trainers.source_config import SourceOverride
 from trainers.sources import (
-    CONVERTERS,
     DataUnavailable,
     Source,
     check_available,
     load_task_data,
-    sentence_spans,
     source_entries,
 )
 from trainers.tasks import NER_TAGS, NLI_LABELS, TASKS, UPOS, XTREME_R_LANGUAGES, get_task
