@@ -1,8 +1,9 @@
 """The plan's CPU estimate against a finished synthetic run: what each trial took, what
 `sweep.estimate` predicted, what the simulator makes of the measured durations, and the CPU
-constants of sweep/throughput.yaml fitted from the run (`--fit`).
+constants of sweep/throughput.yaml fitted from the run (`--fit`), or only the per-generator
+costs of its tasks at the table's rate and overhead (`--costs`).
 
-    .venv/bin/python benchmarks/plan_vs_run.py runs/demo [--fit]
+    .venv/bin/python benchmarks/plan_vs_run.py runs/demo [--fit | --costs]
 
 Reads the run's manifest (config, trial keys, start time) and Tune's per-trial results under
 <run>/tune (each trial's duration and end time). Printed:
@@ -13,7 +14,11 @@ Reads the run's manifest (config, trial keys, start time) and Tune's per-trial r
   seconds = overhead + sum over trainings of k[generator] x work units (train examples and
   evaluations at `eval_speedup`), over the trials that are neither a slot's first (warm-up)
   nor restarted; the warm-up is the median excess of the slots' first trials, the start-up the
-  manifest's time to the first trial, the pretraining rate its steps over its duration.
+  manifest's time to the first trial, the pretraining rate its steps over its duration;
+- with --costs: per synthetic generator, the median over its trials that train at full length
+  (not the null model, not evaluation-only targets) and are not a slot's first, of (seconds per
+  attempt - trial_overhead_s) x train_examples_per_s / work units (a restarted trial's time is
+  split over its attempts: the plan cannot foresee restarts).
 """
 
 from __future__ import annotations
@@ -28,7 +33,14 @@ from pathlib import Path
 import numpy as np
 
 from sweep.config import Experiment, parse_config
-from sweep.estimate import cpu_seconds, cpu_work, estimate, simulate, trainings_of
+from sweep.estimate import (
+    cpu_seconds,
+    cpu_work,
+    estimate,
+    simulate,
+    throughput_table,
+    trainings_of,
+)
 from sweep.plan import TrialSpec, build_plan
 
 
@@ -49,17 +61,19 @@ def group(exp: Experiment, spec: TrialSpec) -> str:
     return f"{spec.kind}/{what}"
 
 
-def restarted(run: Path) -> set[str]:
+def restarts(run: Path) -> dict[str, int]:
+    """Trial key -> restarts of its fine-tune (0: trained once)."""
     import pandas as pd
 
     rows = pd.read_parquet(run / "results", columns=["trial_key", "restarts"])
-    return set(rows.loc[rows["restarts"] > 0, "trial_key"])
+    return rows.groupby("trial_key")["restarts"].max().astype(int).to_dict()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("run", type=Path)
     parser.add_argument("--fit", action="store_true", help="print the fitted CPU constants")
+    parser.add_argument("--costs", action="store_true", help="print per-generator CPU costs")
     args = parser.parse_args()
     manifest = json.loads((args.run / "manifest.json").read_text())
     exp = parse_config(manifest["config"])
@@ -75,7 +89,8 @@ def main() -> None:
     slots = exp.resources.max_concurrent_trials
     after = sorted((starts[t.key], t.key) for t in trials if t.kind != "pretrain")
     warm = {key for _, key in after[:slots]}  # each slot's first trial after the pretraining
-    again = restarted(args.run)
+    restarted = restarts(args.run)
+    again = {key for key, n in restarted.items() if n > 0}
 
     print(
         f"run {args.run}: {len(trials)} trials, {slots} slots; span {span:.1f} s from the manifest"
@@ -106,6 +121,8 @@ def main() -> None:
         f"  plan estimate (itx plan): {wall:.1f} s vs {span:.1f} s measured "
         f"(ratio {wall / span:.3f})"
     )
+    if args.costs:
+        costs(exp, trials, times, warm, restarted)
     if args.fit:
         fit(exp, trials, times, warm | again, warm, first - created)
 
@@ -151,6 +168,32 @@ def fit(
     (pretrain,) = [t for t in trials if t.kind == "pretrain"]
     print(f"  pretrain_steps_per_s: {exp.pretrain.steps / times[pretrain.key][0]:.1f}")
     print(f"  startup_s: {startup:.1f}")
+
+
+def costs(
+    exp: Experiment,
+    trials: list[TrialSpec],
+    times: dict[str, tuple[float, float]],
+    warm: set[str],
+    restarted: dict[str, int],
+) -> None:
+    """Per-generator cost per example relative to nli at the table's rate and overhead."""
+    cpu = throughput_table()["cpu"]
+    found: dict[str, list[float]] = defaultdict(list)
+    for t in trials:
+        work = cpu_work(exp, t)
+        # trainings at full length only: the null model's blank inputs and evaluation-only
+        # targets are mostly overhead, not cost per example
+        trained = t.kind not in ("pretrain", "null") and trainings_of(exp, t)
+        if not trained or t.key in warm or len(work) != 1:
+            continue
+        ((task, units),) = work.items()
+        attempts = 1 + restarted.get(t.key, 0)
+        own = times[t.key][0] / attempts - cpu["trial_overhead_s"]
+        found[exp.task(task).synthetic].append(own * cpu["train_examples_per_s"] / units)
+    print(f"costs at {cpu['train_examples_per_s']} examples/s and {cpu['trial_overhead_s']} s:")
+    for generator, values in sorted(found.items()):
+        print(f"  {generator}: {statistics.median(values):.3f}  # {len(values)} trials")
 
 
 if __name__ == "__main__":

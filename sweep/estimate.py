@@ -167,11 +167,8 @@ def gpu_seconds(exp: Experiment, spec: TrialSpec, gpu: str) -> float:
 
 def cpu_cost(exp: Experiment, task: str) -> float:
     """Cost of one training example of `task` relative to nli's, on the CPU: measured per
-    synthetic generator (topic, nli, pos in the demo), else per format (span QA), else 1."""
-    cpu, t = throughput_table()["cpu"], exp.task(task)
-    if t.synthetic in cpu["task_cost"]:
-        return float(cpu["task_cost"][t.synthetic])
-    return float(cpu["format_cost"].get(t.format, 1.0))
+    synthetic generator (sweep/throughput.yaml `cpu.task_cost`), 1 where none was measured."""
+    return float(throughput_table()["cpu"]["task_cost"].get(exp.task(task).synthetic, 1.0))
 
 
 def cpu_work(exp: Experiment, spec: TrialSpec) -> dict[str, float]:
@@ -407,6 +404,11 @@ def estimate(
     wall = {n: startup + simulate(trials, seconds, n, done, warmup=warmup) for n in sizes}
     bound = {n: max(path, total.seconds / n) for n in sizes}
     widest = max(sizes)
+    if exp.health.policy == "restart" and exp.health.restarts:
+        notes.append(
+            f"health restarts not counted: a fine-tune that does not learn is trained again, up "
+            f"to {exp.health.restarts} more times, each at its trial's cost"
+        )
     if synthetic:
         cpu_costs = table["cpu"]["task_cost"]
         unmeasured = sorted(
@@ -419,10 +421,8 @@ def estimate(
         )
         if unmeasured:
             notes.append(
-                f"CPU cost per example measured for the generators {', '.join(cpu_costs)} and "
-                f"nli only; {', '.join(unmeasured)} estimated at nli's (span QA x"
-                f"{table['cpu']['format_cost'].get('qa', 1.0):g}): refit with "
-                "benchmarks/plan_vs_run.py on a run of them"
+                f"CPU cost per example not measured for {', '.join(unmeasured)}: estimated at "
+                "nli's; measure it with benchmarks/plan_vs_run.py RUN --costs on a run of them"
             )
     else:
         notes.append(
