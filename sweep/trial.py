@@ -297,24 +297,22 @@ def _train(
 def _skip_reason(
     spec: TrialSpec, exp: Experiment, store: ResultsStore, parent_kind: str
 ) -> str | None:
-    """Why this trial must not train on its parent (None: it may): an unhealthy intermediate,
-    or a stage that was itself skipped."""
-    if parent_kind == "intermediate":
-        return _unhealthy_parent(spec, exp, store)
+    """Why this trial must not train on its parent (None: it may): an unhealthy intermediate or
+    stage (under health.policy restart), or a stage that was itself skipped."""
+    if parent_kind not in ("intermediate", "stage"):
+        return None
     if parent_kind == "stage":
         reason = store.skipped_reason(store.artifact_of("stage", spec.parent or ""))
-        return None if reason is None else f"its stage was skipped ({reason})"
-    return None
-
-
-def _unhealthy_parent(spec: TrialSpec, exp: Experiment, store: ResultsStore) -> str | None:
-    """Why this trial must not train on its intermediate's encoder (None: it may)."""
+        if reason is not None:
+            return f"its stage was skipped ({reason})"
     if exp.health.policy != "restart":
         return None
-    parent = spec.model_copy(update={"kind": "intermediate", "key": spec.parent})
+    parent = spec.model_copy(update={"kind": parent_kind, "key": spec.parent})
     rows = store.read_rows(parent)
     if rows.empty or "healthy" not in rows or rows["healthy"].all():
         return None
+    if parent_kind == "stage":  # the stage's rows name its task as their target
+        return f"its stage {rows['target_task'].iloc[0]} did not learn (unhealthy, excluded)"
     return f"intermediate {spec.intermediate} seed {spec.seed} is unhealthy (excluded)"
 
 

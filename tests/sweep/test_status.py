@@ -62,3 +62,40 @@ def test_children_of_an_unhealthy_intermediate_are_skipped_and_status_says_so(ro
     result = CliRunner().invoke(app, ["status", store.run])
     assert result.exit_code == 0, result.output
     assert f"skipped {nli.label}: {unhealthy_reason}" in " ".join(result.output.split())
+
+
+def test_targets_after_a_stage_that_did_not_learn_are_skipped(root, tmp_path):
+    exp = load_config(
+        root / "tests" / "fixtures" / "tiny.yaml",
+        {
+            "storage": str(tmp_path),
+            "intermediates": ["topic_easy"],
+            "targets": ["xquad", "mlqa"],  # both evaluate the baseline's one SQuAD stage
+            "controls": {"scratch": False},
+            "difficulty": {"pvi": False, "similarity": False},
+            "health": {"policy": "restart", "restarts": 1},
+        },
+    )
+    store = ResultsStore(exp.storage, exp.name)
+    plan = build_plan(exp)
+    write_manifest(exp, store, plan)
+    by = {t.label: t for t in plan}
+    stage = by["stage/xquad/none/seed=0"]
+    xquad, mlqa = by["target/none/xquad/seed=0"], by["target/none/mlqa/seed=0"]
+    assert xquad.parent == mlqa.parent == stage.key
+    # the stage finished but did not learn (its rows as sweep.trial writes a stage's)
+    degenerate = result_row(
+        kind="stage", intermediate="none", target_task="xquad", split="dev", metric="f1",
+        trial_key=stage.key, healthy=False,
+    )  # fmt: skip
+    store.write_rows(stage, pd.DataFrame([degenerate], columns=ROWS.names))
+    for spec in (xquad, mlqa):  # skipped before loading the stage's model or any data
+        assert execute(spec, exp, store).empty and store.is_done(spec)
+    reason = "its stage xquad did not learn (unhealthy, excluded)"
+    view = describe_run(store)
+    assert view.skipped == {xquad.label: reason, mlqa.label: reason}
+    # under `flag` the same stage is kept and its targets run: no skip reason
+    flagged = exp.model_copy(update={"health": exp.health.model_copy(update={"policy": "flag"})})
+    from sweep.trial import _skip_reason
+
+    assert _skip_reason(xquad, flagged, store, "stage") is None
