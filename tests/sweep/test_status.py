@@ -17,13 +17,15 @@ from sweep.trial import execute
 from tests.conftest import result_row
 
 
-def test_children_of_an_unhealthy_intermediate_are_skipped_and_status_says_so(root, tmp_path):
+def _tiny_run(root, tmp_path, targets: list[str]):
+    """A tiny run's config, store (manifest written) and trials by label: one intermediate,
+    no scratch control, no difficulty measures, health restarts on."""
     exp = load_config(
         root / "tests" / "fixtures" / "tiny.yaml",
         {
             "storage": str(tmp_path),
             "intermediates": ["topic_easy"],
-            "targets": ["nli", "xquad", "mlqa"],  # xquad and mlqa share one SQuAD stage
+            "targets": targets,
             "controls": {"scratch": False},
             "difficulty": {"pvi": False, "similarity": False},
             "health": {"policy": "restart", "restarts": 1},
@@ -32,7 +34,12 @@ def test_children_of_an_unhealthy_intermediate_are_skipped_and_status_says_so(ro
     store = ResultsStore(exp.storage, exp.name)
     plan = build_plan(exp)
     write_manifest(exp, store, plan)
-    by = {t.label: t for t in plan}
+    return exp, store, {t.label: t for t in plan}
+
+
+def test_children_of_an_unhealthy_intermediate_are_skipped_and_status_says_so(root, tmp_path):
+    # xquad and mlqa share one SQuAD stage
+    exp, store, by = _tiny_run(root, tmp_path, ["nli", "xquad", "mlqa"])
     inter = by["intermediate/topic_easy/seed=0"]
     # the intermediate finished unhealthy (as trainers.health would have judged it)
     unhealthy = result_row(
@@ -65,21 +72,8 @@ def test_children_of_an_unhealthy_intermediate_are_skipped_and_status_says_so(ro
 
 
 def test_targets_after_a_stage_that_did_not_learn_are_skipped(root, tmp_path):
-    exp = load_config(
-        root / "tests" / "fixtures" / "tiny.yaml",
-        {
-            "storage": str(tmp_path),
-            "intermediates": ["topic_easy"],
-            "targets": ["xquad", "mlqa"],  # both evaluate the baseline's one SQuAD stage
-            "controls": {"scratch": False},
-            "difficulty": {"pvi": False, "similarity": False},
-            "health": {"policy": "restart", "restarts": 1},
-        },
-    )
-    store = ResultsStore(exp.storage, exp.name)
-    plan = build_plan(exp)
-    write_manifest(exp, store, plan)
-    by = {t.label: t for t in plan}
+    # xquad and mlqa both evaluate the baseline's one SQuAD stage
+    exp, store, by = _tiny_run(root, tmp_path, ["xquad", "mlqa"])
     stage = by["stage/xquad/none/seed=0"]
     xquad, mlqa = by["target/none/xquad/seed=0"], by["target/none/mlqa/seed=0"]
     assert xquad.parent == mlqa.parent == stage.key
