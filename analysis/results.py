@@ -155,15 +155,21 @@ def _planned_only(
     """Rows of the manifest's trials only, by trial key: a result file left by an earlier
     config under the same run name, or a foreign one, is ignored and named."""
     planned = {t["key"] for t in manifest["trials"] if t.get("kind") != "pretrain"}
-    stray = ~rows["trial_key"].isin(planned)
-    if stray.any():
-        keys = sorted(rows.loc[stray, "trial_key"].astype(str).unique())
-        problems.append(
-            f"{int(stray.sum())} rows of {len(keys)} trials not in the manifest (an earlier "
-            f"config of this run, or foreign files) ignored: {_some(keys)}"
-        )
-        rows = rows.loc[~stray].reset_index(drop=True)
-    return rows
+    why = (
+        "rows of {trials} trials not in the manifest (an earlier config of this run, or "
+        "foreign files) ignored: {keys}"
+    )
+    return _ignored(rows, ~rows["trial_key"].isin(planned), why, problems)
+
+
+def _ignored(rows: pd.DataFrame, drop: pd.Series, why: str, problems: list[str]) -> pd.DataFrame:
+    """`rows` without the `drop` ones, and a problem naming how many and of which trials:
+    `why` is formatted with the number of trials and a few of their keys."""
+    if not drop.any():
+        return rows
+    keys = sorted(rows.loc[drop, "trial_key"].astype(str).unique())
+    problems.append(f"{int(drop.sum())} " + why.format(trials=len(keys), keys=_some(keys)))
+    return rows.loc[~drop].reset_index(drop=True)
 
 
 def _some(keys: list[str], n: int = 5) -> str:
@@ -295,14 +301,10 @@ def _read_results(
     if manifest is not None:  # before duplicates: a stale row must not shadow a planned one
         rows = _planned_only(rows, manifest, problems)
     duplicated = rows.duplicated(list(ROW_IDENTITY), keep="first")
-    if duplicated.any():
-        keys = sorted(rows.loc[duplicated, "trial_key"].astype(str).unique())
-        problems.append(
-            f"{int(duplicated.sum())} duplicate rows (same trial, language, metric) ignored; "
-            f"first kept; files of trials {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}"
-        )
-        rows = rows.loc[~duplicated].reset_index(drop=True)
-    return rows
+    why = (
+        "duplicate rows (same trial, language, metric) ignored; first kept; files of trials {keys}"
+    )
+    return _ignored(rows, duplicated, why, problems)
 
 
 def _read_one(fs: pafs.FileSystem, path: str, problems: list[str]) -> pa.Table | None:

@@ -38,7 +38,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from sweep.localfs import LocalHandler
+from sweep.localfs import LocalHandler, WrappedStream
 from sweep.store import ResultsStore
 from sweep.uploader import StateUploader
 from trainers.loop import _Progress
@@ -50,12 +50,13 @@ SAVE_EVERY_S, BANDWIDTH, CADENCE_S, POLL_S = 85.0, 200e6, 300.0, 0.5
 SAVES_PER_EPOCH, EPOCHS = (24, 1), 3  # 12,272 steps per epoch: 24 saves + the epoch end's
 
 
-class Throttled:
+class Throttled(WrappedStream):
     """Output stream: counts bytes into `meter` and spends len/bandwidth seconds per write,
     one writer at a time (the node's bandwidth is shared by parallel uploads)."""
 
     def __init__(self, inner: pa.NativeFile, meter: Meter) -> None:
-        self.inner, self.meter, self.closed = inner, meter, False
+        super().__init__(inner)
+        self.meter = meter
 
     def write(self, data: bytes) -> int:
         with self.meter.lock:
@@ -63,13 +64,6 @@ class Throttled:
             self.meter.bytes += len(data)
             time.sleep(len(data) / self.meter.bandwidth)
         return len(data)
-
-    def flush(self) -> None:
-        self.inner.flush()
-
-    def close(self) -> None:
-        self.closed = True
-        self.inner.close()
 
 
 class Meter:

@@ -10,6 +10,24 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 
+class WrappedStream:
+    """A Python file object around a pyarrow output stream, for `pa.PythonFile(..., mode="w")`
+    in `wrap_output`: subclasses change `write`; flush and close go to the stream."""
+
+    def __init__(self, inner: pa.NativeFile) -> None:
+        self.inner, self.closed = inner, False
+
+    def write(self, data: bytes) -> int:
+        return self.inner.write(data)
+
+    def flush(self) -> None:
+        self.inner.flush()
+
+    def close(self) -> None:
+        self.closed = True
+        self.inner.close()
+
+
 class LocalHandler(pafs.FileSystemHandler):
     """Delegates everything to a local filesystem; `wrap_output` sees each output stream."""
 

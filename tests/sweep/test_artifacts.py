@@ -20,7 +20,7 @@ import pyarrow.fs as pafs
 import pytest
 
 from sweep.config import load_config
-from sweep.localfs import LocalHandler
+from sweep.localfs import LocalHandler, WrappedStream
 from sweep.plan import build_plan
 from sweep.store import ResultsStore
 from sweep.trial import execute
@@ -28,24 +28,14 @@ from sweep.trial import execute
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class _DyingStream:
+class _DyingStream(WrappedStream):
     """An output stream that writes half of its first chunk, then kills the process."""
-
-    def __init__(self, inner: pa.NativeFile) -> None:
-        self.inner, self.closed = inner, False
 
     def write(self, data: bytes) -> int:
         self.inner.write(data[: max(1, len(data) // 2)])
         self.inner.flush()
         os.kill(os.getpid(), signal.SIGKILL)
         return len(data)
-
-    def flush(self) -> None:
-        self.inner.flush()
-
-    def close(self) -> None:
-        self.closed = True
-        self.inner.close()
 
 
 class KillingFS(LocalHandler):
