@@ -52,15 +52,6 @@ def gpu_types() -> list[str]:
     return sorted(throughput_table()["gpus"])
 
 
-def accumulation(train: Any) -> int:
-    """Gradient accumulation steps of a TrainConfig (1 where the field does not exist yet)."""
-    for name in ("grad_accumulation", "gradient_accumulation_steps", "accumulation_steps"):
-        value = getattr(train, name, None)
-        if value:
-            return int(value)
-    return 1
-
-
 def train_examples(exp: Experiment, name: str) -> tuple[int, int]:
     """English (train, dev) examples one training of task `name` reads: as trainers.data loads
     them, each member of a mixture capped at data.train / data.dev, the mixture sampling
@@ -86,7 +77,7 @@ def optimizer_steps(exp: Experiment, name: str) -> int:
         return 0
     train = exp.train_for(name)
     batches = math.ceil(train_examples(exp, name)[0] / train.batch_size)
-    return math.ceil(batches / accumulation(train)) * train.epochs
+    return math.ceil(batches / train.gradient_accumulation_steps) * train.epochs
 
 
 @dataclass(frozen=True)
